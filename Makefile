@@ -1,0 +1,27 @@
+# fmexp: `make test` and `make repro` each set up .venv from the pinned constraints when needed.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.fmexp-installed
+
+.PHONY: install test repro bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,postgres]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+repro: $(STAMP)
+	PATH="$(abspath $(VENV))/bin:$$PATH" dvc repro
+
+bench: $(STAMP)
+	$(PY) benchmarks/divergence.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,107 @@
+"""Datasets: 2-D toy distributions (the paper's Fig. 4 checkerboard and the usual CNF benchmarks).
+
+Each dataset is a registered generator ``(n, rng) -> (n, d) float32 array``. ``load_dataset`` draws
+the train and test splits from two independent streams of one seed, so the test split is fixed
+whatever the train size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import sklearn.datasets as skd
+import torch
+from torch import Tensor
+
+__all__ = ["Dataset", "DATASETS", "load_dataset", "max_pairwise_distance"]
+
+Generator2D = Callable[[int, np.random.Generator], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset's two fixed splits, as float32 tensors of shape ``(n, ...)``."""
+
+    name: str
+    train: Tensor
+    test: Tensor
+
+    @property
+    def dim(self) -> int:
+        return self.train[0].numel()
+
+
+def _seed(rng: np.random.Generator) -> int:
+    return int(rng.integers(2**31 - 1))
+
+
+def checkerboard(n: int, rng: np.random.Generator) -> np.ndarray:
+    """8 squares of side 2 on [-4, 4]^2 (Grathwohl et al. 2019; the paper's Fig. 4); entropy log 32."""
+    x1 = rng.uniform(-2, 2, n)
+    x2 = rng.uniform(0, 1, n) - 2 * rng.integers(0, 2, n) + np.floor(x1) % 2
+    return 2 * np.stack([x1, x2], axis=1)
+
+
+def eight_gaussians(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Eight Gaussians of std 0.5/sqrt(2) on a circle of radius 4/sqrt(2)."""
+    angles = 2 * np.pi * rng.integers(0, 8, n) / 8
+    centers = 4 * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    return (centers + 0.5 * rng.standard_normal((n, 2))) / np.sqrt(2)
+
+
+def moons(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Two interleaved half circles (scikit-learn), centred and scaled to about [-4, 4]."""
+    x, _ = skd.make_moons(n, noise=0.05, random_state=_seed(rng))
+    return 2 * (x - np.array([0.5, 0.25])) * 1.5
+
+
+def circles(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Two concentric circles (scikit-learn), radii 3 and 1.5."""
+    x, _ = skd.make_circles(n, factor=0.5, noise=0.08, random_state=_seed(rng))
+    return 3 * x
+
+
+def two_spirals(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Two interleaved spirals (Grathwohl et al. 2019)."""
+    r = np.sqrt(rng.uniform(0, 1, n)) * 540 * (2 * np.pi) / 360
+    sign = np.where(rng.integers(0, 2, n) == 0, 1.0, -1.0)
+    xy = sign[:, None] * np.stack([-np.cos(r) * r, np.sin(r) * r], axis=1)
+    return xy / 3 + 0.1 * rng.standard_normal((n, 2))
+
+
+def swissroll(n: int, rng: np.random.Generator) -> np.ndarray:
+    """The swiss roll (scikit-learn) seen from above, scaled to about [-4, 4]."""
+    x, _ = skd.make_swiss_roll(n, noise=1.0, random_state=_seed(rng))
+    return x[:, [0, 2]] / 3
+
+
+DATASETS: dict[str, Generator2D] = {
+    "checkerboard": checkerboard,
+    "8gaussians": eight_gaussians,
+    "moons": moons,
+    "circles": circles,
+    "2spirals": two_spirals,
+    "swissroll": swissroll,
+}
+
+
+def load_dataset(name: str, n_train: int = 50_000, n_test: int = 5_000, seed: int = 0) -> Dataset:
+    """The registered dataset ``name``, with splits drawn from independent streams of ``seed``."""
+    try:
+        make = DATASETS[name]
+    except KeyError:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}") from None
+    if n_train < 1 or n_test < 1:
+        raise ValueError(f"n_train and n_test must be positive, got {n_train}, {n_test}")
+    train_rng, test_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    train = torch.from_numpy(make(n_train, train_rng).astype(np.float32))
+    test = torch.from_numpy(make(n_test, test_rng).astype(np.float32))
+    return Dataset(name=name, train=train, test=test)
+
+
+def max_pairwise_distance(x: Tensor, max_points: int = 4096) -> float:
+    """The largest distance between two points (of the first ``max_points``): the VE path's ``sigma_max`` rule."""
+    x = x[:max_points].flatten(1).double()
+    return float(torch.cdist(x, x).max())

@@ -1,0 +1,107 @@
+"""Log-likelihood of a CNF by the instantaneous change of variables (Chen et al. 2018; paper Sec. 2).
+
+``d/dt log p_t(x_t) = -div v_t(x_t)``. Integrating ``[x; delta]`` with ``d delta/dt = div v`` from the
+data point at t=1 back to t=0, with ``delta(1) = 0``, gives ``log p_1(x_1) = log p_0(x(0)) + delta(0)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from fmexp.ode import integrate
+
+__all__ = ["DIVERGENCES", "PROBES", "LikelihoodResult", "velocity_and_divergence", "log_likelihood", "gaussian_log_prob"]
+
+Field = Callable[[Tensor, Tensor], Tensor]
+DIVERGENCES = ("exact", "hutchinson")
+PROBES = ("rademacher", "gaussian")
+
+
+@dataclass(frozen=True)
+class LikelihoodResult:
+    """``logp``: ``log p_1(x_1)`` in nats, shape ``(B,)``; ``x_0``: the points mapped to t=0; ``nfe``: calls to ``v``."""
+
+    logp: Tensor
+    x_0: Tensor
+    nfe: int
+
+
+def gaussian_log_prob(x: Tensor, std: float = 1.0) -> Tensor:
+    """``log N(x; 0, std^2 I)`` summed over the non-batch dimensions, shape ``(B,)``."""
+    d = x[0].numel()
+    sq = x.flatten(1).pow(2).sum(1)
+    return -0.5 * sq / std**2 - d * (math.log(std) + 0.5 * math.log(2 * math.pi))
+
+
+def velocity_and_divergence(v: Field, x: Tensor, t: Tensor, probe: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """``(v(x, t), div_x v(x, t))``: exact when ``probe`` is None, else Hutchinson's ``z^T (dv/dx) z``.
+
+    One forward pass and vector-Jacobian products vectorized with ``torch.func.vmap``: the exact
+    trace takes the d rows ``e_j^T J`` at once (no Python loop over dimensions). ``v`` must treat
+    batch elements independently, as velocity networks do.
+    """
+
+    def f(y: Tensor) -> Tensor:
+        return v(y, t)
+
+    with torch.enable_grad():
+        out, vjp = torch.func.vjp(f, x)
+        if probe is not None:
+            (z_jac,) = vjp(probe)
+            return out, (z_jac * probe).flatten(1).sum(1)
+        d = x[0].numel()
+        basis = torch.eye(d, dtype=x.dtype, device=x.device).reshape(d, 1, *x.shape[1:]).expand(d, *x.shape)
+        (rows,) = torch.func.vmap(vjp)(basis)  # rows[j, b] = e_j^T J_b, shape (d, B, ...)
+        diag = rows.flatten(2).diagonal(dim1=0, dim2=2)  # (B, d): entries J_b[j, j]
+        return out, diag.sum(1)
+
+
+def _probe(x: Tensor, kind: str, generator: torch.Generator | None) -> Tensor:
+    if kind == "rademacher":
+        bits = torch.randint(0, 2, x.shape, generator=generator, device=x.device)
+        return bits.to(x.dtype) * 2 - 1
+    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+
+
+def log_likelihood(
+    v: Field,
+    x_1: Tensor,
+    *,
+    divergence: str = "exact",
+    probe: str = "rademacher",
+    method: str = "dopri5",
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+    steps: int | None = None,
+    prior_std: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> LikelihoodResult:
+    """``log p_1(x_1)`` in nats under the CNF ``v`` with source ``N(0, prior_std^2 I)`` (eq. 1 and Sec. 2).
+
+    ``divergence="hutchinson"`` draws one ``probe`` (``rademacher`` or ``gaussian``) per sample from
+    ``generator`` and holds it fixed for the whole solve, so the estimate is unbiased.
+    """
+    if divergence not in DIVERGENCES:
+        raise ValueError(f"unknown divergence {divergence!r}; choose one of {list(DIVERGENCES)}")
+    if probe not in PROBES:
+        raise ValueError(f"unknown probe {probe!r}; choose one of {list(PROBES)}")
+    z = _probe(x_1, probe, generator) if divergence == "hutchinson" else None
+    shape, d = x_1.shape, x_1[0].numel()
+
+    def augmented(state: Tensor, t: Tensor) -> Tensor:
+        x = state[:, :d].reshape(shape)
+        dx, div = velocity_and_divergence(v, x.detach(), t, z)
+        return torch.cat([dx.flatten(1), div[:, None]], dim=1).detach()
+
+    state_1 = torch.cat([x_1.flatten(1), x_1.new_zeros(shape[0], 1)], dim=1)
+    with torch.no_grad():
+        res = integrate(augmented, state_1, method=method, rtol=rtol, atol=atol, steps=steps, t0=1.0, t1=0.0)
+    x_0 = res.x[:, :d].reshape(shape)
+    logp = gaussian_log_prob(x_0, prior_std) + res.x[:, d]
+    return LikelihoodResult(logp=logp, x_0=x_0, nfe=res.nfe)
+

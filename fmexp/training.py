@@ -1,0 +1,164 @@
+"""The training loop: AdamW, linear warmup, gradient clipping, EMA weights, checkpoints, eval rows.
+
+A run is resumable bit for bit on CPU: a checkpoint holds the weights, the EMA weights, the
+optimizer and scheduler, the step, both RNG states and the curve rows so far.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm.auto import tqdm
+
+from fmexp import artifacts
+from fmexp.config import TrainConfig
+from fmexp.methods import Method
+
+__all__ = ["TrainingDiverged", "TrainResult", "train", "load_model"]
+
+EvalFn = Callable[[int, nn.Module], dict[str, float]]
+"""Called at each eval step with the EMA model; returns extra columns for the curve row."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class TrainResult:
+    """The trained weights, their EMA (used for sampling), the curve rows and the wall time."""
+
+    model: nn.Module
+    ema: nn.Module
+    rows: list[dict[str, float]]
+    seconds: float
+    steps_run: int
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.steps_run / self.seconds if self.seconds > 0 else float("nan")
+
+
+def _ema(model: nn.Module, decay: float) -> AveragedModel:
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
+def _val_loss(method: Method, model: nn.Module, val: Tensor, seed: int) -> float:
+    """The loss on a fixed held-out batch with fixed noise, so successive rows are comparable."""
+    gen = torch.Generator(device=val.device).manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        loss = float(method.loss(model, val, gen).mean())
+    model.train(was_training)
+    return loss
+
+
+def train(
+    method: Method,
+    model: nn.Module,
+    data: Tensor,
+    config: TrainConfig,
+    *,
+    seed: int = 0,
+    val_data: Tensor | None = None,
+    evaluate: EvalFn | None = None,
+    checkpoint: str | Path | None = None,
+    model_spec: dict[str, Any] | None = None,
+    resume: bool = False,
+    progress: bool | None = None,
+) -> TrainResult:
+    """Minimize ``method.loss`` over minibatches of ``data`` for ``config.steps`` steps.
+
+    ``checkpoint`` is written every ``config.checkpoint_every`` steps and at the end; with ``resume``
+    and an existing checkpoint, training continues from it exactly. ``model_spec`` (the model's
+    name and constructor args) is stored in the checkpoint for ``load_model``. ``progress``
+    defaults to showing a tqdm bar when stderr is a terminal.
+    """
+    device = data.device
+    gen = torch.Generator(device=device).manual_seed(seed)
+    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    warmup = max(config.warmup_steps, 1)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / warmup))
+    ema = _ema(model, config.ema_decay)
+    rows: list[dict[str, float]] = []
+    start = 0
+    if resume and checkpoint is not None and Path(checkpoint).exists():
+        state = artifacts.load_torch(checkpoint, map_location=device)
+        model.load_state_dict(state["model_state"])
+        ema.load_state_dict(state["ema_state"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        rows, start = list(state["rows"]), int(state["step"])
+    val = (val_data if val_data is not None else data)[: config.val_batch]
+
+    def save(step: int) -> None:
+        if checkpoint is None:
+            return
+        artifacts.save_torch(checkpoint, {
+            "model_spec": model_spec or {},
+            "model_state": model.state_dict(),
+            "ema_state": ema.state_dict(),
+            "ema_weights": ema.module.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "generator": gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "step": step,
+            "rows": rows,
+        })
+
+    model.train()
+    show = sys.stderr.isatty() if progress is None else progress
+    bar = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not show, desc="train")
+    loss_sum, loss_count = 0.0, 0
+    t_start = time.perf_counter()
+    for i in bar:
+        step = i + 1
+        batch = data[torch.randint(len(data), (config.batch_size,), generator=gen, device=device)]
+        loss = method.loss(model, batch, gen).mean()
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"non-finite loss {loss.item()} at step {step}; lower train.lr or raise train.grad_clip")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip > 0:
+            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        opt.step()
+        sched.step()
+        ema.update_parameters(model)
+        loss_sum += loss.item()
+        loss_count += 1
+        if step % config.eval_every == 0 or step == config.steps:
+            row = {"step": step, "train_loss": loss_sum / loss_count, "val_loss": _val_loss(method, ema.module, val, seed + 1)}
+            if evaluate is not None:
+                ema.module.eval()
+                row.update(evaluate(step, ema.module))
+            rows.append(row)
+            bar.set_postfix(loss=f"{row['train_loss']:.4f}", val=f"{row['val_loss']:.4f}")
+            loss_sum, loss_count = 0.0, 0
+        if config.checkpoint_every and step % config.checkpoint_every == 0 and step != config.steps:
+            save(step)
+    seconds = time.perf_counter() - t_start
+    save(config.steps)
+    ema.module.eval()
+    return TrainResult(model=model, ema=ema.module, rows=rows, seconds=seconds, steps_run=config.steps - start)
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild a checkpoint's model from its stored spec and load its EMA weights, in eval mode."""
+    from fmexp.models import build_model
+
+    state = artifacts.load_torch(path, map_location=map_location)
+    spec = dict(state["model_spec"])
+    model = build_model(spec.pop("name"), **spec)
+    model.load_state_dict(state["ema_weights"])
+    return model.to(map_location).eval()
