@@ -34,7 +34,6 @@ SOLVERS: dict[str, Solver] = {
         Solver("dopri5", adaptive=True),
         Solver("dopri8", adaptive=True),
         Solver("bosh3", adaptive=True),
-        Solver("adaptive_heun", adaptive=True),
         Solver("euler", adaptive=False, evals_per_step=1),
         Solver("midpoint", adaptive=False, evals_per_step=2),
         Solver("heun3", adaptive=False, evals_per_step=3),
@@ -106,7 +105,11 @@ def integrate(
         return v(x, t.expand(batch))
 
     options: dict[str, object] = {}
-    if not solver.adaptive:
+    if solver.adaptive:
+        # Land exactly on each output time instead of stepping past it and interpolating, so that
+        # v is never called outside [t0, t1] (the VP schedule and a trained net are undefined there).
+        options["step_t"] = t_grid
+    else:
         grid = torch.linspace(t0, t1, steps + 1, dtype=x_0.dtype, device=x_0.device)
         options["grid_constructor"] = lambda func, y0, t: grid
         if save_at:

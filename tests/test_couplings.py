@@ -1,0 +1,34 @@
+"""Minibatch OT pairing against scipy's assignment solver, an independent reference."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from fmexp.couplings import COUPLINGS, get_coupling
+
+
+def test_minibatch_ot_is_the_optimal_assignment() -> None:
+    gen = torch.Generator().manual_seed(0)
+    x_0, x_1 = torch.randn(64, 2, generator=gen), torch.randn(64, 2, generator=gen) * 3 + 1
+    paired_0, paired_1 = get_coupling("ot")(x_0, x_1)
+    assert torch.equal(paired_1, x_1)
+    cost = torch.cdist(x_0.double(), x_1.double()).pow(2)
+    rows, cols = linear_sum_assignment(cost.numpy())
+    optimum = float(cost[rows, cols].sum())
+    ours = float((paired_0.double() - x_1.double()).pow(2).sum())
+    assert ours == pytest.approx(optimum, rel=1e-9)
+    assert sorted(map(tuple, paired_0.tolist())) == sorted(map(tuple, x_0.tolist()))  # a permutation
+
+
+@pytest.mark.parametrize("name", sorted(COUPLINGS))
+def test_couplings_keep_shapes(name: str) -> None:
+    x_0, x_1 = torch.randn(16, 1, 4, 4), torch.randn(16, 1, 4, 4)
+    a, b = get_coupling(name)(x_0, x_1)
+    assert a.shape == b.shape == x_0.shape
+
+
+def test_unknown_coupling() -> None:
+    with pytest.raises(ValueError, match=r"unknown coupling 'sinkhorn'.*independent"):
+        get_coupling("sinkhorn")

@@ -1,0 +1,79 @@
+"""integrate() against closed-form flows, with NFE counted by the test itself."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from fmexp.ode import SOLVERS, integrate
+from tests.conftest import Counter, GaussianMarginal, make_path
+
+A = torch.tensor([[-0.5, 1.0], [-1.0, -0.2]], dtype=torch.float64)  # non-symmetric: a damped rotation
+
+
+def linear(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    return x @ A.T
+
+
+# Global error of a fixed-step method of order p at h = 1/200 is O(h^p).
+FIXED_TOLERANCE = {"euler": 1e-2, "midpoint": 1e-4, "heun3": 1e-6, "rk4": 1e-8}
+
+
+@pytest.mark.parametrize("method", sorted(SOLVERS))
+def test_linear_field_matches_matrix_exponential(method: str) -> None:
+    """x(1) = expm(A) x(0); adaptive methods converge as the tolerance tightens, fixed ones at their order."""
+    x_0 = torch.randn(16, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    exact = x_0 @ torch.linalg.matrix_exp(A).T
+    if SOLVERS[method].adaptive:
+        errors = []
+        for tol in (1e-5, 1e-9):
+            v = Counter(linear)
+            res = integrate(v, x_0, method=method, rtol=tol, atol=tol)
+            assert res.nfe == v.calls
+            errors.append(float((res.x - exact).abs().max()))
+        assert errors[1] < errors[0] / 10 and errors[1] < 1e-5, errors
+    else:
+        v = Counter(linear)
+        res = integrate(v, x_0, method=method, steps=200)
+        assert res.nfe == v.calls == 200 * SOLVERS[method].evals_per_step
+        tol = FIXED_TOLERANCE[method]
+        torch.testing.assert_close(res.x, exact, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("method", sorted(SOLVERS))
+def test_gaussian_marginal_field_carries_source_to_data(path_name: str, method: str) -> None:
+    """The exact marginal field of data N(m, s^2 I) maps x(0) to x(1) = M_1 + (S_1/S_0)(x(0) - M_0)."""
+    marginal = GaussianMarginal(make_path(path_name), m=torch.tensor([1.5, -0.5], dtype=torch.float64), s=0.7)
+    gen = torch.Generator().manual_seed(1)
+    zero, one = torch.zeros(1, dtype=torch.float64), torch.ones(1, dtype=torch.float64)
+    (m0, s0), (m1, s1) = marginal.mean_std(zero), marginal.mean_std(one)
+    x_0 = m0 + s0 * torch.randn(64, 2, generator=gen, dtype=torch.float64)
+    kwargs = {"rtol": 1e-7, "atol": 1e-7} if SOLVERS[method].adaptive else {"steps": 400 if method == "euler" else 100}
+    res = integrate(marginal.field, x_0, method=method, **kwargs)
+    expected = m1 + s1 / s0 * (x_0 - m0)
+    tol = {"euler": 5e-2, "midpoint": 2e-3}.get(method, 1e-4)
+    torch.testing.assert_close(res.x, expected, rtol=tol, atol=tol)
+
+
+def test_backward_in_time_and_saved_states() -> None:
+    x_1 = torch.randn(8, 2, dtype=torch.float64)
+    res = integrate(linear, x_1, t0=1.0, t1=0.0, save_at=[0.5], rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(res.x, x_1 @ torch.linalg.matrix_exp(-A).T, rtol=1e-7, atol=1e-7)
+    assert res.xs.shape == (3, 8, 2) and torch.equal(res.xs[0], x_1)
+    torch.testing.assert_close(res.xs[1], x_1 @ torch.linalg.matrix_exp(-0.5 * A).T, rtol=1e-7, atol=1e-7)
+    fixed = integrate(linear, x_1, method="rk4", steps=10, save_at=[0.2, 0.5])
+    assert fixed.xs.shape == (4, 8, 2) and fixed.nfe == 40
+
+
+def test_errors_are_clear() -> None:
+    x = torch.zeros(2, 2)
+    with pytest.raises(ValueError, match=r"unknown ODE method 'rk45'.*dopri5"):
+        integrate(linear, x, method="rk45")
+    with pytest.raises(ValueError, match="adaptive.*steps=10"):
+        integrate(linear, x, method="dopri5", steps=10)
+    with pytest.raises(ValueError, match="fixed-step.*steps"):
+        integrate(linear, x, method="euler")
+    with pytest.raises(ValueError, match="save_at"):
+        integrate(linear, x, save_at=[1.5])
+    with pytest.raises(ValueError, match="step grid"):
+        integrate(linear, x, method="euler", steps=4, save_at=[0.3])

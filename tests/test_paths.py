@@ -1,0 +1,86 @@
+"""Every path's flow, field and endpoints against autograd and the paper's formulas."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from fmexp.paths import PATHS, VPPath, get_path
+from tests.conftest import make_path
+
+T_INTERIOR = torch.tensor([0.01, 0.2, 0.5, 0.8, 0.99], dtype=torch.float64)
+
+
+def test_field_is_time_derivative_of_flow(path_name: str) -> None:
+    """``u_t(psi_t(x_0) | x_1) = d/dt psi_t(x_0)`` (Thm. 3), with d/dt by autograd in float64."""
+    path = make_path(path_name)
+    gen = torch.Generator().manual_seed(0)
+    x_0 = torch.randn(len(T_INTERIOR), 3, generator=gen, dtype=torch.float64)
+    x_1 = torch.randn(len(T_INTERIOR), 3, generator=gen, dtype=torch.float64) * 2 + 1
+    t = T_INTERIOR.clone().requires_grad_(True)
+    psi = path.psi(x_0, x_1, t)
+    dpsi_dt = torch.stack([torch.autograd.grad(psi[:, j].sum(), t, retain_graph=True)[0] for j in range(3)], dim=1)
+    sample = path.sample(x_0, x_1, T_INTERIOR)
+    torch.testing.assert_close(sample.x_t, psi.detach(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(sample.u_t, dpsi_dt, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(path.u(sample.x_t, x_1, T_INTERIOR), dpsi_dt, rtol=1e-8, atol=1e-8)
+
+
+def test_std_at_t1_is_sigma_min(path_name: str) -> None:
+    path = make_path(path_name)
+    x_1 = torch.randn(4, 2, dtype=torch.float64)
+    mu, sigma = path.mu_sigma(x_1, torch.ones(4, dtype=torch.float64))
+    torch.testing.assert_close(sigma.squeeze(1), torch.full((4,), 0.05, dtype=torch.float64), rtol=1e-10, atol=0)
+    torch.testing.assert_close(mu, x_1, rtol=0, atol=0.05**2)  # VP: alpha = sqrt(1 - sigma_min^2)
+
+
+def test_source_at_t0() -> None:
+    x_1 = torch.randn(3, 2, dtype=torch.float64)
+    t0 = torch.zeros(3, dtype=torch.float64)
+    mu, sigma = get_path("ot", sigma_min=0.05).mu_sigma(x_1, t0)
+    assert torch.equal(mu, torch.zeros_like(x_1)) and torch.all(sigma == 1)
+    mu, sigma = get_path("ve", sigma_min=0.05, sigma_max=8.0).mu_sigma(x_1, t0)
+    assert torch.equal(mu, x_1)
+    torch.testing.assert_close(sigma, torch.full_like(sigma, 8.0), rtol=1e-12, atol=0)
+    # VP at t=0 is diffusion time s=1: alpha_1 = exp(-(beta_min + (beta_max - beta_min)/2)/2) = exp(-5.025).
+    alpha_1 = math.exp(-0.5 * (0.1 + 19.9 / 2))
+    mu, sigma = get_path("vp", sigma_min=0.05).mu_sigma(x_1, t0)
+    torch.testing.assert_close(mu, alpha_1 * x_1, rtol=1e-12, atol=0)
+    torch.testing.assert_close(sigma, torch.full_like(sigma, math.sqrt(1 - alpha_1**2)), rtol=1e-12, atol=0)
+
+
+def test_vp_truncation_solves_for_sigma_min() -> None:
+    """T(s_min) = -log(1 - sigma_min^2) with T(s) = 0.1 s + 19.9 s^2 / 2, checked by the plain quadratic formula."""
+    for sigma_min in (1e-1, 1e-3, 1e-5):
+        path = VPPath(sigma_min=sigma_min)
+        target = -math.log(1 - sigma_min**2)
+        s_plain = (-0.1 + math.sqrt(0.01 + 2 * 19.9 * target)) / 19.9
+        assert path.s_min == pytest.approx(s_plain, rel=1e-6)
+
+
+def test_ot_is_the_papers_condot() -> None:
+    """psi_t(x_0) = (1 - (1 - sigma_min) t) x_0 + t x_1 and target x_1 - (1 - sigma_min) x_0 (eqs. 22-23)."""
+    path = get_path("ot", sigma_min=1e-4)
+    x_0, x_1, t = torch.randn(5, 2), torch.randn(5, 2), torch.rand(5)
+    s = path.sample(x_0, x_1, t)
+    torch.testing.assert_close(s.x_t, (1 - (1 - 1e-4) * t[:, None]) * x_0 + t[:, None] * x_1)
+    torch.testing.assert_close(s.u_t, x_1 - (1 - 1e-4) * x_0)
+
+
+def test_registry_and_errors() -> None:
+    assert set(PATHS) == {"ot", "vp", "ve"}
+    with pytest.raises(ValueError, match=r"unknown path 'otp'.*\['ot', 've', 'vp'\]"):
+        get_path("otp")
+    with pytest.raises(ValueError, match="sigma_min"):
+        get_path("ot", sigma_min=-1e-3)
+    with pytest.raises(ValueError, match="sigma_max"):
+        get_path("ve", sigma_min=1.0, sigma_max=0.5)
+
+
+def test_sample_shapes_on_images(path_name: str) -> None:
+    path = make_path(path_name)
+    x_0, x_1, t = torch.randn(4, 1, 8, 8), torch.randn(4, 1, 8, 8), torch.rand(4)
+    s = path.sample(x_0, x_1, t)
+    assert s.x_t.shape == s.u_t.shape == (4, 1, 8, 8)

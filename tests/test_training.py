@@ -1,0 +1,92 @@
+"""The training loop: it learns, it resumes bit for bit, it refuses NaN, it writes atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from fmexp import artifacts
+from fmexp.config import TrainConfig
+from fmexp.data import load_dataset
+from fmexp.methods import make_method
+from fmexp.models import build_model
+from fmexp.training import TrainingDiverged, load_model, train
+
+SPEC = {"name": "mlp", "dim": 2, "width": 64, "depth": 2}
+
+
+def fresh_model(seed: int = 0) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    spec = dict(SPEC)
+    return build_model(spec.pop("name"), **spec)
+
+
+@pytest.fixture(scope="module")
+def checkerboard():
+    return load_dataset("checkerboard", n_train=4096, n_test=512, seed=0)
+
+
+def test_short_run_lowers_the_loss(checkerboard) -> None:
+    method = make_method("fm", "ot")
+    cfg = TrainConfig(steps=300, batch_size=256, lr=2e-3, warmup_steps=10, eval_every=50, ema_decay=0.9)
+    with torch.no_grad():
+        untrained = float(method.loss(fresh_model(), checkerboard.test, torch.Generator().manual_seed(1)).mean())
+    res = train(method, fresh_model(), checkerboard.train, cfg, val_data=checkerboard.test)
+    assert [r["step"] for r in res.rows] == [50, 100, 150, 200, 250, 300]
+    assert res.rows[-1]["val_loss"] < res.rows[0]["val_loss"] < untrained
+    assert res.rows[-1]["train_loss"] < res.rows[0]["train_loss"]
+    assert res.steps_per_second > 0
+
+
+@pytest.mark.parametrize("objective,path", [("fm", "ot"), ("sm", "vp")])
+def test_resume_reproduces_an_uninterrupted_run(tmp_path: Path, checkerboard, objective: str, path: str) -> None:
+    method = make_method(objective, path)
+    cfg = TrainConfig(steps=40, batch_size=64, warmup_steps=5, eval_every=10, ema_decay=0.9)
+    full = train(method, fresh_model(), checkerboard.train, cfg, seed=7, val_data=checkerboard.test)
+
+    ckpt = tmp_path / "model.pt"
+    half = TrainConfig(**{**cfg.__dict__, "steps": 20})
+    train(method, fresh_model(), checkerboard.train, half, seed=7, val_data=checkerboard.test, checkpoint=ckpt, model_spec=SPEC)
+    other_init = fresh_model(seed=123)  # the checkpoint, not the new init, must decide the weights
+    resumed = train(method, other_init, checkerboard.train, cfg, seed=7, val_data=checkerboard.test, checkpoint=ckpt, model_spec=SPEC, resume=True)
+
+    assert resumed.steps_run == 20
+    assert resumed.rows == full.rows
+    for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+    for a, b in zip(full.ema.state_dict().values(), load_model(ckpt).state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_nan_loss_stops_with_the_step(checkerboard) -> None:
+    data = checkerboard.train.clone()
+    data[::2] = float("nan")
+    cfg = TrainConfig(steps=10, batch_size=32, warmup_steps=1)
+    with pytest.raises(TrainingDiverged, match=r"at step 1\b"):
+        train(make_method("fm", "ot"), fresh_model(), data, cfg)
+
+
+def test_eval_callback_adds_columns(checkerboard) -> None:
+    seen = []
+
+    def evaluate(step: int, model: torch.nn.Module) -> dict[str, float]:
+        seen.append((step, model.training))
+        return {"probe": float(step) * 2}
+
+    cfg = TrainConfig(steps=20, batch_size=32, eval_every=10)
+    res = train(make_method("fm", "vp"), fresh_model(), checkerboard.train, cfg, evaluate=evaluate)
+    assert seen == [(10, False), (20, False)]
+    assert [r["probe"] for r in res.rows] == [20.0, 40.0]
+
+
+def test_checkpoint_is_written_atomically(tmp_path: Path) -> None:
+    target = tmp_path / "c.pt"
+    artifacts.save_torch(target, {"a": torch.ones(2)})
+    with pytest.raises(RuntimeError):
+        with artifacts.atomic_path(target) as tmp:
+            tmp.write_bytes(b"partial")
+            raise RuntimeError("crash mid-write")
+    assert torch.equal(artifacts.load_torch(target)["a"], torch.ones(2))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]
