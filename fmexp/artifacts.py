@@ -15,7 +15,7 @@ from typing import Any, Iterator
 
 import torch
 
-__all__ = ["atomic_path", "save_torch", "load_torch", "write_json", "read_json", "write_text"]
+__all__ = ["atomic_path", "save_torch", "load_torch", "write_json", "read_json", "write_text", "write_csv"]
 
 
 @contextlib.contextmanager
@@ -56,3 +56,10 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
 
 def read_json(path: str | os.PathLike[str]) -> Any:
     return json.loads(Path(path).read_text())
+
+
+def write_csv(path: str | os.PathLike[str], rows: list[dict[str, Any]]) -> None:
+    import pandas as pd
+
+    with atomic_path(path) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)

@@ -1,10 +1,58 @@
-"""The typed schema of ``params.yaml``: one dataclass per section."""
+"""The typed schema of ``params.yaml`` (dataclasses through OmegaConf) and Hydra-grammar overrides.
+
+``load_params`` fails at load time on an unknown key, a wrong type or an out-of-range value, with
+the file and the dotted key in the message. Overrides use Hydra's override grammar
+(``train.lr=1e-3``, ``+methods.fm_ot2={objective: fm, path: ot}``), parsed by hydra-core, the same
+syntax that ``dvc exp run -S`` writes into params.yaml.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence, TypeVar
 
-__all__ = ["TrainConfig"]
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+__all__ = [
+    "ConfigError", "DataConfig", "MethodConfig", "ModelConfig", "TrainConfig", "SampleConfig", "ScoreConfig",
+    "Params", "RunConfig", "load_params", "apply_overrides", "parse_overrides", "to_plain",
+]
+
+
+class ConfigError(ValueError):
+    """A config file or override is invalid; the message names the file and the dotted key."""
+
+
+@dataclass
+class DataConfig:
+    """Sizes and seed of the prepared splits (fixed for every run)."""
+
+    n_train: int = 50_000
+    n_test: int = 2_000
+    seed: int = 0
+
+
+@dataclass
+class MethodConfig:
+    """An objective on a path: ``fm`` (CFM, eq. 14) or ``sm`` (DSM baseline), on ``ot``, ``vp`` or ``ve``."""
+
+    objective: str = "fm"
+    path: str = "ot"
+    sigma_min: float = 1e-4  # std of p_t(x | x_1) at t=1, for every path
+    sigma_max: float | None = None  # VE only; null: the largest pairwise distance of the training data
+    coupling: str = "independent"  # independent | ot (minibatch OT, Tong et al. 2023)
+
+
+@dataclass
+class ModelConfig:
+    name: str = "mlp"
+    width: int = 256
+    depth: int = 3
+    activation: str = "silu"
+    time_embed_dim: int = 32
 
 
 @dataclass
@@ -21,3 +69,291 @@ class TrainConfig:
     eval_every: int = 500  # rows of the convergence curve; the last step always gets one
     val_batch: int = 2048  # held-out points for the validation loss
     checkpoint_every: int = 0  # 0: only at the end
+    device: str = "auto"  # auto | cpu | cuda
+
+
+@dataclass
+class SampleConfig:
+    """dopri5 at the paper's tolerance, plus a ladder of fixed-step solvers for the NFE curve (Fig. 7)."""
+
+    method: str = "dopri5"
+    rtol: float = 1e-5
+    atol: float = 1e-5
+    n_samples: int = 2000
+    fixed_solvers: list[str] = field(default_factory=lambda: ["euler", "midpoint", "rk4"])
+    nfe_ladder: list[int] = field(default_factory=lambda: [4, 8, 16, 32, 64])
+    n_trajectories: int = 12
+
+
+@dataclass
+class ScoreConfig:
+    """Exact NLL on the held-out split, a sample distance, and the cheap in-training curve points."""
+
+    n_points: int = 1000
+    divergence: str = "exact"  # exact | hutchinson
+    distance: str = "w2"  # w2 | sliced_w2
+    curve_points: int = 256  # held-out points for the NLL/NFE columns of the convergence curve; 0: none
+
+
+@dataclass
+class SweepConfig:
+    studies: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Params:
+    """The whole of ``params.yaml``: the pipeline's matrix axes and one section per stage."""
+
+    datasets: list[str] = field(default_factory=lambda: ["checkerboard", "8gaussians"])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    methods: dict[str, MethodConfig] = field(default_factory=dict)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+
+    def run(self, dataset: str, method: str, seed: int) -> RunConfig:
+        """The config of one pipeline run: one dataset, one named method, one seed."""
+        if method not in self.methods:
+            raise ConfigError(f"methods: no method {method!r}; defined are {sorted(self.methods)}")
+        return RunConfig(dataset=dataset, method_name=method, method=self.methods[method], seed=seed,
+                         data=self.data, model=self.model, train=self.train, sample=self.sample, score=self.score)
+
+
+@dataclass
+class RunConfig:
+    """Everything one train/sample/score run reads; a sweep trial is one of these."""
+
+    dataset: str = "checkerboard"
+    method_name: str = "fm_ot"
+    method: MethodConfig = field(default_factory=MethodConfig)
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+
+
+T = TypeVar("T")
+
+
+def _names() -> dict[str, list[str]]:
+    # Imported lazily: the registries live beside the math they name.
+    from fmexp.couplings import COUPLINGS
+    from fmexp.data import DATASETS
+    from fmexp.likelihood import DIVERGENCES
+    from fmexp.methods import OBJECTIVES
+    from fmexp.metrics import DISTANCES
+    from fmexp.models import ACTIVATIONS, MODELS
+    from fmexp.ode import SOLVERS
+    from fmexp.paths import PATHS
+
+    return {
+        "dataset": sorted(DATASETS), "objective": list(OBJECTIVES), "path": sorted(PATHS), "coupling": sorted(COUPLINGS),
+        "model": sorted(MODELS), "activation": sorted(ACTIVATIONS), "solver": sorted(SOLVERS),
+        "fixed": sorted(n for n, s in SOLVERS.items() if not s.adaptive), "divergence": list(DIVERGENCES),
+        "distance": sorted(DISTANCES), "device": ["auto", "cpu", "cuda"],
+    }
+
+
+def _method_errors(key: str, m: MethodConfig, names: dict[str, list[str]]) -> list[str]:
+    errors = []
+    for attr, kind in (("objective", "objective"), ("path", "path"), ("coupling", "coupling")):
+        if getattr(m, attr) not in names[kind]:
+            errors.append(f"{key}.{attr}: {getattr(m, attr)!r} is not one of {names[kind]}")
+    if not 0 <= m.sigma_min < 1:
+        errors.append(f"{key}.sigma_min: must lie in [0, 1), got {m.sigma_min}")
+    if m.path == "ve" and m.sigma_min <= 0:
+        errors.append(f"{key}.sigma_min: the ve path needs sigma_min > 0, got {m.sigma_min}")
+    if m.sigma_max is not None and m.sigma_max <= m.sigma_min:
+        errors.append(f"{key}.sigma_max: must exceed sigma_min, got {m.sigma_max}")
+    if m.objective == "sm" and m.path == "ot":
+        errors.append(f"{key}: objective 'sm' needs a diffusion path (vp, ve): the ot path has mu_0 = 0")
+    return errors
+
+
+def _section_errors(model: ModelConfig, train: TrainConfig, sample: SampleConfig, score: ScoreConfig, data: DataConfig,
+                    names: dict[str, list[str]]) -> list[str]:
+    errors = []
+
+    def positive(key: str, value: float) -> None:
+        if value <= 0:
+            errors.append(f"{key}: must be positive, got {value}")
+
+    def one_of(key: str, value: str, kind: str) -> None:
+        if value not in names[kind]:
+            errors.append(f"{key}: {value!r} is not one of {names[kind]}")
+
+    for key in ("n_train", "n_test"):
+        positive(f"data.{key}", getattr(data, key))
+    one_of("model.name", model.name, "model")
+    one_of("model.activation", model.activation, "activation")
+    for key in ("width", "depth", "time_embed_dim"):
+        positive(f"model.{key}", getattr(model, key))
+    for key in ("steps", "batch_size", "lr", "eval_every", "val_batch"):
+        positive(f"train.{key}", getattr(train, key))
+    for key in ("warmup_steps", "grad_clip", "weight_decay", "checkpoint_every"):
+        if getattr(train, key) < 0:
+            errors.append(f"train.{key}: must be >= 0, got {getattr(train, key)}")
+    if not 0 <= train.ema_decay < 1:
+        errors.append(f"train.ema_decay: must lie in [0, 1), got {train.ema_decay}")
+    one_of("train.device", train.device, "device")
+    one_of("sample.method", sample.method, "solver")
+    for key in ("rtol", "atol", "n_samples"):
+        positive(f"sample.{key}", getattr(sample, key))
+    for s in sample.fixed_solvers:
+        one_of("sample.fixed_solvers", s, "fixed")
+    for n in sample.nfe_ladder:
+        positive("sample.nfe_ladder", n)
+    if sample.n_trajectories < 0:
+        errors.append(f"sample.n_trajectories: must be >= 0, got {sample.n_trajectories}")
+    positive("score.n_points", score.n_points)
+    if score.curve_points < 0:
+        errors.append(f"score.curve_points: must be >= 0, got {score.curve_points}")
+    one_of("score.divergence", score.divergence, "divergence")
+    one_of("score.distance", score.distance, "distance")
+    return errors
+
+
+def validate_params(p: Params) -> list[str]:
+    """Every out-of-range value and unknown name in ``p``, as ``dotted.key: reason``."""
+    names = _names()
+    errors = [f"datasets: {d!r} is not one of {names['dataset']}" for d in p.datasets if d not in names["dataset"]]
+    if not p.datasets:
+        errors.append("datasets: must list at least one dataset")
+    if not p.seeds:
+        errors.append("seeds: must list at least one seed")
+    if not p.methods:
+        errors.append("methods: must define at least one method")
+    for name, m in p.methods.items():
+        errors += _method_errors(f"methods.{name}", m, names)
+    return errors + _section_errors(p.model, p.train, p.sample, p.score, p.data, names)
+
+
+def validate_run(r: RunConfig) -> list[str]:
+    names = _names()
+    errors = [] if r.dataset in names["dataset"] else [f"dataset: {r.dataset!r} is not one of {names['dataset']}"]
+    return errors + _method_errors("method", r.method, names) + _section_errors(r.model, r.train, r.sample, r.score, r.data, names)
+
+
+def parse_overrides(overrides: Sequence[str], source: str = "overrides") -> list[Any]:
+    """Parse ``key=value`` strings with hydra-core's override grammar."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        return OverridesParser.create().parse_overrides(list(overrides))
+    except HydraException as e:
+        raise ConfigError(f"{source}: {e}") from None
+
+
+def apply_overrides(cfg: DictConfig, overrides: Sequence[str], source: str = "overrides") -> None:
+    """Apply Hydra-grammar overrides in place: ``key=value`` changes, ``+key=value`` adds, ``~key`` deletes."""
+    for ov in parse_overrides(overrides, source):
+        key = ov.key_or_group
+        if ov.is_sweep_override():
+            raise ConfigError(f"{source}: {ov.input_line!r} is a sweep; put it in a study's search_space")
+        try:
+            if ov.is_delete():
+                parent, _, leaf = key.rpartition(".")
+                node = OmegaConf.select(cfg, parent) if parent else cfg
+                if node is None or leaf not in node:
+                    raise ConfigError(f"{source}: cannot delete {key}: no such key")
+                with _unlocked(node):
+                    del node[leaf]
+            elif ov.is_add():
+                parent, _, leaf = key.rpartition(".")
+                node = OmegaConf.select(cfg, parent) if parent else cfg
+                if not isinstance(node, DictConfig):
+                    raise ConfigError(f"{source}: cannot add {key}: {parent or 'the root'} is not a mapping")
+                if leaf in node:
+                    raise ConfigError(f"{source}: cannot add {key}: it exists (drop the '+')")
+                node.merge_with({leaf: ov.value()})
+            else:
+                if OmegaConf.select(cfg, key, default=_MISSING) is _MISSING:
+                    raise ConfigError(f"{source}: unknown key {key!r} (use +{key}=... to add an entry to a dict)")
+                OmegaConf.update(cfg, key, ov.value(), merge=True)
+        except OmegaConfBaseException as e:
+            raise ConfigError(f"{source}: {key}: {_reason(e)}") from None
+
+
+_MISSING = object()
+
+
+class _unlocked:
+    def __init__(self, node: DictConfig) -> None:
+        self.node = node
+
+    def __enter__(self) -> None:
+        OmegaConf.set_struct(self.node, False)
+
+    def __exit__(self, *exc: object) -> None:
+        OmegaConf.set_struct(self.node, True)
+
+
+def _reason(e: OmegaConfBaseException) -> str:
+    return str(e).split("\n")[0]
+
+
+def structured(schema: type[T], data: dict[str, Any] | DictConfig | None, source: str) -> DictConfig:
+    """Merge ``data`` onto the schema's defaults; unknown keys and wrong types raise ``ConfigError``."""
+    base = OmegaConf.structured(schema)
+    try:
+        return OmegaConf.merge(base, data or {})  # type: ignore[return-value]
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", None)
+        raise ConfigError(f"{source}: {key + ': ' if key else ''}{_reason(e)}") from None
+
+
+def to_object(cfg: DictConfig, source: str) -> Any:
+    try:
+        return OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"{source}: {getattr(e, 'full_key', '')}: {_reason(e)}") from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML mapping from ``path``; a syntax error or a non-mapping raises ``ConfigError`` naming the file."""
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {e}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def load_params(path: str | Path = "params.yaml", overrides: Sequence[str] = ()) -> Params:
+    """Load, override and validate ``params.yaml``."""
+    cfg = structured(Params, read_yaml(path), str(path))
+    apply_overrides(cfg, overrides, f"{path} overrides")
+    params: Params = to_object(cfg, str(path))
+    errors = validate_params(params)
+    if errors:
+        raise ConfigError(f"{path}: " + "; ".join(errors))
+    return params
+
+
+def run_config(base: RunConfig, overrides: Sequence[str], source: str) -> RunConfig:
+    """``base`` with Hydra-grammar overrides applied and validated."""
+    cfg = OmegaConf.structured(base)
+    apply_overrides(cfg, overrides, source)
+    run: RunConfig = to_object(cfg, source)
+    errors = validate_run(run)
+    if errors:
+        raise ConfigError(f"{source}: " + "; ".join(errors))
+    return run
+
+
+def to_plain(obj: Any) -> Any:
+    """A dataclass config as plain dicts and lists (for JSON, checkpoints and reports)."""
+    return OmegaConf.to_container(OmegaConf.structured(obj), resolve=True)
