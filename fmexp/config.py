@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 __all__ = [
-    "ConfigError", "DataConfig", "MethodConfig", "ModelConfig", "TrainConfig", "SampleConfig", "ScoreConfig",
+    "ConfigError", "PipelineConfig", "DataConfig", "MethodConfig", "ModelConfig", "TrainConfig", "SampleConfig", "ScoreConfig",
     "Params", "RunConfig", "load_params", "apply_overrides", "parse_overrides", "to_plain",
 ]
 
@@ -69,6 +69,8 @@ class TrainConfig:
     eval_every: int = 500  # rows of the convergence curve; the last step always gets one
     val_batch: int = 2048  # held-out points for the validation loss
     checkpoint_every: int = 0  # 0: only at the end
+    curve_points: int = 256  # held-out points for the NLL and dopri5-NFE columns of the curve; 0: none
+    curve_tol: float = 1e-5  # dopri5 rtol = atol for those columns
     device: str = "auto"  # auto | cpu | cuda
 
 
@@ -79,6 +81,7 @@ class SampleConfig:
     method: str = "dopri5"
     rtol: float = 1e-5
     atol: float = 1e-5
+    steps: int = 100  # used only when ``method`` is a fixed-step solver
     n_samples: int = 2000
     fixed_solvers: list[str] = field(default_factory=lambda: ["euler", "midpoint", "rk4"])
     nfe_ladder: list[int] = field(default_factory=lambda: [4, 8, 16, 32, 64])
@@ -87,12 +90,11 @@ class SampleConfig:
 
 @dataclass
 class ScoreConfig:
-    """Exact NLL on the held-out split, a sample distance, and the cheap in-training curve points."""
+    """Exact NLL on the held-out split and a sample distance to it."""
 
     n_points: int = 1000
     divergence: str = "exact"  # exact | hutchinson
     distance: str = "w2"  # w2 | sliced_w2
-    curve_points: int = 256  # held-out points for the NLL/NFE columns of the convergence curve; 0: none
 
 
 @dataclass
@@ -101,11 +103,19 @@ class SweepConfig:
 
 
 @dataclass
-class Params:
-    """The whole of ``params.yaml``: the pipeline's matrix axes and one section per stage."""
+class PipelineConfig:
+    """The axes of the DVC matrix: every dataset x method x seed is one run."""
 
     datasets: list[str] = field(default_factory=lambda: ["checkerboard", "8gaussians"])
+    methods: list[str] = field(default_factory=lambda: ["fm_ot", "fm_vp", "sm_vp", "fm_ve"])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+
+
+@dataclass
+class Params:
+    """The whole of ``params.yaml``: the pipeline's axes, the named methods, one section per stage."""
+
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     methods: dict[str, MethodConfig] = field(default_factory=dict)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -202,7 +212,7 @@ def _section_errors(model: ModelConfig, train: TrainConfig, sample: SampleConfig
         errors.append(f"train.ema_decay: must lie in [0, 1), got {train.ema_decay}")
     one_of("train.device", train.device, "device")
     one_of("sample.method", sample.method, "solver")
-    for key in ("rtol", "atol", "n_samples"):
+    for key in ("rtol", "atol", "steps", "n_samples"):
         positive(f"sample.{key}", getattr(sample, key))
     for s in sample.fixed_solvers:
         one_of("sample.fixed_solvers", s, "fixed")
@@ -211,8 +221,9 @@ def _section_errors(model: ModelConfig, train: TrainConfig, sample: SampleConfig
     if sample.n_trajectories < 0:
         errors.append(f"sample.n_trajectories: must be >= 0, got {sample.n_trajectories}")
     positive("score.n_points", score.n_points)
-    if score.curve_points < 0:
-        errors.append(f"score.curve_points: must be >= 0, got {score.curve_points}")
+    if train.curve_points < 0:
+        errors.append(f"train.curve_points: must be >= 0, got {train.curve_points}")
+    positive("train.curve_tol", train.curve_tol)
     one_of("score.divergence", score.divergence, "divergence")
     one_of("score.distance", score.distance, "distance")
     return errors
@@ -221,13 +232,11 @@ def _section_errors(model: ModelConfig, train: TrainConfig, sample: SampleConfig
 def validate_params(p: Params) -> list[str]:
     """Every out-of-range value and unknown name in ``p``, as ``dotted.key: reason``."""
     names = _names()
-    errors = [f"datasets: {d!r} is not one of {names['dataset']}" for d in p.datasets if d not in names["dataset"]]
-    if not p.datasets:
-        errors.append("datasets: must list at least one dataset")
-    if not p.seeds:
-        errors.append("seeds: must list at least one seed")
-    if not p.methods:
-        errors.append("methods: must define at least one method")
+    errors = [f"pipeline.datasets: {d!r} is not one of {names['dataset']}" for d in p.pipeline.datasets if d not in names["dataset"]]
+    errors += [f"pipeline.methods: {m!r} is not defined under methods ({sorted(p.methods)})" for m in p.pipeline.methods if m not in p.methods]
+    for key in ("datasets", "methods", "seeds"):
+        if not getattr(p.pipeline, key):
+            errors.append(f"pipeline.{key}: must not be empty")
     for name, m in p.methods.items():
         errors += _method_errors(f"methods.{name}", m, names)
     return errors + _section_errors(p.model, p.train, p.sample, p.score, p.data, names)

@@ -42,7 +42,7 @@ def device_for(run: RunConfig) -> torch.device:
 
 def prepare(params: Params, data_dir: str | Path = "data") -> None:
     """Draw each dataset's fixed splits once and store them in ``data/<dataset>.pt``."""
-    for name in params.datasets:
+    for name in params.pipeline.datasets:
         ds = load_dataset(name, params.data.n_train, params.data.n_test, params.data.seed)
         artifacts.save_torch(Path(data_dir) / f"{name}.pt", {"train": ds.train, "test": ds.test, "config": to_plain(params.data)})
 
@@ -63,17 +63,17 @@ def build_method(run: RunConfig, train_data: Tensor) -> Method:
 
 def _curve_columns(run: RunConfig, method: Method, test: Tensor, on_eval: OnEval | None) -> Callable[[int, torch.nn.Module], dict[str, float]]:
     """NLL and dopri5 NFE on a few held-out points at each eval: the convergence curves (Fig. 10)."""
-    points = test[: run.score.curve_points]
+    points, tol = test[: run.train.curve_points], run.train.curve_tol
     gen_seed = run.seed + 2
 
     def evaluate(step: int, model: torch.nn.Module) -> dict[str, float]:
         row: dict[str, float] = {}
         if len(points):
             v = method.velocity(model)
-            ll = log_likelihood(v, points, prior_std=method.path.prior_std, rtol=run.sample.rtol, atol=run.sample.atol)
+            ll = log_likelihood(v, points, prior_std=method.path.prior_std, rtol=tol, atol=tol)
             with torch.no_grad():
                 x_0 = method.sample_source(tuple(points.shape), torch.Generator(device=points.device).manual_seed(gen_seed), points.device)
-                row = {"nll": float(-ll.logp.mean()), "nfe": float(integrate(v, x_0, rtol=run.sample.rtol, atol=run.sample.atol).nfe)}
+                row = {"nll": float(-ll.logp.mean()), "nfe": float(integrate(v, x_0, rtol=tol, atol=tol).nfe)}
         if on_eval is not None:
             on_eval({"step": step, **row})
         return row
@@ -120,11 +120,12 @@ def sample_run(run: RunConfig, data: Dataset, out: str | Path) -> dict[str, floa
     gen = torch.Generator(device=device).manual_seed(run.seed + 3)
     x_0 = method.sample_source((run.sample.n_samples, *data.train.shape[1:]), gen, device)
     n_traj = min(run.sample.n_trajectories, run.sample.n_samples)
-    save_at = [i / 16 for i in range(1, 16)] if SOLVERS[run.sample.method].adaptive else None
+    adaptive = SOLVERS[run.sample.method].adaptive
+    save_at = [i / 16 for i in range(1, 16)] if adaptive else None
     start = time.perf_counter()
     with torch.no_grad():
         ref = integrate(v, x_0, method=run.sample.method, rtol=run.sample.rtol, atol=run.sample.atol, save_at=save_at,
-                        steps=None if SOLVERS[run.sample.method].adaptive else max(run.sample.nfe_ladder))
+                        steps=None if adaptive else run.sample.steps)
         seconds = time.perf_counter() - start
         test = data.test.to(device)
         ladder = []

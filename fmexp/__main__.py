@@ -1,0 +1,60 @@
+"""``python -m fmexp <stage> [--dataset D --method M --seed S] [key=value ...]``: one pipeline stage.
+
+Overrides use Hydra's grammar (``train.lr=1e-3``), the same as ``dvc exp run -S``. A bad config
+exits with status 2 and a message naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from fmexp.config import ConfigError, load_params
+
+STAGES = ("prepare", "train", "sample", "score", "report", "sweep")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fmexp", description=__doc__.split("\n")[0])
+    parser.add_argument("stage", choices=STAGES)
+    parser.add_argument("overrides", nargs="*", help="Hydra-grammar overrides of params.yaml, e.g. train.lr=1e-3")
+    parser.add_argument("--params", default="params.yaml", type=Path)
+    parser.add_argument("--dataset")
+    parser.add_argument("--method")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--data-dir", default="data", type=Path)
+    parser.add_argument("--runs-dir", default="runs", type=Path)
+    parser.add_argument("--reports-dir", default="reports", type=Path)
+    args = parser.parse_intermixed_args(argv)
+    try:
+        params = load_params(args.params, args.overrides)
+        if args.stage == "prepare":
+            from fmexp.stages import prepare
+
+            prepare(params, args.data_dir)
+        elif args.stage in ("train", "sample", "score"):
+            from fmexp import stages
+
+            if args.dataset is None or args.method is None or args.seed is None:
+                parser.error(f"{args.stage} needs --dataset, --method and --seed")
+            run = params.run(args.dataset, args.method, args.seed)
+            data = stages.load_prepared(args.data_dir, args.dataset)
+            out = stages.run_dir(args.runs_dir, run)
+            getattr(stages, f"{args.stage}_run")(run, data, out)
+        elif args.stage == "sweep":
+            from fmexp.sweep import run_studies
+
+            run_studies(params.sweep.studies, reports_dir=args.reports_dir)
+        else:
+            from fmexp.report import build_report
+
+            build_report(params, args.params, runs_dir=args.runs_dir, reports_dir=args.reports_dir)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,363 @@
+"""``python -m fmexp.sweep STUDY.yaml``: a declarative Optuna study over fmexp runs.
+
+A study file names a base config (``params.yaml``, a dataset and a method), fixed overrides, and a
+search space in Hydra's sweep grammar (``choice``, ``interval``, ``range``, ``tag(log, ...)``), parsed
+by hydra-core. Each trial runs every listed seed through the pipeline's own stage functions; its
+objective is the mean over seeds. The whole file is checked before anything is written: a bad file
+exits with status 2, naming the file and the field, and leaves no folder and no storage behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import optuna
+import yaml
+from omegaconf import MISSING
+
+from fmexp import artifacts
+from fmexp.config import ConfigError, RunConfig, load_params, parse_overrides, read_yaml, run_config, structured, to_object
+
+__all__ = ["StudyConfig", "Study", "load_study", "run_study", "run_studies", "main"]
+
+METRICS = ("nll", "distance", "nfe", "nfe_nll", "train_seconds")
+DIRECTIONS = ("minimize", "maximize")
+SAMPLERS = ("tpe", "random", "grid", "nsga2", "cmaes")
+PRUNERS = ("none", "median", "hyperband")
+STORAGE_ENV = "FMEXP_STORAGE"
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass
+class ObjectiveConfig:
+    metric: str = MISSING
+    direction: str = "minimize"
+
+
+@dataclass
+class SamplerConfig:
+    name: str = "tpe"
+    seed: int = 0
+
+
+@dataclass
+class PrunerConfig:
+    name: str = "none"
+
+
+@dataclass
+class StudyConfig:
+    """The study file. ``search_space`` maps RunConfig keys (``method.sigma_min``) to sweep expressions."""
+
+    study: str = MISSING
+    base: str = "params.yaml"
+    dataset: str = "checkerboard"
+    method: str = "fm_ot"  # a method defined in the base params; search_space may change its fields
+    overrides: list[str] = field(default_factory=list)
+    search_space: dict[str, str] = field(default_factory=dict)
+    objectives: list[ObjectiveConfig] = field(default_factory=lambda: [ObjectiveConfig(metric="nll")])
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    pruner: PrunerConfig = field(default_factory=PrunerConfig)
+    n_trials: int = 10
+    seeds: list[int] = field(default_factory=lambda: [0])
+    storage: str | None = None
+
+
+@dataclass
+class Study:
+    """A checked study: its config, the base run, the Optuna distributions and where it lives."""
+
+    path: Path
+    config: StudyConfig
+    base_run: RunConfig
+    space: dict[str, optuna.distributions.BaseDistribution]
+    folder: Path
+    storage: str
+
+    @property
+    def directions(self) -> list[str]:
+        return [o.direction for o in self.config.objectives]
+
+
+def to_distribution(key: str, expr: str, source: str) -> optuna.distributions.BaseDistribution:
+    """A Hydra sweep expression as an Optuna distribution (as the Hydra Optuna sweeper maps them)."""
+    from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
+
+    (ov,) = parse_overrides([f"{key}={expr}"], f"{source}: search_space.{key}")
+    value = ov.value()
+    log = "log" in getattr(value, "tags", set())
+    where = f"{source}: search_space.{key}"
+    if isinstance(value, ChoiceSweep):
+        if log:
+            raise ConfigError(f"{where}: tag(log, ...) applies to interval or range, not choice")
+        if not value.list:
+            raise ConfigError(f"{where}: choice() needs at least one value")
+        return optuna.distributions.CategoricalDistribution(list(value.list))
+    if isinstance(value, IntervalSweep):
+        low, high = float(value.start), float(value.end)
+        _check_bounds(where, low, high, log)
+        return optuna.distributions.FloatDistribution(low, high, log=log)
+    if isinstance(value, RangeSweep):
+        start, stop, step = value.start, value.stop, value.step
+        if step is None or step <= 0:
+            raise ConfigError(f"{where}: range() needs a positive step, got {step}")
+        n = math.ceil((stop - start) / step)
+        if n < 1:
+            raise ConfigError(f"{where}: range({start}, {stop}) is empty: the bounds are reversed")
+        last = start + (n - 1) * step
+        _check_bounds(where, start, last, log, allow_equal=True)
+        if all(isinstance(v, int) for v in (start, stop, step)):
+            return optuna.distributions.IntDistribution(start, last, log=log, step=1 if log else step)
+        if log:
+            raise ConfigError(f"{where}: tag(log, range(...)) needs integer bounds")
+        return optuna.distributions.FloatDistribution(float(start), float(last), step=float(step))
+    raise ConfigError(f"{where}: {expr!r} is not a sweep; use choice(...), interval(a, b), range(a, b) or tag(log, ...)"
+                      " (fixed values belong in overrides)")
+
+
+def _check_bounds(where: str, low: float, high: float, log: bool, allow_equal: bool = False) -> None:
+    if high < low or (high == low and not allow_equal):
+        raise ConfigError(f"{where}: the bounds are reversed or empty: low={low}, high={high}")
+    if log and low <= 0:
+        raise ConfigError(f"{where}: a log range must stay above 0, got low={low}")
+
+
+def _probe_values(dist: optuna.distributions.BaseDistribution) -> list[Any]:
+    if isinstance(dist, optuna.distributions.CategoricalDistribution):
+        return list(dist.choices)
+    return [dist.low, dist.high]  # type: ignore[attr-defined]
+
+
+def _override(key: str, value: Any) -> str:
+    return f"{key}={value}" if not isinstance(value, str) else f"{key}='{value}'"
+
+
+def load_study(path: str | Path, *, storage: str | None = None, n_trials: int | None = None,
+               reports_dir: str | Path = "reports") -> Study:
+    """Read and check a study file completely; raises ``ConfigError`` naming the file and field."""
+    path = Path(path)
+    source = str(path)
+    data = read_yaml(path)
+    cfg: StudyConfig = to_object(structured(StudyConfig, data, source), source)
+    if n_trials is not None:
+        cfg.n_trials = n_trials
+    if not NAME.match(cfg.study or ""):
+        raise ConfigError(f"{source}: study: {cfg.study!r} must be a plain name (letters, digits, '_', '-', '.'),"
+                          " so that reports/sweeps/<study>/ stays inside reports/sweeps/")
+    if cfg.n_trials < 1:
+        raise ConfigError(f"{source}: n_trials: must be at least 1, got {cfg.n_trials}")
+    if not cfg.seeds:
+        raise ConfigError(f"{source}: seeds: must list at least one seed")
+    if not cfg.objectives:
+        raise ConfigError(f"{source}: objectives: must list at least one objective")
+    for i, o in enumerate(cfg.objectives):
+        if o.metric not in METRICS:
+            raise ConfigError(f"{source}: objectives[{i}].metric: {o.metric!r} is not one of {list(METRICS)}")
+        if o.direction not in DIRECTIONS:
+            raise ConfigError(f"{source}: objectives[{i}].direction: {o.direction!r} is not one of {list(DIRECTIONS)}")
+    if cfg.sampler.name not in SAMPLERS:
+        raise ConfigError(f"{source}: sampler.name: {cfg.sampler.name!r} is not one of {list(SAMPLERS)}")
+    if cfg.pruner.name not in PRUNERS:
+        raise ConfigError(f"{source}: pruner.name: {cfg.pruner.name!r} is not one of {list(PRUNERS)}")
+    multi = len(cfg.objectives) > 1
+    if multi and cfg.pruner.name != "none":
+        raise ConfigError(f"{source}: pruner.name: Optuna cannot prune a multi-objective study; use 'none'")
+    if multi and cfg.sampler.name == "cmaes":
+        raise ConfigError(f"{source}: sampler.name: cmaes is single-objective; use nsga2 or tpe")
+
+    base_path = Path(cfg.base)
+    params = load_params(base_path)
+    if cfg.method not in params.methods:
+        raise ConfigError(f"{source}: method: {cfg.method!r} is not defined in {base_path} (defined: {sorted(params.methods)})")
+    base_run = run_config(params.run(cfg.dataset, cfg.method, cfg.seeds[0]), cfg.overrides, f"{source}: overrides")
+    space = {key: to_distribution(key, expr, source) for key, expr in cfg.search_space.items()}
+    for key, dist in space.items():  # every key must exist, every choice and bound must be valid
+        for value in _probe_values(dist):
+            run_config(base_run, [_override(key, value)], f"{source}: search_space.{key}")
+    if cfg.sampler.name == "grid":
+        bad = [k for k, d in space.items() if isinstance(d, optuna.distributions.FloatDistribution) and d.step is None]
+        if bad:
+            raise ConfigError(f"{source}: sampler.name: grid needs choice() or range() for every key; {bad} are intervals")
+
+    folder = Path(reports_dir) / "sweeps" / cfg.study
+    url = storage or os.environ.get(STORAGE_ENV) or cfg.storage
+    if url is None:
+        url = f"sqlite:///{(folder / 'study.db').as_posix()}"
+    elif not url.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg2://", "mysql")):
+        raise ConfigError(f"{source}: storage: {url!r} must be null, sqlite:///FILE or postgresql://...")
+    return Study(path=path, config=cfg, base_run=base_run, space=space, folder=folder, storage=url)
+
+
+def _sampler(study: Study) -> optuna.samplers.BaseSampler:
+    name, seed = study.config.sampler.name, study.config.sampler.seed
+    if name == "grid":
+        grid = {}
+        for key, d in study.space.items():
+            if isinstance(d, optuna.distributions.CategoricalDistribution):
+                grid[key] = list(d.choices)
+            else:
+                n = int(round((d.high - d.low) / d.step)) + 1  # type: ignore[attr-defined]
+                grid[key] = [d.low + i * d.step for i in range(n)]  # type: ignore[attr-defined]
+        return optuna.samplers.GridSampler(grid, seed=seed)
+    return {
+        "tpe": lambda: optuna.samplers.TPESampler(seed=seed, multivariate=True),
+        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+        "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed),
+        "cmaes": lambda: optuna.samplers.CmaEsSampler(seed=seed),
+    }[name]()
+
+
+def _pruner(study: Study) -> optuna.pruners.BasePruner:
+    return {
+        "none": optuna.pruners.NopPruner,
+        "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0),
+        "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=study.base_run.train.steps),
+    }[study.config.pruner.name]()
+
+
+def _suggest(trial: optuna.Trial, key: str, d: optuna.distributions.BaseDistribution) -> Any:
+    if isinstance(d, optuna.distributions.CategoricalDistribution):
+        return trial.suggest_categorical(key, d.choices)
+    if isinstance(d, optuna.distributions.IntDistribution):
+        return trial.suggest_int(key, d.low, d.high, step=d.step, log=d.log)
+    return trial.suggest_float(key, d.low, d.high, step=d.step, log=d.log)  # type: ignore[attr-defined]
+
+
+def _objective(study: Study):
+    from fmexp.data import load_dataset
+    from fmexp.stages import run_all, with_seed
+
+    cache: dict[tuple, Any] = {}
+    metrics = [o.metric for o in study.config.objectives]
+    prune = study.config.pruner.name != "none"
+
+    def objective(trial: optuna.Trial) -> float | tuple[float, ...]:
+        values = {key: _suggest(trial, key, d) for key, d in study.space.items()}
+        try:
+            run = run_config(study.base_run, [_override(k, v) for k, v in values.items()], f"trial {trial.number}")
+        except ConfigError as e:  # e.g. an sm objective drawn together with the ot path
+            trial.set_user_attr("error", str(e))
+            raise
+        key = (run.dataset, run.data.n_train, run.data.n_test, run.data.seed)
+        if key not in cache:
+            cache[key] = load_dataset(run.dataset, run.data.n_train, run.data.n_test, run.data.seed)
+        per_seed: dict[str, list[float]] = {m: [] for m in metrics}
+        for i, seed in enumerate(study.config.seeds):
+            offset = i * run.train.steps
+
+            def on_eval(row: dict[str, float]) -> None:
+                if prune and metrics[0] in row:
+                    trial.report(row[metrics[0]], offset + int(row["step"]))
+                    if trial.should_prune():
+                        raise optuna.TrialPruned(f"pruned at step {row['step']} of seed {seed}")
+
+            out = study.folder / "trials" / f"{trial.number:04d}" / str(seed)
+            result = run_all(with_seed(run, seed), cache[key], out, on_eval=on_eval)
+            for m in metrics:
+                per_seed[m].append(float(result[m]))
+                trial.set_user_attr(f"seed{seed}_{m}", float(result[m]))
+        means = tuple(sum(v) / len(v) for v in per_seed.values())
+        return means[0] if len(means) == 1 else means
+
+    return objective
+
+
+def run_study(study: Study, *, quiet: bool = False) -> optuna.Study:
+    """Run trials until the study holds ``n_trials`` finished ones (a rerun resumes), then write its outputs."""
+    study.folder.mkdir(parents=True, exist_ok=True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    ostudy = optuna.create_study(study_name=study.config.study, storage=study.storage, sampler=_sampler(study),
+                                 pruner=_pruner(study), directions=study.directions, load_if_exists=True)
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+    done = len(ostudy.get_trials(deepcopy=False, states=states))
+    remaining = study.config.n_trials - done
+    if remaining > 0:
+        ostudy.optimize(_objective(study), n_trials=remaining, catch=(ConfigError,),
+                        callbacks=[optuna.study.MaxTrialsCallback(study.config.n_trials, states=states)])
+    write_outputs(study, ostudy)
+    if not quiet:
+        print(summary(study, ostudy))
+    return ostudy
+
+
+def write_outputs(study: Study, ostudy: optuna.Study) -> None:
+    """``trials.csv`` (params, objectives, state, duration, per-seed values) and ``best.yaml``."""
+    names = [o.metric for o in study.config.objectives]
+    df = ostudy.trials_dataframe(attrs=("number", "state", "params", "values", "duration", "user_attrs"), multi_index=False)
+    if len(names) == 1 and "value" in df:
+        df = df.rename(columns={"value": names[0]})
+    else:
+        df = df.rename(columns={f"values_{i}": n for i, n in enumerate(names)})
+    if "duration" in df:
+        df["duration"] = df["duration"].dt.total_seconds()
+    with artifacts.atomic_path(study.folder / "trials.csv") as tmp:
+        df.to_csv(tmp, index=False)
+    best = [{"number": t.number, "params": t.params, "values": dict(zip(names, t.values))} for t in _best(ostudy)]
+    doc = {"study": study.config.study, "objectives": [{"metric": o.metric, "direction": o.direction} for o in study.config.objectives],
+           "pareto_front" if len(names) > 1 else "best": best if len(names) > 1 else (best[0] if best else None),
+           "study_file": str(study.path), "n_trials": len(ostudy.trials)}
+    artifacts.write_text(study.folder / "best.yaml", yaml.safe_dump(doc, sort_keys=False))
+    artifacts.write_text(study.folder / "study.yaml", yaml.safe_dump(_study_record(study), sort_keys=False))
+
+
+def _study_record(study: Study) -> dict[str, Any]:
+    from fmexp.config import to_plain
+
+    return {"study_file": str(study.path), "config": to_plain(study.config), "base_run": to_plain(study.base_run)}
+
+
+def _best(ostudy: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    try:
+        return list(ostudy.best_trials) if len(ostudy.directions) > 1 else [ostudy.best_trial]
+    except ValueError:  # no completed trial
+        return []
+
+
+def summary(study: Study, ostudy: optuna.Study) -> str:
+    states = [t.state.name for t in ostudy.trials]
+    counts = ", ".join(f"{states.count(s)} {s.lower()}" for s in sorted(set(states)))
+    lines = [f"study {study.config.study}: {len(states)} trials ({counts}); storage {study.storage}"]
+    names = [o.metric for o in study.config.objectives]
+    for t in _best(ostudy):
+        vals = ", ".join(f"{n}={v:.4g}" for n, v in zip(names, t.values))
+        lines.append(f"  {'pareto' if len(names) > 1 else 'best'} #{t.number}: {vals}  {t.params}")
+    lines.append(f"  outputs: {study.folder}/trials.csv, {study.folder}/best.yaml")
+    return "\n".join(lines)
+
+
+def run_studies(paths: Sequence[str | Path], *, reports_dir: str | Path = "reports") -> None:
+    """Check every study first, then run each (the pipeline's ``sweep`` stage)."""
+    studies = [load_study(p, reports_dir=reports_dir) for p in paths]
+    (Path(reports_dir) / "sweeps").mkdir(parents=True, exist_ok=True)
+    for s in studies:
+        run_study(s)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m fmexp.sweep", description="Run a declarative Optuna study of fmexp runs.")
+    parser.add_argument("study", type=Path, help="a study file, e.g. studies/ot_vs_vp.yaml")
+    parser.add_argument("--storage", help=f"an Optuna storage URL shared by workers (or ${STORAGE_ENV}); default: sqlite under reports/sweeps/<study>/")
+    parser.add_argument("--n-trials", type=int, help="the study's total number of trials (overrides the file)")
+    parser.add_argument("--reports-dir", type=Path, default=Path("reports"))
+    args = parser.parse_args(argv)
+    try:
+        study = load_study(args.study, storage=args.storage, n_trials=args.n_trials, reports_dir=args.reports_dir)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    run_study(study)
+    print(f"  wall time {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
