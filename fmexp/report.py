@@ -1,0 +1,268 @@
+"""Tables and figures in the paper's layout, written to ``reports/`` and one self-contained HTML page.
+
+Tables (pandas): one per dataset, methods by (NLL, sample distance, NFE), mean +- std over seeds,
+the best mean in bold; also CSV, Markdown and LaTeX under ``reports/tables/``. Figures (seaborn),
+also PNG under ``reports/figures/``: convergence curves, sample quality against NFE for the
+fixed-step solvers (Fig. 7), the paper's Fig. 4 panels (density, samples, trajectories), and for
+each sweep its history, parameter importances and Pareto front.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import subprocess
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+import yaml  # noqa: E402
+from jinja2 import Environment, PackageLoader, select_autoescape  # noqa: E402
+
+from fmexp import artifacts  # noqa: E402
+from fmexp.config import Params, to_plain  # noqa: E402
+
+__all__ = ["collect_metrics", "method_table", "build_report"]
+
+COLUMNS = {"nll": "NLL (nats)", "distance": "distance", "nfe": "NFE"}
+PACKAGES = ("fmexp", "torch", "torchdiffeq", "numpy", "scipy", "POT", "optuna", "hydra-core", "omegaconf", "dvc", "pandas", "seaborn", "matplotlib")
+
+
+@dataclass
+class Figure:
+    title: str
+    caption: str
+    name: str
+    data_uri: str
+
+
+def _runs(params: Params, runs_dir: Path):
+    for dataset in params.pipeline.datasets:
+        for method in params.pipeline.methods:
+            for seed in params.pipeline.seeds:
+                yield dataset, method, seed, runs_dir / dataset / method / str(seed)
+
+
+def collect_metrics(params: Params, runs_dir: Path) -> pd.DataFrame:
+    """One row per run with a ``metrics.json``: dataset, method, seed and every metric."""
+    rows = [{"dataset": d, "method": m, "seed": s, **artifacts.read_json(p / "metrics.json")}
+            for d, m, s, p in _runs(params, runs_dir) if (p / "metrics.json").exists()]
+    return pd.DataFrame(rows)
+
+
+def method_table(metrics: pd.DataFrame, dataset: str, methods: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The paper's layout for one dataset: (numeric mean/std frame, display frame with 'mean ± std', best in bold)."""
+    df = metrics[metrics.dataset == dataset]
+    stats = df.groupby("method")[list(COLUMNS)].agg(["mean", "std"]).reindex([m for m in methods if m in set(df.method)])
+    stats.columns = [f"{c}_{s}" for c, s in stats.columns]
+    stats["seeds"] = df.groupby("method").size()
+    display = pd.DataFrame(index=stats.index)
+    for col, label in COLUMNS.items():
+        mean, std = stats[f"{col}_mean"], stats[f"{col}_std"].fillna(0.0)
+        fmt = "{:.0f} ± {:.0f}" if col == "nfe" else "{:.3f} ± {:.3f}"
+        cells = [fmt.format(a, b) for a, b in zip(mean, std)]
+        best = mean.idxmin() if len(mean) else None
+        display[label] = [f"**{c}**" if m == best else c for m, c in zip(stats.index, cells)]
+    display.index.name = "method"
+    return stats, display
+
+
+def _png(fig: plt.Figure, path: Path) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    data = buf.getvalue()
+    with artifacts.atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return "data:image/png;base64," + base64.b64encode(data).decode()
+
+
+def _read_csvs(params: Params, runs_dir: Path, name: str) -> pd.DataFrame:
+    frames = [pd.read_csv(p / name).assign(dataset=d, method=m, seed=s)
+              for d, m, s, p in _runs(params, runs_dir) if (p / name).exists() and (p / name).stat().st_size > 1]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _convergence(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
+    curves = _read_csvs(params, runs_dir, "curve.csv")
+    if curves.empty:
+        return []
+    ys = [c for c in ("val_loss", "nll", "nfe") if c in curves]
+    long = curves.melt(id_vars=["dataset", "method", "seed", "step"], value_vars=ys, var_name="quantity")
+    g = sns.relplot(data=long, x="step", y="value", hue="method", row="quantity", col="dataset", kind="line",
+                    errorbar="sd", facet_kws={"sharey": False}, height=2.4, aspect=1.5, marker="o")
+    return [Figure("Convergence", "Validation loss, held-out NLL (nats) and dopri5 NFE against training step; mean ± sd over seeds (cf. the paper's Fig. 10).",
+                   "convergence", _png(g.figure, fig_dir / "convergence.png"))]
+
+
+def _ladder(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
+    ladder = _read_csvs(params, runs_dir, "ladder.csv")
+    if ladder.empty:
+        return []
+    g = sns.relplot(data=ladder, x="nfe", y="error", hue="method", style="solver", col="dataset", kind="line",
+                    markers=True, errorbar=None, height=3, aspect=1.2)
+    g.set(xscale="log", yscale="log")
+    figs = [Figure("Sampling error against NFE", "Mean distance of fixed-step endpoints to the dopri5 endpoints from the same noise (the paper's Fig. 7 measure).",
+                   "nfe_error", _png(g.figure, fig_dir / "nfe_error.png"))]
+    g = sns.relplot(data=ladder, x="nfe", y="distance", hue="method", style="solver", col="dataset", kind="line",
+                    markers=True, errorbar=None, height=3, aspect=1.2)
+    g.set(xscale="log")
+    figs.append(Figure("Sample quality against NFE", "Sliced W2 distance of fixed-step samples to held-out data.",
+                       "nfe_quality", _png(g.figure, fig_dir / "nfe_quality.png")))
+    return figs
+
+
+def _panels(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
+    """The paper's Fig. 4: per method, its density, its samples and a few ODE trajectories (first seed)."""
+    figs = []
+    seed = params.pipeline.seeds[0]
+    for dataset in params.pipeline.datasets:
+        methods = [m for m in params.pipeline.methods if (runs_dir / dataset / m / str(seed) / "samples.pt").exists()]
+        if not methods:
+            continue
+        fig, axes = plt.subplots(len(methods), 3, figsize=(9, 3 * len(methods)), squeeze=False)
+        for row, method in zip(axes, methods):
+            run = runs_dir / dataset / method / str(seed)
+            samples = artifacts.load_torch(run / "samples.pt")
+            density = run / "density.pt"
+            if density.exists():
+                d = artifacts.load_torch(density)
+                row[0].imshow(np.exp(d["logp"].numpy()), origin="lower", cmap="viridis",
+                              extent=[float(d["x"][0]), float(d["x"][-1]), float(d["y"][0]), float(d["y"][-1])])
+            x = samples["samples"].numpy()
+            row[1].hist2d(x[:, 0], x[:, 1], bins=80, cmap="viridis")
+            traj = samples["trajectories"].numpy()
+            for i in range(traj.shape[1]):
+                row[2].plot(traj[:, i, 0], traj[:, i, 1], lw=1)
+                row[2].scatter(traj[-1, i, 0], traj[-1, i, 1], s=8)
+            row[0].set_ylabel(method)
+        for ax, title in zip(axes[0], ("density", "samples (dopri5)", "trajectories")):
+            ax.set_title(title)
+        for ax in axes.flat:
+            ax.set_xticks([]), ax.set_yticks([])
+        figs.append(Figure(f"{dataset}: densities, samples and trajectories",
+                           f"Seed {seed}; the paper's Fig. 4 layout.", f"panels_{dataset}", _png(fig, fig_dir / f"panels_{dataset}.png")))
+    return figs
+
+
+def _sweeps(reports_dir: Path, fig_dir: Path) -> tuple[list[dict[str, Any]], list[Figure]]:
+    import optuna
+
+    sweeps, figs = [], []
+    for folder in sorted((reports_dir / "sweeps").glob("*")):
+        if not (folder / "trials.csv").exists():
+            continue
+        trials = pd.read_csv(folder / "trials.csv")
+        best = yaml.safe_load((folder / "best.yaml").read_text()) if (folder / "best.yaml").exists() else {}
+        objectives = [o["metric"] for o in best.get("objectives", [])]
+        done = trials[trials.state == "COMPLETE"]
+        name = folder.name
+        sweeps.append({"name": name, "table": done.drop(columns=[c for c in done if c.startswith("user_attrs")]).to_html(index=False, float_format="{:.4g}".format, classes="data"),
+                       "best": yaml.safe_dump(best, sort_keys=False)})
+        if done.empty:
+            continue
+        fig, axes = plt.subplots(1, len(objectives), figsize=(4 * len(objectives), 3), squeeze=False)
+        for ax, metric, o in zip(axes[0], objectives, best["objectives"]):
+            sns.scatterplot(data=done, x="number", y=metric, ax=ax)
+            running = done[metric].cummin() if o["direction"] == "minimize" else done[metric].cummax()
+            ax.plot(done["number"], running, color="C1", label="best so far")
+            ax.legend()
+        figs.append(Figure(f"Sweep {name}: optimization history", "Objective per trial and the best so far.", f"sweep_{name}_history",
+                           _png(fig, fig_dir / f"sweep_{name}_history.png")))
+        params_cols = [c for c in done if c.startswith("params_")]
+        db = folder / "study.db"
+        if db.exists() and len(done) >= 2 and params_cols:
+            ostudy = optuna.load_study(study_name=name, storage=f"sqlite:///{db.as_posix()}")
+            fig, axes = plt.subplots(1, len(objectives), figsize=(4 * len(objectives), 2.6), squeeze=False)
+            for i, (ax, metric) in enumerate(zip(axes[0], objectives)):
+                target = (lambda t, i=i: t.values[i]) if len(objectives) > 1 else None
+                try:
+                    imp = optuna.importance.get_param_importances(ostudy, target=target, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+                except (RuntimeError, ValueError) as e:  # e.g. every trial scored the same
+                    ax.text(0.5, 0.5, f"no importances:\n{e}", ha="center", va="center", wrap=True)
+                    ax.set_axis_off()
+                    continue
+                sns.barplot(x=list(imp.values()), y=list(imp.keys()), ax=ax, orient="h")
+                ax.set_title(metric)
+            figs.append(Figure(f"Sweep {name}: parameter importances", "fANOVA importances (Optuna) for each objective.",
+                               f"sweep_{name}_importance", _png(fig, fig_dir / f"sweep_{name}_importance.png")))
+        if len(objectives) >= 2:
+            pareto = {t["number"] for t in best.get("pareto_front", [])}
+            fig, ax = plt.subplots(figsize=(4.5, 3.5))
+            hue = done["number"].map(lambda n: "Pareto front" if n in pareto else "dominated")
+            style = done[params_cols[0]] if params_cols else None
+            sns.scatterplot(data=done, x=objectives[0], y=objectives[1], hue=hue, style=style, ax=ax, s=60)
+            figs.append(Figure(f"Sweep {name}: Pareto front", f"{objectives[0]} against {objectives[1]}.", f"sweep_{name}_pareto",
+                               _png(fig, fig_dir / f"sweep_{name}_pareto.png")))
+        if "params_sample.rtol" in done and "nfe" in done:
+            fig, ax = plt.subplots(figsize=(4.5, 3.5))
+            sns.scatterplot(data=done, x="params_sample.rtol", y="nfe", hue=params_cols[0] if params_cols[0] != "params_sample.rtol" else None, ax=ax)
+            ax.set_xscale("log")
+            figs.append(Figure(f"Sweep {name}: NFE against tolerance", "dopri5 NFE at each sampled rtol.", f"sweep_{name}_tolerance",
+                               _png(fig, fig_dir / f"sweep_{name}_tolerance.png")))
+    return sweeps, figs
+
+
+def _provenance(params_path: Path) -> dict[str, Any]:
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], capture_output=True, text=True, check=True, cwd=params_path.parent or ".").stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return "unknown"
+
+    versions = {}
+    for pkg in PACKAGES:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = "not installed"
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return {"revision": git("rev-parse", "HEAD") + (" (with uncommitted changes)" if dirty not in ("", "unknown") else ""), "versions": versions}
+
+
+def build_report(params: Params, params_path: str | Path, *, runs_dir: str | Path = "runs", reports_dir: str | Path = "reports") -> Path:
+    """Write ``reports/summary.html``, ``reports/tables/*`` and ``reports/figures/*``; return the page's path."""
+    runs_dir, reports_dir = Path(runs_dir), Path(reports_dir)
+    table_dir, fig_dir = reports_dir / "tables", reports_dir / "figures"
+    sns.set_theme(style="whitegrid", context="paper")
+    metrics = collect_metrics(params, runs_dir)
+    tables = []
+    for dataset in params.pipeline.datasets:
+        if metrics.empty or dataset not in set(metrics.dataset):
+            continue
+        stats, display = method_table(metrics, dataset, params.pipeline.methods)
+        distance = metrics[metrics.dataset == dataset].distance_name.iloc[0]
+        display = display.rename(columns={"distance": f"{distance} distance"})
+        artifacts.write_text(table_dir / f"{dataset}.csv", stats.to_csv())
+        artifacts.write_text(table_dir / f"{dataset}.md", display.to_markdown() + "\n")
+        artifacts.write_text(table_dir / f"{dataset}.tex", display.map(_latex_bold).to_latex(escape=False))
+        html = display.map(_html_bold).to_html(escape=False, classes="data")
+        tables.append({"dataset": dataset, "html": html, "n_seeds": int(stats.seeds.max())})
+    figures = _convergence(params, runs_dir, fig_dir) + _ladder(params, runs_dir, fig_dir) + _panels(params, runs_dir, fig_dir)
+    sweeps, sweep_figs = _sweeps(reports_dir, fig_dir)
+    env = Environment(loader=PackageLoader("fmexp"), autoescape=select_autoescape(["html"]))
+    page = env.get_template("summary.html").render(
+        tables=tables, figures=figures + sweep_figs, sweeps=sweeps, provenance=_provenance(Path(params_path)),
+        params=yaml.safe_dump(to_plain(params), sort_keys=False), methods=params.methods)
+    out = reports_dir / "summary.html"
+    artifacts.write_text(out, page)
+    return out
+
+
+def _latex_bold(cell: str) -> str:
+    cell = cell.replace("±", r"$\pm$")
+    return r"\textbf{" + cell[2:-2] + "}" if cell.startswith("**") else cell
+
+
+def _html_bold(cell: str) -> str:
+    from html import escape
+
+    return f"<b>{escape(cell[2:-2])}</b>" if cell.startswith("**") else escape(cell)
