@@ -80,12 +80,17 @@ class SampleConfig:
 
     method: str = "dopri5"
     rtol: float = 1e-5
-    atol: float = 1e-5
+    atol: float | None = None  # null: equal to rtol (the paper's atol = rtol = 1e-5)
     steps: int = 100  # used only when ``method`` is a fixed-step solver
     n_samples: int = 2000
     fixed_solvers: list[str] = field(default_factory=lambda: ["euler", "midpoint", "rk4"])
     nfe_ladder: list[int] = field(default_factory=lambda: [4, 8, 16, 32, 64])
     n_trajectories: int = 12
+
+    @property
+    def tolerances(self) -> dict[str, float]:
+        """``rtol`` and ``atol`` as keyword arguments of ``integrate`` and ``log_likelihood``."""
+        return {"rtol": self.rtol, "atol": self.rtol if self.atol is None else self.atol}
 
 
 @dataclass
@@ -95,6 +100,7 @@ class ScoreConfig:
     n_points: int = 1000
     divergence: str = "exact"  # exact | hutchinson
     distance: str = "w2"  # w2 | sliced_w2
+    density_grid: int = 40  # side of the grid on which 2-D densities are drawn (Fig. 4); 0: none
 
 
 @dataclass
@@ -212,8 +218,10 @@ def _section_errors(model: ModelConfig, train: TrainConfig, sample: SampleConfig
         errors.append(f"train.ema_decay: must lie in [0, 1), got {train.ema_decay}")
     one_of("train.device", train.device, "device")
     one_of("sample.method", sample.method, "solver")
-    for key in ("rtol", "atol", "steps", "n_samples"):
+    for key in ("rtol", "steps", "n_samples"):
         positive(f"sample.{key}", getattr(sample, key))
+    if sample.atol is not None:
+        positive("sample.atol", sample.atol)
     for s in sample.fixed_solvers:
         one_of("sample.fixed_solvers", s, "fixed")
     for n in sample.nfe_ladder:
@@ -221,6 +229,8 @@ def _section_errors(model: ModelConfig, train: TrainConfig, sample: SampleConfig
     if sample.n_trajectories < 0:
         errors.append(f"sample.n_trajectories: must be >= 0, got {sample.n_trajectories}")
     positive("score.n_points", score.n_points)
+    if score.density_grid < 0:
+        errors.append(f"score.density_grid: must be >= 0, got {score.density_grid}")
     if train.curve_points < 0:
         errors.append(f"train.curve_points: must be >= 0, got {train.curve_points}")
     positive("train.curve_tol", train.curve_tol)
@@ -256,7 +266,7 @@ def parse_overrides(overrides: Sequence[str], source: str = "overrides") -> list
     try:
         return OverridesParser.create().parse_overrides(list(overrides))
     except HydraException as e:
-        raise ConfigError(f"{source}: {e}") from None
+        raise ConfigError(f"{source}: {' '.join(overrides)}: {e}") from None
 
 
 def apply_overrides(cfg: DictConfig, overrides: Sequence[str], source: str = "overrides") -> None:

@@ -132,9 +132,8 @@ def _panels(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
         for row, method in zip(axes, methods):
             run = runs_dir / dataset / method / str(seed)
             samples = artifacts.load_torch(run / "samples.pt")
-            density = run / "density.pt"
-            if density.exists():
-                d = artifacts.load_torch(density)
+            d = artifacts.load_torch(run / "density.pt") if (run / "density.pt").exists() else {}
+            if "logp" in d:
                 row[0].imshow(np.exp(d["logp"].numpy()), origin="lower", cmap="viridis",
                               extent=[float(d["x"][0]), float(d["x"][-1]), float(d["y"][0]), float(d["y"][-1])])
             x = samples["samples"].numpy()

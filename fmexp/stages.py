@@ -107,7 +107,7 @@ def _load(run: RunConfig, data: Dataset, out: Path) -> tuple[Method, torch.nn.Mo
 
 
 def sample_run(run: RunConfig, data: Dataset, out: str | Path) -> dict[str, float]:
-    """Sample with dopri5 at ``sample.rtol/atol`` and with each fixed-step solver at the NFE ladder (Fig. 7).
+    """Sample with dopri5 at ``sample.rtol``/``atol`` and with each fixed-step solver at the NFE ladder (Fig. 7).
 
     Writes ``samples.pt`` (samples and a few trajectories), ``sample.json`` (NFE, time) and
     ``ladder.csv``: per solver and NFE budget, the mean distance of the endpoints to the dopri5
@@ -124,7 +124,7 @@ def sample_run(run: RunConfig, data: Dataset, out: str | Path) -> dict[str, floa
     save_at = [i / 16 for i in range(1, 16)] if adaptive else None
     start = time.perf_counter()
     with torch.no_grad():
-        ref = integrate(v, x_0, method=run.sample.method, rtol=run.sample.rtol, atol=run.sample.atol, save_at=save_at,
+        ref = integrate(v, x_0, method=run.sample.method, **run.sample.tolerances, save_at=save_at,
                         steps=None if adaptive else run.sample.steps)
         seconds = time.perf_counter() - start
         test = data.test.to(device)
@@ -140,16 +140,16 @@ def sample_run(run: RunConfig, data: Dataset, out: str | Path) -> dict[str, floa
                                "distance": sliced_wasserstein(res.x.cpu(), test.cpu(), seed=run.seed)})
     artifacts.save_torch(out / "samples.pt", {"samples": ref.x.cpu(), "trajectories": ref.xs[:, :n_traj].cpu(), "times": ref.times.cpu()})
     artifacts.write_csv(out / "ladder.csv", ladder)
-    summary = {"nfe": ref.nfe, "seconds": seconds, "method": run.sample.method, "rtol": run.sample.rtol, "atol": run.sample.atol}
+    summary = {"nfe": ref.nfe, "seconds": seconds, "method": run.sample.method, **run.sample.tolerances}
     artifacts.write_json(out / "sample.json", summary)
     return summary
 
 
-def score_run(run: RunConfig, data: Dataset, out: str | Path, density_grid: int = 40) -> dict[str, float]:
+def score_run(run: RunConfig, data: Dataset, out: str | Path, *, density: bool = True) -> dict[str, float]:
     """Write ``metrics.json``: held-out NLL (nats), sample distance, NFE, training time and speed.
 
-    Also writes ``density.pt``: the model's log-density on a ``density_grid`` square over the data's
-    range (2-D data only), for the paper's Fig. 4 panels.
+    With ``density``, also writes ``density.pt``: the model's log-density on a ``score.density_grid``
+    square over the data's range (2-D data only; dopri5 at 1e-4), for the paper's Fig. 4 panels.
     """
     out = Path(out)
     method, model, device = _load(run, data, out)
@@ -157,7 +157,7 @@ def score_run(run: RunConfig, data: Dataset, out: str | Path, density_grid: int 
     test = data.test[: run.score.n_points].to(device)
     start = time.perf_counter()
     ll = log_likelihood(v, test, divergence=run.score.divergence, prior_std=method.path.prior_std,
-                        rtol=run.sample.rtol, atol=run.sample.atol, generator=torch.Generator(device=device).manual_seed(run.seed + 4))
+                        **run.sample.tolerances, generator=torch.Generator(device=device).manual_seed(run.seed + 4))
     nll_seconds = time.perf_counter() - start
     samples = artifacts.load_torch(out / "samples.pt")["samples"]
     sampled, trained = artifacts.read_json(out / "sample.json"), artifacts.read_json(out / "train.json")
@@ -173,12 +173,16 @@ def score_run(run: RunConfig, data: Dataset, out: str | Path, density_grid: int 
         "train_seconds": trained["seconds"],
         "steps_per_second": trained["steps_per_second"],
     }
-    if data.dim == 2 and density_grid > 0:
-        lo, hi = data.test.min(0).values - 0.5, data.test.max(0).values + 0.5
-        axes = [torch.linspace(float(lo[i]), float(hi[i]), density_grid) for i in range(2)]
-        grid = torch.stack(torch.meshgrid(*axes, indexing="xy"), -1).reshape(-1, 2).to(device)
-        logp = log_likelihood(v, grid, prior_std=method.path.prior_std, rtol=1e-4, atol=1e-4).logp
-        artifacts.save_torch(out / "density.pt", {"x": axes[0], "y": axes[1], "logp": logp.reshape(density_grid, density_grid).cpu()})
+    if density:  # the pipeline's output; empty where it does not apply (grid 0 or data not 2-D)
+        grid_n = run.score.density_grid if data.dim == 2 else 0
+        payload: dict[str, Tensor] = {}
+        if grid_n > 0:
+            lo, hi = data.test.min(0).values - 0.5, data.test.max(0).values + 0.5
+            axes = [torch.linspace(float(lo[i]), float(hi[i]), grid_n) for i in range(2)]
+            grid = torch.stack(torch.meshgrid(*axes, indexing="xy"), -1).reshape(-1, 2).to(device)
+            logp = log_likelihood(v, grid, prior_std=method.path.prior_std, rtol=1e-4, atol=1e-4).logp
+            payload = {"x": axes[0], "y": axes[1], "logp": logp.reshape(grid_n, grid_n).cpu()}
+        artifacts.save_torch(out / "density.pt", payload)
     artifacts.write_json(out / "metrics.json", metrics)
     return metrics
 
@@ -187,7 +191,7 @@ def run_all(run: RunConfig, data: Dataset, out: str | Path, *, on_eval: OnEval |
     """Train, sample and score one run (what a sweep trial does for each seed)."""
     train_run(run, data, out, on_eval=on_eval, progress=False)
     sample_run(run, data, out)
-    return score_run(run, data, out, density_grid=0)
+    return score_run(run, data, out, density=False)
 
 
 def with_seed(run: RunConfig, seed: int) -> RunConfig:

@@ -1,0 +1,87 @@
+"""params.yaml schema: the shipped file loads; every kind of bad input names the file and the key."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fmexp.config import ConfigError, RunConfig, load_params, run_config
+from tests.helpers import ROOT, tiny_params, write_yaml
+
+
+def test_shipped_params_load() -> None:
+    p = load_params(ROOT / "params.yaml")
+    assert p.pipeline.methods == ["fm_ot", "fm_vp", "sm_vp", "fm_ve"]
+    assert (p.methods["fm_ot"].objective, p.methods["fm_ot"].path) == ("fm", "ot")
+    assert (p.methods["sm_vp"].objective, p.methods["sm_vp"].path) == ("sm", "vp")
+    run = p.run("checkerboard", "fm_vp", 2)
+    assert run.method.path == "vp" and run.seed == 2 and run.train == p.train
+
+
+def test_overrides_use_hydra_grammar(tmp_path: Path) -> None:
+    path = write_yaml(tmp_path / "params.yaml", tiny_params())
+    p = load_params(path, ["train.lr=3e-4", "pipeline.seeds=[0,1,2]", "+methods.fm_ot_mb={objective: fm, path: ot, coupling: ot}"])
+    assert p.train.lr == 3e-4 and p.pipeline.seeds == [0, 1, 2]
+    assert p.methods["fm_ot_mb"].coupling == "ot" and p.methods["fm_ot_mb"].sigma_min == 1e-4
+
+
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (lambda p: p["train"].update(lrr=1.0), r"train\.lrr"),
+        (lambda p: p["train"].update(steps="many"), r"train\.steps"),
+        (lambda p: p["methods"]["fm_ot"].update(sigma_min=-1e-3), r"methods\.fm_ot\.sigma_min"),
+        (lambda p: p["methods"]["fm_ot"].update(path="otp"), r"methods\.fm_ot\.path: 'otp' is not one of \['ot', 've', 'vp'\]"),
+        (lambda p: p["methods"]["fm_ot"].update(objective="sm"), r"methods\.fm_ot: objective 'sm' needs a diffusion path"),
+        (lambda p: p["train"].update(steps=0), r"train\.steps: must be positive"),
+        (lambda p: p["sample"].update(method="rk45"), r"sample\.method"),
+        (lambda p: p["sample"].update(fixed_solvers=["dopri5"]), r"sample\.fixed_solvers"),
+        (lambda p: p["pipeline"].update(methods=["fm_xx"]), r"pipeline\.methods: 'fm_xx' is not defined"),
+        (lambda p: p["pipeline"].update(datasets=["mnist2d"]), r"pipeline\.datasets"),
+        (lambda p: p["score"].update(divergence="skilling"), r"score\.divergence"),
+    ],
+)
+def test_bad_values_name_file_and_key(tmp_path: Path, edit, expected: str) -> None:
+    p = tiny_params()
+    edit(p)
+    path = write_yaml(tmp_path / "params.yaml", p)
+    with pytest.raises(ConfigError, match=expected) as info:
+        load_params(path)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("train.stepz=3", r"unknown key 'train\.stepz'"),
+    ("train.lr=[", r"train\.lr=\["),
+    ("train.lr=choice(1,2)", "is a sweep"),
+    ("+methods.x={pathh: vp}", r"methods\.x.*pathh"),
+])
+def test_bad_overrides(tmp_path: Path, override: str, expected: str) -> None:
+    path = write_yaml(tmp_path / "params.yaml", tiny_params())
+    with pytest.raises(ConfigError, match=expected):
+        load_params(path, [override])
+
+
+def test_yaml_syntax_error(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("train: [\n")
+    with pytest.raises(ConfigError, match=rf"{path}: invalid YAML"):
+        load_params(path)
+
+
+def test_run_config_validates_overrides() -> None:
+    with pytest.raises(ConfigError, match=r"method\.path: 'xx'"):
+        run_config(RunConfig(), ["method.path=xx"], "here")
+
+
+def test_cli_exits_2_and_writes_nothing(tmp_path: Path) -> None:
+    write_yaml(tmp_path / "params.yaml", tiny_params())
+    proc = subprocess.run([sys.executable, "-m", "fmexp", "train", "--dataset", "checkerboard", "--method", "fm_ot",
+                           "--seed", "0", "train.steps=-5"], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "params.yaml" in proc.stderr and "train.steps" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]

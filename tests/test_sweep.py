@@ -1,0 +1,142 @@
+"""Study files: the grammar becomes Optuna distributions; bad files exit 2 and write nothing; runs resume."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+
+from fmexp.sweep import load_study, main, to_distribution
+from tests.helpers import ROOT, tiny_params, tiny_study, write_yaml
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder with tiny params.yaml, where study files resolve ``base: params.yaml``."""
+    write_yaml(tmp_path / "params.yaml", tiny_params())
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FMEXP_STORAGE", raising=False)
+    return tmp_path
+
+
+@pytest.mark.parametrize("expr, expected", [
+    ("choice(ot, vp)", optuna.distributions.CategoricalDistribution(["ot", "vp"])),
+    ("interval(1e-5, 1e-1)", optuna.distributions.FloatDistribution(1e-5, 1e-1)),
+    ("tag(log, interval(1e-5, 1e-1))", optuna.distributions.FloatDistribution(1e-5, 1e-1, log=True)),
+    ("range(100, 500, 100)", optuna.distributions.IntDistribution(100, 400, step=100)),
+    ("tag(log, range(1, 9))", optuna.distributions.IntDistribution(1, 8, log=True)),
+    ("range(0.1, 0.5, 0.1)", optuna.distributions.FloatDistribution(0.1, 0.4, step=0.1)),
+])
+def test_grammar_to_distribution(expr: str, expected) -> None:
+    got = to_distribution("k", expr, "s.yaml")
+    assert type(got) is type(expected)
+    if isinstance(expected, optuna.distributions.FloatDistribution):
+        assert got.low == pytest.approx(expected.low) and got.high == pytest.approx(expected.high)
+        assert (got.log, got.step is None) == (expected.log, expected.step is None)
+    else:
+        assert got == expected
+
+
+BAD = [
+    ("yaml", None, "invalid YAML"),
+    ("unknown key", {"n_trial": 3}, "n_trial"),
+    ("unknown path", {"search_space": {"method.path": "choice(ot, otp)"}}, r"search_space\.method\.path.*'otp'"),
+    ("unknown method", {"method": "fm_xx"}, r"method: 'fm_xx' is not defined"),
+    ("unknown sampler", {"sampler": {"name": "bayes", "seed": 0}}, r"sampler\.name: 'bayes'"),
+    ("unknown pruner", {"pruner": {"name": "asha"}, "objectives": [{"metric": "nll"}]}, r"pruner\.name: 'asha'"),
+    ("unknown metric", {"objectives": [{"metric": "fid", "direction": "minimize"}]}, r"objectives\[0\]\.metric: 'fid'"),
+    ("unknown direction", {"objectives": [{"metric": "nll", "direction": "down"}]}, r"objectives\[0\]\.direction"),
+    ("unknown search key", {"search_space": {"method.sigmamin": "interval(0.1, 0.2)"}}, r"search_space\.method\.sigmamin"),
+    ("bad grammar", {"search_space": {"method.sigma_min": "interval(1e-5,"}}, r"search_space\.method\.sigma_min"),
+    ("not a sweep", {"search_space": {"method.sigma_min": "0.1"}}, "is not a sweep"),
+    ("reversed bounds", {"search_space": {"method.sigma_min": "interval(1e-1, 1e-5)"}}, "reversed"),
+    ("log range to zero", {"search_space": {"method.sigma_min": "tag(log, interval(0, 1e-1))"}}, "above 0"),
+    ("out-of-range bound", {"search_space": {"method.sigma_min": "interval(0.5, 2.0)"}}, r"method\.sigma_min: must lie in \[0, 1\)"),
+    ("zero trials", {"n_trials": 0}, r"n_trials: must be at least 1"),
+    ("negative trials", {"n_trials": -2}, r"n_trials: must be at least 1"),
+    ("pruning multi-objective", {"pruner": {"name": "median"}}, "cannot prune a multi-objective"),
+    ("escaping name", {"study": "../../etc"}, r"study: '\.\./\.\./etc' must be a plain name"),
+    ("absolute name", {"study": "/tmp/x"}, "must be a plain name"),
+    ("bad override", {"overrides": ["train.stepz=3"]}, r"overrides.*train\.stepz"),
+    ("grid over interval", {"sampler": {"name": "grid", "seed": 0}}, "grid needs choice"),
+    ("bad storage", {"storage": "redis://x"}, r"storage: 'redis://x'"),
+]
+
+
+@pytest.mark.parametrize("case, fields, expected", BAD, ids=[b[0] for b in BAD])
+def test_bad_study_exits_2_and_writes_nothing(workdir: Path, capsys, case: str, fields, expected: str) -> None:
+    path = workdir / "studies" / "bad.yaml"
+    if fields is None:
+        path.parent.mkdir()
+        path.write_text("study: bad\nsearch_space: {method.path: choice(ot, vp)\n")
+    else:
+        write_yaml(path, tiny_study("bad", **fields))
+    before = sorted(p.relative_to(workdir) for p in workdir.rglob("*"))
+    assert main([str(path)]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err
+    assert pd.Series([err]).str.contains(expected, regex=True).item(), err
+    assert sorted(p.relative_to(workdir) for p in workdir.rglob("*")) == before
+
+
+def test_exit_status_from_the_command_line(workdir: Path) -> None:
+    path = write_yaml(workdir / "s.yaml", tiny_study(n_trials=0))
+    proc = subprocess.run([sys.executable, "-m", "fmexp.sweep", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 2 and "n_trials" in proc.stderr
+    assert not (workdir / "reports").exists()
+
+
+def test_sweep_runs_and_resumes_to_the_total(workdir: Path, capsys) -> None:
+    path = write_yaml(workdir / "studies" / "tiny.yaml", tiny_study())
+    assert main([str(path)]) == 0
+    folder = workdir / "reports" / "sweeps" / "tiny"
+    trials = pd.read_csv(folder / "trials.csv")
+    assert len(trials) == 3 and set(trials.state) == {"COMPLETE"}
+    assert {"params_method.path", "params_method.sigma_min", "nll", "nfe", "duration", "user_attrs_seed0_nll"} <= set(trials.columns)
+    best = yaml.safe_load((folder / "best.yaml").read_text())
+    assert best["pareto_front"] and all({"nll", "nfe"} == set(t["values"]) for t in best["pareto_front"])
+    assert "study tiny: 3 trials" in capsys.readouterr().out
+    # the same command with a larger total adds exactly the difference
+    assert main([str(path), "--n-trials", "4"]) == 0
+    trials = pd.read_csv(folder / "trials.csv")
+    assert list(trials.number) == [0, 1, 2, 3]
+    assert main([str(path), "--n-trials", "4"]) == 0  # already complete: no new trial
+    assert len(pd.read_csv(folder / "trials.csv")) == 4
+
+
+def test_single_objective_seeds_and_pruner(workdir: Path) -> None:
+    path = write_yaml(workdir / "s.yaml", tiny_study(
+        "single", objectives=[{"metric": "nll", "direction": "minimize"}], pruner={"name": "median"},
+        sampler={"name": "tpe", "seed": 1}, seeds=[0, 1], n_trials=3,
+        search_space={"train.lr": "tag(log, interval(1e-4, 1e-2))"}))
+    assert main([str(path)]) == 0
+    trials = pd.read_csv(workdir / "reports" / "sweeps" / "single" / "trials.csv")
+    done = trials[trials.state == "COMPLETE"]
+    assert len(trials) == 3 and len(done) >= 1
+    row = done.iloc[0]
+    assert row["nll"] == pytest.approx((row["user_attrs_seed0_nll"] + row["user_attrs_seed1_nll"]) / 2)
+    best = yaml.safe_load((workdir / "reports" / "sweeps" / "single" / "best.yaml").read_text())
+    assert best["best"]["values"]["nll"] == pytest.approx(done["nll"].min())
+
+
+def test_grid_sampler_covers_the_grid(workdir: Path) -> None:
+    path = write_yaml(workdir / "g.yaml", tiny_study(
+        "grid", sampler={"name": "grid", "seed": 0}, n_trials=2,
+        search_space={"method.path": "choice(ot, vp)"}))
+    assert main([str(path)]) == 0
+    trials = pd.read_csv(workdir / "reports" / "sweeps" / "grid" / "trials.csv")
+    assert sorted(trials["params_method.path"]) == ["ot", "vp"]
+
+
+@pytest.mark.parametrize("study", sorted((ROOT / "studies").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_studies_are_valid(study: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    s = load_study(study, reports_dir="/nonexistent")
+    assert s.config.n_trials * len(s.config.seeds) * s.base_run.train.steps <= 20_000  # laptop budget
+    assert study.read_text().startswith("#")  # opens with the question it answers
