@@ -1,4 +1,7 @@
-"""``python -m fmexp <stage> [--dataset D --method M --seed S] [key=value ...]``: one pipeline stage.
+"""``python -m fmexp <stage> [--dataset D --method M] [key=value ...]``: one pipeline stage.
+
+``train``, ``sample`` and ``score`` run every seed of ``pipeline.seeds`` (override it to run one:
+``pipeline.seeds=[0]``).
 
 Overrides use Hydra's grammar (``train.lr=1e-3``), the same as ``dvc exp run -S``. A bad config
 exits with status 2 and a message naming the file and the key.
@@ -22,7 +25,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", default="params.yaml", type=Path)
     parser.add_argument("--dataset")
     parser.add_argument("--method")
-    parser.add_argument("--seed", type=int)
     parser.add_argument("--data-dir", default="data", type=Path)
     parser.add_argument("--runs-dir", default="runs", type=Path)
     parser.add_argument("--reports-dir", default="reports", type=Path)
@@ -34,14 +36,11 @@ def main(argv: list[str] | None = None) -> int:
 
             prepare(params, args.data_dir)
         elif args.stage in ("train", "sample", "score"):
-            from fmexp import stages
+            from fmexp.stages import run_stage
 
-            if args.dataset is None or args.method is None or args.seed is None:
-                parser.error(f"{args.stage} needs --dataset, --method and --seed")
-            run = params.run(args.dataset, args.method, args.seed)
-            data = stages.load_prepared(args.data_dir, args.dataset)
-            out = stages.run_dir(args.runs_dir, run)
-            getattr(stages, f"{args.stage}_run")(run, data, out)
+            if args.dataset is None or args.method is None:
+                parser.error(f"{args.stage} needs --dataset and --method")
+            run_stage(args.stage, params, args.dataset, args.method, data_dir=args.data_dir, runs_dir=args.runs_dir)
         elif args.stage == "sweep":
             from fmexp.sweep import run_studies
 

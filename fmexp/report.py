@@ -29,6 +29,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape  # noqa: E402
 
 from fmexp import artifacts  # noqa: E402
 from fmexp.config import Params, to_plain  # noqa: E402
+from fmexp.stages import RunFiles  # noqa: E402
 
 __all__ = ["collect_metrics", "method_table", "build_report"]
 
@@ -44,17 +45,17 @@ class Figure:
     data_uri: str
 
 
-def _runs(params: Params, runs_dir: Path):
+def _folders(params: Params, runs_dir: Path):
     for dataset in params.pipeline.datasets:
         for method in params.pipeline.methods:
-            for seed in params.pipeline.seeds:
-                yield dataset, method, seed, runs_dir / dataset / method / str(seed)
+            yield dataset, method, runs_dir / dataset / method
 
 
 def collect_metrics(params: Params, runs_dir: Path) -> pd.DataFrame:
-    """One row per run with a ``metrics.json``: dataset, method, seed and every metric."""
-    rows = [{"dataset": d, "method": m, "seed": s, **artifacts.read_json(p / "metrics.json")}
-            for d, m, s, p in _runs(params, runs_dir) if (p / "metrics.json").exists()]
+    """One row per scored seed: dataset, method, seed and every metric (from each ``metrics.json`` summary)."""
+    rows = [{"dataset": d, "method": m, "seed": int(seed), **values}
+            for d, m, folder in _folders(params, runs_dir) if (folder / "metrics.json").exists()
+            for seed, values in artifacts.read_json(folder / "metrics.json")["seeds"].items()]
     return pd.DataFrame(rows)
 
 
@@ -86,8 +87,9 @@ def _png(fig: plt.Figure, path: Path) -> str:
 
 
 def _read_csvs(params: Params, runs_dir: Path, name: str) -> pd.DataFrame:
-    frames = [pd.read_csv(p / name).assign(dataset=d, method=m, seed=s)
-              for d, m, s, p in _runs(params, runs_dir) if (p / name).exists() and (p / name).stat().st_size > 1]
+    """The per-method summaries ``curve.csv`` or ``ladder.csv`` (which carry a seed column), stacked."""
+    frames = [pd.read_csv(f / name).assign(dataset=d, method=m)
+              for d, m, f in _folders(params, runs_dir) if (f / name).exists() and (f / name).stat().st_size > 1]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
@@ -125,19 +127,20 @@ def _panels(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
     figs = []
     seed = params.pipeline.seeds[0]
     for dataset in params.pipeline.datasets:
-        methods = [m for m in params.pipeline.methods if (runs_dir / dataset / m / str(seed) / "samples.pt").exists()]
+        files = {m: RunFiles(runs_dir / dataset / m, seed) for m in params.pipeline.methods}
+        methods = [m for m, f in files.items() if f.samples.exists()]
         if not methods:
             continue
         fig, axes = plt.subplots(len(methods), 3, figsize=(9, 3 * len(methods)), squeeze=False)
         for row, method in zip(axes, methods):
-            run = runs_dir / dataset / method / str(seed)
-            samples = artifacts.load_torch(run / "samples.pt")
-            d = artifacts.load_torch(run / "density.pt") if (run / "density.pt").exists() else {}
+            samples = artifacts.load_torch(files[method].samples)
+            d = artifacts.load_torch(files[method].density) if files[method].density.exists() else {}
             if "logp" in d:
                 row[0].imshow(np.exp(d["logp"].numpy()), origin="lower", cmap="viridis",
                               extent=[float(d["x"][0]), float(d["x"][-1]), float(d["y"][0]), float(d["y"][-1])])
             x = samples["samples"].numpy()
-            row[1].hist2d(x[:, 0], x[:, 1], bins=80, cmap="viridis")
+            lims = np.quantile(x, [0.005, 0.995], axis=0).T  # a few diverged samples must not flatten the plot
+            row[1].hist2d(x[:, 0], x[:, 1], bins=80, range=lims, cmap="viridis")
             traj = samples["trajectories"].numpy()
             for i in range(traj.shape[1]):
                 row[2].plot(traj[:, i, 0], traj[:, i, 1], lw=1)
@@ -243,7 +246,7 @@ def build_report(params: Params, params_path: str | Path, *, runs_dir: str | Pat
         artifacts.write_text(table_dir / f"{dataset}.csv", stats.to_csv())
         artifacts.write_text(table_dir / f"{dataset}.md", display.to_markdown() + "\n")
         artifacts.write_text(table_dir / f"{dataset}.tex", display.map(_latex_bold).to_latex(escape=False))
-        html = display.map(_html_bold).to_html(escape=False, classes="data")
+        html = display.map(_html_bold).reset_index().to_html(escape=False, index=False, classes="data")
         tables.append({"dataset": dataset, "html": html, "n_seeds": int(stats.seeds.max())})
     figures = _convergence(params, runs_dir, fig_dir) + _ladder(params, runs_dir, fig_dir) + _panels(params, runs_dir, fig_dir)
     sweeps, sweep_figs = _sweeps(reports_dir, fig_dir)

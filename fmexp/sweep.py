@@ -13,6 +13,7 @@ import argparse
 import math
 import os
 import re
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -233,13 +234,14 @@ def _suggest(trial: optuna.Trial, key: str, d: optuna.distributions.BaseDistribu
 
 def _objective(study: Study):
     from fmexp.data import load_dataset
-    from fmexp.stages import run_all, with_seed
+    from fmexp.stages import RunFiles, run_all, with_seed
 
     cache: dict[tuple, Any] = {}
     metrics = [o.metric for o in study.config.objectives]
     prune = study.config.pruner.name != "none"
 
     def objective(trial: optuna.Trial) -> float | tuple[float, ...]:
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         values = {key: _suggest(trial, key, d) for key, d in study.space.items()}
         try:
             run = run_config(study.base_run, [_override(k, v) for k, v in values.items()], f"trial {trial.number}")
@@ -259,8 +261,8 @@ def _objective(study: Study):
                     if trial.should_prune():
                         raise optuna.TrialPruned(f"pruned at step {row['step']} of seed {seed}")
 
-            out = study.folder / "trials" / f"{trial.number:04d}" / str(seed)
-            result = run_all(with_seed(run, seed), cache[key], out, on_eval=on_eval)
+            files = RunFiles(study.folder / "trials" / f"{trial.number:04d}", seed)
+            result = run_all(with_seed(run, seed), cache[key], files, on_eval=on_eval)
             for m in metrics:
                 per_seed[m].append(float(result[m]))
                 trial.set_user_attr(f"seed{seed}_{m}", float(result[m]))

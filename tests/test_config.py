@@ -81,7 +81,7 @@ def test_run_config_validates_overrides() -> None:
 def test_cli_exits_2_and_writes_nothing(tmp_path: Path) -> None:
     write_yaml(tmp_path / "params.yaml", tiny_params())
     proc = subprocess.run([sys.executable, "-m", "fmexp", "train", "--dataset", "checkerboard", "--method", "fm_ot",
-                           "--seed", "0", "train.steps=-5"], cwd=tmp_path, capture_output=True, text=True)
+                           "train.steps=-5"], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 2
     assert "params.yaml" in proc.stderr and "train.steps" in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]

@@ -1,0 +1,72 @@
+"""Stage functions: reproducible metrics on CPU, every method end to end, the VE sigma_max rule."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from fmexp.config import load_params
+from fmexp.data import load_dataset, max_pairwise_distance
+from fmexp.stages import RunFiles, build_method, run_all, run_stage, sample_run, score_run, train_run
+from tests.helpers import tiny_params, write_yaml
+
+REPRODUCIBLE = ("nll", "nll_se", "distance", "nfe", "nfe_nll")
+
+
+@pytest.fixture(scope="module")
+def params(tmp_path_factory: pytest.TempPathFactory):
+    p = tiny_params(methods=["fm_ot", "fm_vp", "sm_vp", "fm_ve"])
+    return load_params(write_yaml(tmp_path_factory.mktemp("p") / "params.yaml", p))
+
+
+@pytest.fixture(scope="module")
+def data(params):
+    return load_dataset("checkerboard", params.data.n_train, params.data.n_test, params.data.seed)
+
+
+def test_same_params_give_the_same_metrics(tmp_path: Path, params, data) -> None:
+    run = params.run("checkerboard", "fm_ot", 0)
+    a, b = run_all(run, data, RunFiles(tmp_path / "a", 0)), run_all(run, data, RunFiles(tmp_path / "b", 0))
+    assert {k: a[k] for k in REPRODUCIBLE} == {k: b[k] for k in REPRODUCIBLE}
+    c = run_all(params.run("checkerboard", "fm_ot", 1), data, RunFiles(tmp_path / "c", 1))
+    assert c["nll"] != a["nll"]  # the seed matters
+
+
+@pytest.mark.parametrize("method", ["fm_ot", "fm_vp", "sm_vp", "fm_ve"])
+def test_every_method_through_the_stages(tmp_path: Path, params, data, method: str) -> None:
+    run = params.run("checkerboard", method, 0)
+    files = RunFiles.of(tmp_path, run)
+    train_run(run, data, files, progress=False)
+    sample = sample_run(run, data, files)
+    metrics = score_run(run, data, files)
+    assert metrics["nfe"] == sample["nfe"] > 0
+    assert all(torch.isfinite(torch.tensor(float(metrics[k]))) for k in REPRODUCIBLE)
+    density = torch.load(files.density, weights_only=True)
+    assert density["logp"].shape == (12, 12)
+    ladder = files.ladder.read_text().splitlines()
+    assert ladder[0] == "solver,steps,nfe,error,distance" and len(ladder) == 1 + 2 * 2  # euler, rk4 at NFE 4 and 8
+    assert json.loads(files.train_info.read_text())["run"]["method_name"] == method
+    assert files.model == tmp_path / "checkerboard" / method / "train" / "0" / "model.pt"
+
+
+def test_ve_sigma_max_defaults_to_the_largest_pairwise_distance(params, data) -> None:
+    method = build_method(params.run("checkerboard", "fm_ve", 0), data.train)
+    assert method.path.prior_std == pytest.approx(max_pairwise_distance(data.train))
+
+
+def test_run_stage_loops_over_seeds_and_summarizes(tmp_path: Path, params) -> None:
+    from fmexp.stages import prepare
+
+    p = copy.deepcopy(params)
+    p.pipeline.seeds = [0, 1]
+    prepare(p, tmp_path / "data")
+    for stage in ("train", "sample", "score"):
+        run_stage(stage, p, "checkerboard", "fm_ot", data_dir=tmp_path / "data", runs_dir=tmp_path / "runs")
+    summary = json.loads((tmp_path / "runs" / "checkerboard" / "fm_ot" / "metrics.json").read_text())
+    nll = [summary["seeds"][s]["nll"] for s in ("0", "1")]
+    assert summary["mean"]["nll"] == pytest.approx(sum(nll) / 2)
+    assert summary["std"]["nll"] == pytest.approx(abs(nll[0] - nll[1]) / 2**0.5)
