@@ -192,7 +192,7 @@ def load_study(path: str | Path, *, storage: str | None = None, n_trials: int | 
     url = storage or os.environ.get(STORAGE_ENV) or cfg.storage
     if url is None:
         url = f"sqlite:///{(folder / 'study.db').as_posix()}"
-    elif not url.startswith(("sqlite:///", "postgresql://", "postgresql+psycopg2://", "mysql")):
+    elif url.split("://")[0].split("+")[0] not in ("sqlite", "postgresql", "mysql"):
         raise ConfigError(f"{source}: storage: {url!r} must be null, sqlite:///FILE or postgresql://...")
     return Study(path=path, config=cfg, base_run=base_run, space=space, folder=folder, storage=url)
 

@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import optuna
@@ -29,19 +30,20 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def postgres(tmp_path: Path):
+def postgres():
     """A throwaway server on 127.0.0.1; as root, it runs as the postgres user (initdb refuses root)."""
-    pytest.importorskip("psycopg2")
+    pytest.importorskip("psycopg")
     as_user: list[str] = []
-    data = tmp_path / "pg"
+    top = Path(tempfile.mkdtemp(prefix="fmexp-pg-"))  # not under pytest's 0700 tmp: the server's user must reach it
+    data = top / "pg"
+    data.mkdir()
     if os.geteuid() == 0:
         try:
             pw = pwd.getpwnam("postgres")
         except KeyError:
             pytest.skip("running as root and there is no postgres user")
-        data.mkdir()
+        os.chmod(top, 0o755)
         os.chown(data, pw.pw_uid, pw.pw_gid)
-        os.chmod(tmp_path, 0o755)
         as_user = ["runuser", "-u", "postgres", "--"]
     port = _free_port()
     subprocess.run([*as_user, str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "fmexp"], check=True, capture_output=True)
@@ -51,6 +53,7 @@ def postgres(tmp_path: Path):
         yield f"postgresql://fmexp@127.0.0.1:{port}/postgres"
     finally:
         subprocess.run([*as_user, str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(top, ignore_errors=True)
 
 
 def test_two_workers_share_one_study(tmp_path: Path, postgres: str) -> None:
