@@ -9,7 +9,7 @@ import ot
 import torch
 from torch import Tensor
 
-__all__ = ["bits_per_dim", "sliced_wasserstein", "wasserstein2", "DISTANCES", "sample_distance"]
+__all__ = ["bits_per_dim", "sliced_wasserstein", "wasserstein2", "DISTANCES", "sample_distance", "gaussian_stats", "frechet_distance"]
 
 
 def bits_per_dim(nll_nats: Tensor | float, dim: int, scale: float = 1.0) -> Tensor | float:
@@ -44,3 +44,33 @@ def sample_distance(name: str, x: Tensor, y: Tensor) -> float:
     except KeyError:
         raise ValueError(f"unknown distance {name!r}; choose one of {sorted(DISTANCES)}") from None
     return fn(x, y)
+
+
+def gaussian_stats(features: np.ndarray | Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance (float64) of features ``(n, k)``: the Gaussian that FID fits."""
+    f = np.asarray(features.detach().cpu() if isinstance(features, Tensor) else features, dtype=np.float64)
+    return f.mean(axis=0), np.cov(f, rowvar=False)
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """Frechet distance between ``N(mu1, sigma1)`` and ``N(mu2, sigma2)`` (Heusel et al. 2017):
+
+        ||mu1 - mu2||^2 + tr(sigma1) + tr(sigma2) - 2 tr((sigma1 sigma2)^{1/2}).
+
+    ``tr((s1 s2)^{1/2}) = tr((s1^{1/2} s2 s1^{1/2})^{1/2})``, and the inner matrix is symmetric PSD, so
+    its root comes from a symmetric eigendecomposition with round-off negatives clipped to 0. That
+    avoids the complex parts and the eps offset that ``sqrtm(s1 @ s2)`` needs on near-singular input.
+    """
+    import scipy.linalg
+
+    mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
+    s1, s2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
+    if mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != (len(mu1), len(mu1)):
+        raise ValueError(f"shapes disagree: mu {mu1.shape}, {mu2.shape}; sigma {s1.shape}, {s2.shape}")
+    root1 = scipy.linalg.sqrtm(0.5 * (s1 + s1.T))
+    root1 = np.real(0.5 * (root1 + root1.T))
+    inner = root1 @ s2 @ root1
+    eig = scipy.linalg.eigvalsh(0.5 * (inner + inner.T))
+    tr_covmean = float(np.sqrt(np.clip(eig, 0.0, None)).sum())
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_covmean)

@@ -7,11 +7,13 @@ rebuilt without the config that made it (as nanoGPT does).
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["ACTIVATIONS", "SinusoidalTimeEmbedding", "MLP", "MODELS", "build_model"]
+__all__ = ["ACTIVATIONS", "SinusoidalTimeEmbedding", "MLP", "UNet", "MODELS", "build_model"]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"silu": nn.SiLU, "relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh, "softplus": nn.Softplus}
 
@@ -60,7 +62,108 @@ class MLP(nn.Module):
         return self.net(h).reshape(x.shape)
 
 
-MODELS: dict[str, type[nn.Module]] = {"mlp": MLP}
+def _groups(channels: int) -> int:
+    return next(g for g in (32, 16, 8, 4, 2, 1) if channels % g == 0)
+
+
+class ResBlock(nn.Module):
+    """GroupNorm-SiLU-conv twice, with the time embedding added in between (Ho et al. 2020)."""
+
+    def __init__(self, c_in: int, c_out: int, emb_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.norm1, self.conv1 = nn.GroupNorm(_groups(c_in), c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.emb = nn.Linear(emb_dim, c_out)
+        self.norm2, self.drop = nn.GroupNorm(_groups(c_out), c_out), nn.Dropout(dropout)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight), nn.init.zeros_(self.conv2.bias)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+        h = self.conv1(F.silu(self.norm1(x))) + self.emb(emb)[:, :, None, None]
+        return self.skip(x) + self.conv2(self.drop(F.silu(self.norm2(h))))
+
+
+class SelfAttention(nn.Module):
+    """Single-head self-attention over the pixels of a feature map, with a residual connection."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm = nn.GroupNorm(_groups(channels), channels)
+        self.attn = nn.MultiheadAttention(channels, num_heads=1, batch_first=True)
+
+    def forward(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
+        b, c, h, w = x.shape
+        tokens = self.norm(x).flatten(2).transpose(1, 2)
+        out, _ = self.attn(tokens, tokens, tokens, need_weights=False)
+        return x + out.transpose(1, 2).reshape(b, c, h, w)
+
+
+class UNet(nn.Module):
+    """A time-conditioned U-Net (the paper's image model, Table 3: e.g. 256 channels, multipliers 1,2,2,2).
+
+    Each resolution has ``num_res_blocks`` residual blocks (self-attention after each where the
+    resolution is in ``attention_resolutions``), then a stride-2 downsampling; the up path mirrors
+    it with skip connections. ``resolution`` must be divisible by 2^(len(channel_mults) - 1).
+    """
+
+    def __init__(self, in_channels: int = 1, resolution: int = 8, channels: int = 32, channel_mults: Sequence[int] = (1, 2),
+                 num_res_blocks: int = 1, attention_resolutions: Sequence[int] = (), dropout: float = 0.0, time_embed_dim: int = 64) -> None:
+        super().__init__()
+        if resolution % 2 ** (len(channel_mults) - 1):
+            raise ValueError(f"resolution {resolution} is not divisible by 2^{len(channel_mults) - 1} (channel_mults={list(channel_mults)})")
+        emb_dim = 4 * channels
+        self.embed = nn.Sequential(SinusoidalTimeEmbedding(time_embed_dim), nn.Linear(time_embed_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.conv_in = nn.Conv2d(in_channels, channels, 3, padding=1)
+        self.down, skips, c, res = nn.ModuleList(), [channels], channels, resolution
+        for level, mult in enumerate(channel_mults):
+            for _ in range(num_res_blocks):
+                self.down.append(self._stage(c, channels * mult, emb_dim, dropout, res in attention_resolutions))
+                c = channels * mult
+                skips.append(c)
+            if level < len(channel_mults) - 1:
+                self.down.append(nn.ModuleList([nn.Conv2d(c, c, 3, stride=2, padding=1)]))
+                skips.append(c)
+                res //= 2
+        self.mid = nn.ModuleList([ResBlock(c, c, emb_dim, dropout), SelfAttention(c), ResBlock(c, c, emb_dim, dropout)])
+        self.up = nn.ModuleList()
+        for level, mult in reversed(list(enumerate(channel_mults))):
+            for _ in range(num_res_blocks + 1):
+                self.up.append(self._stage(c + skips.pop(), channels * mult, emb_dim, dropout, res in attention_resolutions))
+                c = channels * mult
+            if level > 0:
+                self.up.append(nn.ModuleList([nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, c, 3, padding=1)]))
+                res *= 2
+        self.norm_out, self.conv_out = nn.GroupNorm(_groups(c), c), nn.Conv2d(c, in_channels, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight), nn.init.zeros_(self.conv_out.bias)
+
+    @staticmethod
+    def _stage(c_in: int, c_out: int, emb_dim: int, dropout: float, attention: bool) -> nn.ModuleList:
+        blocks: list[nn.Module] = [ResBlock(c_in, c_out, emb_dim, dropout)]
+        return nn.ModuleList(blocks + [SelfAttention(c_out)] if attention else blocks)
+
+    @staticmethod
+    def _apply(stage: nn.ModuleList, h: Tensor, emb: Tensor) -> Tensor:
+        for layer in stage:
+            h = layer(h, emb) if isinstance(layer, (ResBlock, SelfAttention)) else layer(h)
+        return h
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        emb = self.embed(t)
+        h = self.conv_in(x)
+        hs = [h]
+        for stage in self.down:
+            h = self._apply(stage, h, emb)
+            hs.append(h)
+        for layer in self.mid:
+            h = layer(h, emb)
+        for stage in self.up:
+            if isinstance(stage[0], ResBlock):
+                h = torch.cat([h, hs.pop()], dim=1)
+            h = self._apply(stage, h, emb)
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+
+MODELS: dict[str, type[nn.Module]] = {"mlp": MLP, "unet": UNet}
 
 
 def build_model(name: str, **args: object) -> nn.Module:

@@ -29,3 +29,38 @@ def test_registry_errors() -> None:
         build_model("resnet", dim=2)
     with pytest.raises(ValueError, match=r"unknown activation 'swish'"):
         build_model("mlp", dim=2, activation="swish")
+
+
+@pytest.mark.parametrize("args", [
+    {"in_channels": 1, "resolution": 8, "channels": 16, "channel_mults": (1, 2), "num_res_blocks": 1},
+    {"in_channels": 3, "resolution": 16, "channels": 16, "channel_mults": (1, 2, 2), "num_res_blocks": 2,
+     "attention_resolutions": (8,), "dropout": 0.1},
+])
+def test_unet_forward_backward(args: dict) -> None:
+    torch.manual_seed(0)
+    model = build_model("unet", **args)
+    x = torch.randn(3, args["in_channels"], args["resolution"], args["resolution"])
+    out = model(x, torch.rand(3))
+    assert out.shape == x.shape
+    assert torch.all(out == 0)  # the output conv starts at zero, so the initial field is 0
+    # one step of training moves the output conv off zero; after it gradients reach every parameter
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    (model(x, torch.rand(3)) - x).pow(2).mean().backward()
+    opt.step()
+    opt.zero_grad()
+    loss = (model(x, torch.rand(3)) - x).pow(2).mean()
+    loss.backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_unet_paper_cifar_configuration_builds() -> None:
+    """The paper's CIFAR-10 model (Table 3): 256 channels, multipliers 1,2,2,2, attention at 16x16."""
+    model = build_model("unet", in_channels=3, resolution=32, channels=256, channel_mults=(1, 2, 2, 2),
+                        num_res_blocks=2, attention_resolutions=(16,), dropout=0.0)
+    n_params = sum(p.numel() for p in model.parameters())
+    assert 50e6 < n_params < 150e6
+
+
+def test_unet_rejects_an_indivisible_resolution() -> None:
+    with pytest.raises(ValueError, match="not divisible"):
+        build_model("unet", resolution=10, channel_mults=(1, 2, 2))

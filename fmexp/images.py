@@ -1,0 +1,118 @@
+"""Image datasets as integer levels, and the uniform dequantization that makes them continuous.
+
+Images are kept as float tensors of integer levels in ``[0, levels)``, shape ``(n, C, H, W)``.
+A model sees ``y = 2 (x + u) / levels - 1`` with ``u ~ U[0, 1)^d`` (uniform dequantization, mapped to
+[-1, 1] as the paper does), so ``dy/du = 2 / levels`` is the scale that ``metrics.bits_per_dim``
+takes. ``digits`` ships inside scikit-learn (8x8, 17 levels) and needs no download.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["ImageSplits", "IMAGE_DATASETS", "load_images", "dequantize", "data_scale", "load_digits", "load_image_folder"]
+
+IMAGE_DATASETS = ("digits", "imagefolder", "cifar10", "mnist")
+SUFFIXES = {".png", ".jpg", ".jpeg"}
+
+
+@dataclass(frozen=True)
+class ImageSplits:
+    train: Tensor
+    test: Tensor
+    levels: int
+
+
+def data_scale(levels: int) -> float:
+    """``dy/du`` of the map from dequantized levels ``u`` in ``[0, levels)`` to ``y`` in ``[-1, 1)``."""
+    return 2.0 / levels
+
+
+def dequantize(x: Tensor, levels: int, generator: torch.Generator | None = None) -> Tensor:
+    """``y = 2 (x + u) / levels - 1`` with ``u ~ U[0, 1)``: integer levels to a continuous density on [-1, 1)."""
+    u = torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    return (x + u) * data_scale(levels) - 1.0
+
+
+def quantize(y: Tensor, levels: int) -> Tensor:
+    """The inverse map for samples: ``[-1, 1]`` back to integer levels, clamped."""
+    return torch.floor((y + 1.0) / data_scale(levels)).clamp(0, levels - 1)
+
+
+def _split(x: np.ndarray, test_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    order = np.random.default_rng(seed).permutation(len(x))
+    n_test = max(1, int(round(test_fraction * len(x))))
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    return t[order[n_test:]], t[order[:n_test]]
+
+
+def load_digits(seed: int = 0, test_fraction: float = 0.2) -> ImageSplits:
+    """scikit-learn's 1797 handwritten 8x8 digits with 17 grey levels, as ``(n, 1, 8, 8)``; a fixed split."""
+    from sklearn.datasets import load_digits as sk_digits
+
+    images = sk_digits().images[:, None]  # values 0..16
+    train, test = _split(images, test_fraction, seed)
+    return ImageSplits(train, test, levels=17)
+
+
+def load_image_folder(root: str | Path, size: int, channels: int = 3, seed: int = 0, test_fraction: float = 0.1) -> ImageSplits:
+    """Every PNG or JPEG under ``root``: shorter side resized to ``size``, centre-cropped, 256 levels."""
+    from PIL import Image
+
+    root = Path(root)
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in SUFFIXES) if root.is_dir() else []
+    if len(files) < 2:
+        raise FileNotFoundError(f"imagefolder: need at least 2 PNG or JPEG files under {root}, found {len(files)}")
+    mode = {1: "L", 3: "RGB"}[channels]
+    arrays = []
+    for f in files:
+        with Image.open(f) as im:
+            im = im.convert(mode)
+            w, h = im.size
+            scale = size / min(w, h)
+            im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
+            w, h = im.size
+            left, top = (w - size) // 2, (h - size) // 2
+            a = np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.uint8)
+        arrays.append(a[None] if channels == 1 else a.transpose(2, 0, 1))
+    train, test = _split(np.stack(arrays), test_fraction, seed)
+    return ImageSplits(train, test, levels=256)
+
+
+def load_torchvision(name: str, root: str | Path, download: bool = False) -> ImageSplits:
+    """CIFAR-10 or MNIST through torchvision, from files under ``root``; no download unless asked."""
+    try:
+        import torchvision
+    except ImportError:
+        raise RuntimeError(f"{name} needs torchvision: pip install torchvision (a build matching torch)") from None
+    cls = {"cifar10": torchvision.datasets.CIFAR10, "mnist": torchvision.datasets.MNIST}[name]
+    try:
+        train, test = (cls(str(root), train=flag, download=download) for flag in (True, False))
+    except RuntimeError as e:
+        raise FileNotFoundError(
+            f"{name}: no dataset files under {root} ({e}). Put the original {name} files there"
+            f" (CIFAR-10: {root}/cifar-10-batches-py/; MNIST: {root}/MNIST/raw/), or set data.download=true"
+        ) from None
+
+    def as_levels(ds) -> Tensor:
+        x = torch.as_tensor(np.asarray(ds.data), dtype=torch.float32)
+        return x.permute(0, 3, 1, 2).contiguous() if x.dim() == 4 else x[:, None]
+
+    return ImageSplits(as_levels(train), as_levels(test), levels=256)
+
+
+def load_images(name: str, *, root: str | Path = "data/raw", size: int = 32, channels: int = 3, seed: int = 0,
+                download: bool = False) -> ImageSplits:
+    """The image dataset ``name`` (one of ``IMAGE_DATASETS``) with its fixed split."""
+    if name == "digits":
+        return load_digits(seed)
+    if name == "imagefolder":
+        return load_image_folder(root, size, channels, seed)
+    if name in ("cifar10", "mnist"):
+        return load_torchvision(name, root, download)
+    raise ValueError(f"unknown image dataset {name!r}; choose one of {list(IMAGE_DATASETS)}")

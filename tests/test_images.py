@@ -1,0 +1,62 @@
+"""Image data: digits offline, an image folder the test writes, dequantization and bits/dim."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fmexp.images import data_scale, dequantize, load_images, quantize
+from fmexp.metrics import bits_per_dim
+
+
+def test_digits_load_offline_with_a_fixed_split() -> None:
+    a, b = load_images("digits"), load_images("digits")
+    assert a.train.shape == (1438, 1, 8, 8) and a.test.shape == (359, 1, 8, 8) and a.levels == 17
+    assert torch.equal(a.test, b.test)
+    assert float(a.train.min()) == 0 and float(a.train.max()) == 16
+    assert torch.equal(a.train, a.train.round())  # integer levels
+
+
+def test_dequantize_maps_levels_into_their_cells() -> None:
+    x = torch.tensor([[0.0, 16.0, 7.0]]).expand(1000, 3)
+    y = dequantize(x, 17, torch.Generator().manual_seed(0))
+    assert float(y.min()) >= -1.0 and float(y.max()) < 1.0
+    assert torch.equal(quantize(y, 17), x)  # every draw stays inside its level's cell
+    # each cell has width 2/17 and the draw is uniform inside it: mean at the cell centre
+    centre = (x[0] + 0.5) * 2 / 17 - 1
+    torch.testing.assert_close(y.mean(0), centre, atol=0.01, rtol=0)
+
+
+def test_bits_per_dim_offset_on_a_closed_form() -> None:
+    """A model uniform on [-1, 1)^d gives density 2^-d to y. Dequantized digits are then uniform over
+    17 levels, whose entropy is log2(17) bits per dimension: the offset must recover exactly that."""
+    d = 64
+    nll_y = d * math.log(2.0)
+    assert bits_per_dim(nll_y, d, scale=data_scale(17)) == pytest.approx(math.log2(17))
+
+
+def test_image_folder_loads_resizes_and_crops(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    for i, (w, h) in enumerate([(20, 12), (12, 12), (9, 30), (16, 16)]):
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(tmp_path / f"im{i}.{'png' if i % 2 else 'jpg'}")
+    (tmp_path / "notes.txt").write_text("not an image")
+    data = load_images("imagefolder", root=tmp_path, size=8, channels=3)
+    assert data.levels == 256 and data.train.shape[1:] == (3, 8, 8)
+    assert len(data.train) + len(data.test) == 4
+    assert float(data.train.max()) <= 255 and float(data.train.min()) >= 0
+    gray = load_images("imagefolder", root=tmp_path, size=6, channels=1)
+    assert gray.train.shape[1:] == (1, 6, 6)
+
+
+def test_missing_files_say_where_to_put_them(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="at least 2 PNG or JPEG"):
+        load_images("imagefolder", root=tmp_path / "none", size=8)
+    with pytest.raises((FileNotFoundError, RuntimeError), match="cifar10"):
+        load_images("cifar10", root=tmp_path)
+    with pytest.raises(ValueError, match="unknown image dataset"):
+        load_images("svhn")
