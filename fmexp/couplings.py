@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import Callable
 
 import numpy as np
-import ot
 import torch
 from torch import Tensor
 
@@ -27,6 +26,8 @@ def minibatch_ot(x_0: Tensor, x_1: Tensor) -> tuple[Tensor, Tensor]:
     """Reorder ``x_0`` by the batch's OT assignment (equal batch sizes give a permutation plan)."""
     if x_0.shape[0] != x_1.shape[0]:
         raise ValueError(f"minibatch OT needs equal batch sizes, got {x_0.shape[0]} and {x_1.shape[0]}")
+    import ot  # imported here: POT pulls in scipy.stats, ~0.7 s
+
     cost = torch.cdist(x_0.flatten(1).double(), x_1.flatten(1).double()).pow(2).cpu().numpy()
     n = cost.shape[0]
     plan = ot.emd(np.full(n, 1.0 / n), np.full(n, 1.0 / n), cost)

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-import sklearn.datasets as skd
 import torch
 from torch import Tensor
 
@@ -53,13 +52,17 @@ def eight_gaussians(n: int, rng: np.random.Generator) -> np.ndarray:
 
 def moons(n: int, rng: np.random.Generator) -> np.ndarray:
     """Two interleaved half circles (scikit-learn), centred and scaled to about [-4, 4]."""
-    x, _ = skd.make_moons(n, noise=0.05, random_state=_seed(rng))
+    from sklearn.datasets import make_moons  # imported here: scikit-learn takes ~2 s to import
+
+    x, _ = make_moons(n, noise=0.05, random_state=_seed(rng))
     return 2 * (x - np.array([0.5, 0.25])) * 1.5
 
 
 def circles(n: int, rng: np.random.Generator) -> np.ndarray:
     """Two concentric circles (scikit-learn), radii 3 and 1.5."""
-    x, _ = skd.make_circles(n, factor=0.5, noise=0.08, random_state=_seed(rng))
+    from sklearn.datasets import make_circles
+
+    x, _ = make_circles(n, factor=0.5, noise=0.08, random_state=_seed(rng))
     return 3 * x
 
 
@@ -73,7 +76,9 @@ def two_spirals(n: int, rng: np.random.Generator) -> np.ndarray:
 
 def swissroll(n: int, rng: np.random.Generator) -> np.ndarray:
     """The swiss roll (scikit-learn) seen from above, scaled to about [-4, 4]."""
-    x, _ = skd.make_swiss_roll(n, noise=1.0, random_state=_seed(rng))
+    from sklearn.datasets import make_swiss_roll
+
+    x, _ = make_swiss_roll(n, noise=1.0, random_state=_seed(rng))
     return x[:, [0, 2]] / 3
 
 

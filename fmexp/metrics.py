@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import ot
 import torch
 from torch import Tensor
 
@@ -24,11 +23,15 @@ def bits_per_dim(nll_nats: Tensor | float, dim: int, scale: float = 1.0) -> Tens
 
 def sliced_wasserstein(x: Tensor, y: Tensor, n_projections: int = 256, seed: int = 0) -> float:
     """Sliced 2-Wasserstein distance between two samples (POT), with seeded projections."""
+    import ot
+
     return float(ot.sliced_wasserstein_distance(x.flatten(1).double().numpy(), y.flatten(1).double().numpy(), n_projections=n_projections, seed=seed))
 
 
 def wasserstein2(x: Tensor, y: Tensor) -> float:
     """Exact 2-Wasserstein distance between two empirical samples, by POT's network simplex."""
+    import ot
+
     a, b = x.flatten(1).double().numpy(), y.flatten(1).double().numpy()
     cost = ot.dist(a, b)  # squared Euclidean
     return math.sqrt(float(ot.emd2(np.full(len(a), 1 / len(a)), np.full(len(b), 1 / len(b)), cost, numItermax=1_000_000)))

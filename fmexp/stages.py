@@ -181,7 +181,7 @@ def sample_run(run: RunConfig, data: Dataset, files: RunFiles) -> dict[str, floa
                 res = integrate(v, x_0, method=name, steps=steps)
                 ladder.append({"solver": name, "steps": steps, "nfe": res.nfe,
                                "error": float((res.x - ref.x).flatten(1).norm(dim=1).mean()),
-                               "distance": sliced_wasserstein(res.x.cpu(), test.cpu(), seed=run.seed)})
+                               "distance": sliced_wasserstein(res.x.cpu(), test.cpu(), n_projections=64, seed=run.seed)})
     artifacts.save_torch(files.samples, {"samples": ref.x.cpu(), "trajectories": traj.cpu()})
     artifacts.write_csv(files.ladder, ladder)
     summary = {"nfe": ref.nfe, "seconds": seconds, "method": run.sample.method, **run.sample.tolerances}
