@@ -30,9 +30,13 @@ class ConfigError(ValueError):
 class DataConfig:
     """Sizes and seed of the prepared splits (fixed for every run)."""
 
-    n_train: int = 50_000
+    n_train: int = 50_000  # 2-D data; image datasets have their own fixed split
     n_test: int = 2_000
     seed: int = 0
+    root: str = "data/raw"  # image folders and torchvision datasets are read from here
+    image_size: int = 32  # imagefolder: resize and centre-crop to this side
+    channels: int = 3  # imagefolder: 1 (grey) or 3 (RGB)
+    download: bool = False  # torchvision datasets: fetch when missing (off: nothing is downloaded)
 
 
 @dataclass
@@ -48,11 +52,18 @@ class MethodConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = "mlp"
-    width: int = 256
-    depth: int = 3
-    activation: str = "silu"
+    """``auto``: the MLP for flat data, the U-Net for images. Each reads its own fields."""
+
+    name: str = "auto"  # auto | mlp | unet
+    width: int = 256  # mlp
+    depth: int = 3  # mlp
+    activation: str = "silu"  # mlp
     time_embed_dim: int = 32
+    base_channels: int = 32  # unet (the paper's CIFAR-10: 256)
+    channel_mults: list[int] = field(default_factory=lambda: [1, 2])  # unet (CIFAR-10: [1, 2, 2, 2])
+    num_res_blocks: int = 1  # unet (CIFAR-10: 2)
+    attention_resolutions: list[int] = field(default_factory=list)  # unet (CIFAR-10: [16])
+    dropout: float = 0.0  # unet
 
 
 @dataclass
@@ -98,7 +109,11 @@ class ScoreConfig:
     """Exact NLL on the held-out split and a sample distance to it."""
 
     n_points: int = 1000
-    divergence: str = "exact"  # exact | hutchinson
+    divergence: str = "auto"  # auto (exact for flat data, hutchinson for images) | exact | hutchinson
+    probe: str = "rademacher"  # hutchinson probes: rademacher | gaussian
+    dequant_draws: int = 1  # images: K dequantizations per point, combined by log-mean-exp (Table 4)
+    fid_backend: str = "auto"  # auto (digits-classifier for digits, else inception) | digits-classifier | inception
+    inception_weights: str | None = None  # local InceptionV3 weights file for the inception backend
     distance: str = "w2"  # w2 | sliced_w2
     density_grid: int = 40  # side of the grid on which 2-D densities are drawn (Fig. 4); 0: none
 
@@ -160,7 +175,9 @@ def _names() -> dict[str, list[str]]:
     # Imported lazily: the registries live beside the math they name.
     from fmexp.couplings import COUPLINGS
     from fmexp.data import DATASETS
-    from fmexp.likelihood import DIVERGENCES
+    from fmexp.features import FEATURE_BACKENDS
+    from fmexp.images import IMAGE_DATASETS
+    from fmexp.likelihood import DIVERGENCES, PROBES
     from fmexp.methods import OBJECTIVES
     from fmexp.metrics import DISTANCES
     from fmexp.models import ACTIVATIONS, MODELS
@@ -168,9 +185,10 @@ def _names() -> dict[str, list[str]]:
     from fmexp.paths import PATHS
 
     return {
-        "dataset": sorted(DATASETS), "objective": list(OBJECTIVES), "path": sorted(PATHS), "coupling": sorted(COUPLINGS),
-        "model": sorted(MODELS), "activation": sorted(ACTIVATIONS), "solver": sorted(SOLVERS),
-        "fixed": sorted(n for n, s in SOLVERS.items() if not s.adaptive), "divergence": list(DIVERGENCES),
+        "dataset": sorted(DATASETS) + list(IMAGE_DATASETS), "objective": list(OBJECTIVES), "path": sorted(PATHS), "coupling": sorted(COUPLINGS),
+        "model": ["auto", *sorted(MODELS)], "activation": sorted(ACTIVATIONS), "solver": sorted(SOLVERS),
+        "fixed": sorted(n for n, s in SOLVERS.items() if not s.adaptive), "divergence": ["auto", *DIVERGENCES], "probe": list(PROBES),
+        "fid_backend": ["auto", *FEATURE_BACKENDS],
         "distance": sorted(DISTANCES), "device": ["auto", "cpu", "cuda"],
     }
 
@@ -206,6 +224,12 @@ def _section_errors(model: ModelConfig, train: TrainConfig, sample: SampleConfig
     for key in ("n_train", "n_test"):
         positive(f"data.{key}", getattr(data, key))
     one_of("model.name", model.name, "model")
+    for key in ("base_channels", "num_res_blocks"):
+        positive(f"model.{key}", getattr(model, key))
+    if not model.channel_mults or min(model.channel_mults) < 1:
+        errors.append(f"model.channel_mults: must be a non-empty list of positive ints, got {model.channel_mults}")
+    if not 0 <= model.dropout < 1:
+        errors.append(f"model.dropout: must lie in [0, 1), got {model.dropout}")
     one_of("model.activation", model.activation, "activation")
     for key in ("width", "depth", "time_embed_dim"):
         positive(f"model.{key}", getattr(model, key))
@@ -235,6 +259,12 @@ def _section_errors(model: ModelConfig, train: TrainConfig, sample: SampleConfig
         errors.append(f"train.curve_points: must be >= 0, got {train.curve_points}")
     positive("train.curve_tol", train.curve_tol)
     one_of("score.divergence", score.divergence, "divergence")
+    one_of("score.probe", score.probe, "probe")
+    one_of("score.fid_backend", score.fid_backend, "fid_backend")
+    positive("score.dequant_draws", score.dequant_draws)
+    if data.channels not in (1, 3):
+        errors.append(f"data.channels: must be 1 or 3, got {data.channels}")
+    positive("data.image_size", data.image_size)
     one_of("score.distance", score.distance, "distance")
     return errors
 

@@ -21,15 +21,28 @@ Generator2D = Callable[[int, np.random.Generator], np.ndarray]
 
 @dataclass(frozen=True)
 class Dataset:
-    """A dataset's two fixed splits, as float32 tensors of shape ``(n, ...)``."""
+    """A dataset's two fixed splits, as float32 tensors of shape ``(n, ...)``.
+
+    ``levels`` is None for continuous data. For images it is the number of intensity levels: the
+    splits then hold integer levels, and ``model_space`` dequantizes them to [-1, 1) (``fmexp.images``).
+    """
 
     name: str
     train: Tensor
     test: Tensor
+    levels: int | None = None
 
     @property
     def dim(self) -> int:
         return self.train[0].numel()
+
+    def model_space(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """What the model sees: ``x`` itself, or for images a fresh uniform dequantization of it."""
+        if self.levels is None:
+            return x
+        from fmexp.images import dequantize
+
+        return dequantize(x, self.levels, generator)
 
 
 def _seed(rng: np.random.Generator) -> int:
@@ -92,12 +105,19 @@ DATASETS: dict[str, Generator2D] = {
 }
 
 
-def load_dataset(name: str, n_train: int = 50_000, n_test: int = 5_000, seed: int = 0) -> Dataset:
-    """The registered dataset ``name``, with splits drawn from independent streams of ``seed``."""
+def load_dataset(name: str, n_train: int = 50_000, n_test: int = 5_000, seed: int = 0, **image_args: object) -> Dataset:
+    """The dataset ``name``: a 2-D generator of ``DATASETS`` (splits from independent streams of
+    ``seed``, sizes ``n_train`` and ``n_test``), or an image dataset of ``fmexp.images.IMAGE_DATASETS``
+    (its own fixed split; ``image_args`` are ``root``, ``size``, ``channels``, ``download``)."""
+    from fmexp.images import IMAGE_DATASETS, load_images
+
+    if name in IMAGE_DATASETS:
+        splits = load_images(name, seed=seed, **image_args)  # type: ignore[arg-type]
+        return Dataset(name=name, train=splits.train, test=splits.test, levels=splits.levels)
     try:
         make = DATASETS[name]
     except KeyError:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS)}") from None
+        raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS) + list(IMAGE_DATASETS)}") from None
     if n_train < 1 or n_test < 1:
         raise ValueError(f"n_train and n_test must be positive, got {n_train}, {n_test}")
     train_rng, test_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))

@@ -61,8 +61,9 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
         ||mu1 - mu2||^2 + tr(sigma1) + tr(sigma2) - 2 tr((sigma1 sigma2)^{1/2}).
 
     ``tr((s1 s2)^{1/2}) = tr((s1^{1/2} s2 s1^{1/2})^{1/2})``, and the inner matrix is symmetric PSD, so
-    its root comes from a symmetric eigendecomposition with round-off negatives clipped to 0. That
-    avoids the complex parts and the eps offset that ``sqrtm(s1 @ s2)`` needs on near-singular input.
+    its root comes from a symmetric eigendecomposition (scipy) with round-off negatives clipped to 0,
+    as does ``s1^{1/2}``. That avoids the complex parts and the eps offset that ``sqrtm(s1 @ s2)``
+    needs on near-singular input.
     """
     import scipy.linalg
 
@@ -70,8 +71,8 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     s1, s2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
     if mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != (len(mu1), len(mu1)):
         raise ValueError(f"shapes disagree: mu {mu1.shape}, {mu2.shape}; sigma {s1.shape}, {s2.shape}")
-    root1 = scipy.linalg.sqrtm(0.5 * (s1 + s1.T))
-    root1 = np.real(0.5 * (root1 + root1.T))
+    w, v = scipy.linalg.eigh(0.5 * (s1 + s1.T))  # the PSD square root of s1, exact for singular s1
+    root1 = (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
     inner = root1 @ s2 @ root1
     eig = scipy.linalg.eigvalsh(0.5 * (inner + inner.T))
     tr_covmean = float(np.sqrt(np.clip(eig, 0.0, None)).sum())

@@ -142,7 +142,7 @@ class UNet(nn.Module):
         return nn.ModuleList(blocks + [SelfAttention(c_out)] if attention else blocks)
 
     @staticmethod
-    def _apply(stage: nn.ModuleList, h: Tensor, emb: Tensor) -> Tensor:
+    def _run(stage: nn.ModuleList, h: Tensor, emb: Tensor) -> Tensor:
         for layer in stage:
             h = layer(h, emb) if isinstance(layer, (ResBlock, SelfAttention)) else layer(h)
         return h
@@ -152,14 +152,14 @@ class UNet(nn.Module):
         h = self.conv_in(x)
         hs = [h]
         for stage in self.down:
-            h = self._apply(stage, h, emb)
+            h = self._run(stage, h, emb)
             hs.append(h)
         for layer in self.mid:
             h = layer(h, emb)
         for stage in self.up:
             if isinstance(stage[0], ResBlock):
                 h = torch.cat([h, hs.pop()], dim=1)
-            h = self._apply(stage, h, emb)
+            h = self._run(stage, h, emb)
         return self.conv_out(F.silu(self.norm_out(h)))
 
 

@@ -34,6 +34,7 @@ from fmexp.stages import RunFiles  # noqa: E402
 __all__ = ["collect_metrics", "method_table", "build_report"]
 
 COLUMNS = {"nll": "NLL (nats)", "distance": "distance", "nfe": "NFE"}
+IMAGE_COLUMNS = {"bpd": "NLL (bits/dim)", "fid": "FID", "nfe": "NFE"}  # the paper's Table 1
 PACKAGES = ("fmexp", "torch", "torchdiffeq", "numpy", "scipy", "POT", "optuna", "hydra-core", "omegaconf", "dvc", "pandas", "seaborn", "matplotlib")
 
 
@@ -62,11 +63,12 @@ def collect_metrics(params: Params, runs_dir: Path) -> pd.DataFrame:
 def method_table(metrics: pd.DataFrame, dataset: str, methods: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The paper's layout for one dataset: (numeric mean/std frame, display frame with 'mean ± std', best in bold)."""
     df = metrics[metrics.dataset == dataset]
-    stats = df.groupby("method")[list(COLUMNS)].agg(["mean", "std"]).reindex([m for m in methods if m in set(df.method)])
+    columns = IMAGE_COLUMNS if "bpd" in df and df["bpd"].notna().any() else COLUMNS
+    stats = df.groupby("method")[list(columns)].agg(["mean", "std"]).reindex([m for m in methods if m in set(df.method)])
     stats.columns = [f"{c}_{s}" for c, s in stats.columns]
     stats["seeds"] = df.groupby("method").size()
     display = pd.DataFrame(index=stats.index)
-    for col, label in COLUMNS.items():
+    for col, label in columns.items():
         mean, std = stats[f"{col}_mean"], stats[f"{col}_std"].fillna(0.0)
         fmt = "{:.0f} ± {:.0f}" if col == "nfe" else "{:.3f} ± {:.3f}"
         cells = [fmt.format(a, b) for a, b in zip(mean, std)]
@@ -122,13 +124,48 @@ def _ladder(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
     return figs
 
 
+def _image_grids(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
+    """A grid of dopri5 samples per method (first seed), for image datasets."""
+    from fmexp.images import quantize
+
+    figs = []
+    seed = params.pipeline.seeds[0]
+    for dataset in params.pipeline.datasets:
+        files = {m: RunFiles(runs_dir / dataset / m, seed) for m in params.pipeline.methods}
+        grids = {m: artifacts.load_torch(f.samples)["samples"] for m, f in files.items() if f.samples.exists()}
+        grids = {m: x for m, x in grids.items() if x.dim() == 4}
+        if not grids:
+            continue
+        fig, axes = plt.subplots(1, len(grids), figsize=(3 * len(grids), 3.2), squeeze=False)
+        for ax, (method, x) in zip(axes[0], grids.items()):
+            x = quantize(x[:64], 256).numpy() / 255.0  # [-1, 1] to [0, 1] on a fine grid
+            n, c, h, w = x.shape
+            k = int(np.ceil(np.sqrt(n)))
+            canvas = np.ones((k * (h + 1), k * (w + 1), c))
+            for i in range(n):
+                r, q = divmod(i, k)
+                canvas[r * (h + 1) : r * (h + 1) + h, q * (w + 1) : q * (w + 1) + w] = x[i].transpose(1, 2, 0)
+            ax.imshow(canvas.squeeze(-1) if c == 1 else canvas, cmap="gray" if c == 1 else None, vmin=0, vmax=1)
+            ax.set_title(method), ax.set_axis_off()
+        figs.append(Figure(f"{dataset}: samples", f"dopri5 samples, seed {seed}.", f"grid_{dataset}", _png(fig, fig_dir / f"grid_{dataset}.png")))
+    fid = _read_csvs(params, runs_dir, "fid_ladder.csv")
+    if not fid.empty:
+        g = sns.relplot(data=fid, x="nfe", y="fid", hue="method", style="solver", col="dataset", kind="line",
+                        markers=True, errorbar="sd", height=3, aspect=1.2)
+        g.set(xscale="log")
+        figs.append(Figure("FID against NFE", "FID of fixed-step samples against the held-out split (mean ± sd over seeds).",
+                           "fid_nfe", _png(g.figure, fig_dir / "fid_nfe.png")))
+    return figs
+
+
 def _panels(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
     """The paper's Fig. 4: per method, its density, its samples and a few ODE trajectories (first seed)."""
     figs = []
     seed = params.pipeline.seeds[0]
     for dataset in params.pipeline.datasets:
         files = {m: RunFiles(runs_dir / dataset / m, seed) for m in params.pipeline.methods}
-        methods = [m for m, f in files.items() if f.samples.exists()]
+        methods = [m for m, f in files.items() if f.samples.exists() and f.density.exists()
+                   and "logp" in artifacts.load_torch(f.density)]
         if not methods:
             continue
         fig, axes = plt.subplots(len(methods), 3, figsize=(9, 3 * len(methods)), squeeze=False)
@@ -241,14 +278,17 @@ def build_report(params: Params, params_path: str | Path, *, runs_dir: str | Pat
         if metrics.empty or dataset not in set(metrics.dataset):
             continue
         stats, display = method_table(metrics, dataset, params.pipeline.methods)
-        distance = metrics[metrics.dataset == dataset].distance_name.iloc[0]
-        display = display.rename(columns={"distance": f"{distance} distance"})
+        rows = metrics[metrics.dataset == dataset]
+        display = display.rename(columns={"distance": f"{rows.distance_name.iloc[0]} distance"})
+        if "fid_backend" in rows and rows.fid_backend.notna().any():
+            display = display.rename(columns={"FID": f"FID ({rows.fid_backend.dropna().iloc[0]})"})
         artifacts.write_text(table_dir / f"{dataset}.csv", stats.to_csv())
         artifacts.write_text(table_dir / f"{dataset}.md", display.to_markdown() + "\n")
         artifacts.write_text(table_dir / f"{dataset}.tex", display.map(_latex_bold).to_latex(escape=False))
         html = display.map(_html_bold).reset_index().to_html(escape=False, index=False, classes="data")
         tables.append({"dataset": dataset, "html": html, "n_seeds": int(stats.seeds.max())})
-    figures = _convergence(params, runs_dir, fig_dir) + _ladder(params, runs_dir, fig_dir) + _panels(params, runs_dir, fig_dir)
+    figures = (_convergence(params, runs_dir, fig_dir) + _ladder(params, runs_dir, fig_dir) + _panels(params, runs_dir, fig_dir)
+               + _image_grids(params, runs_dir, fig_dir))
     sweeps, sweep_figs = _sweeps(reports_dir, fig_dir)
     env = Environment(loader=PackageLoader("fmexp"), autoescape=select_autoescape(["html"]))
     page = env.get_template("summary.html").render(

@@ -7,6 +7,8 @@ files: each stage writes its own folder, ``<root>/<stage>/<seed>/``, which is wh
 
 from __future__ import annotations
 
+import functools
+import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -17,11 +19,12 @@ import torch
 from torch import Tensor
 
 from fmexp import artifacts
-from fmexp.config import Params, RunConfig, to_plain
+from fmexp.config import ConfigError, DataConfig, ModelConfig, Params, RunConfig, to_plain
 from fmexp.data import Dataset, load_dataset, max_pairwise_distance
+from fmexp.images import IMAGE_DATASETS
 from fmexp.likelihood import log_likelihood
 from fmexp.methods import Method, make_method
-from fmexp.metrics import sample_distance, sliced_wasserstein
+from fmexp.metrics import bits_per_dim, sample_distance, sliced_wasserstein
 from fmexp.models import build_model
 from fmexp.ode import SOLVERS, integrate
 from fmexp.training import TrainResult, load_model, train
@@ -77,6 +80,10 @@ class RunFiles:
     def density(self) -> Path:
         return self.stage("score") / "density.pt"
 
+    @property
+    def fid_ladder(self) -> Path:
+        return self.stage("score") / "fid_ladder.csv"
+
 
 def device_for(run: RunConfig) -> torch.device:
     name = run.train.device
@@ -85,16 +92,41 @@ def device_for(run: RunConfig) -> torch.device:
     return torch.device(name)
 
 
+def _load_data(params_data: DataConfig, name: str) -> Dataset:
+    return load_dataset(name, params_data.n_train, params_data.n_test, params_data.seed, **(
+        {"root": params_data.root, "size": params_data.image_size, "channels": params_data.channels,
+         "download": params_data.download} if name in IMAGE_DATASETS else {}))
+
+
 def prepare(params: Params, data_dir: str | Path = "data") -> None:
-    """Draw each dataset's fixed splits once and store them in ``data/<dataset>.pt``."""
+    """Store each dataset's fixed splits in ``data/<dataset>.pt``; for digits, with the FID feature
+    classifier trained on its training split, and that classifier's test accuracy."""
     for name in params.pipeline.datasets:
-        ds = load_dataset(name, params.data.n_train, params.data.n_test, params.data.seed)
-        artifacts.save_torch(Path(data_dir) / f"{name}.pt", {"train": ds.train, "test": ds.test, "config": to_plain(params.data)})
+        ds = _load_data(params.data, name)
+        payload = {"train": ds.train, "test": ds.test, "levels": ds.levels, "config": to_plain(params.data)}
+        if name == "digits":
+            payload.update(_train_classifier())
+        artifacts.save_torch(Path(data_dir) / f"{name}.pt", payload)
 
 
 def load_prepared(data_dir: str | Path, dataset: str) -> Dataset:
     state = artifacts.load_torch(Path(data_dir) / f"{dataset}.pt")
-    return Dataset(name=dataset, train=state["train"], test=state["test"])
+    return Dataset(name=dataset, train=state["train"], test=state["test"], levels=state.get("levels"))
+
+
+def model_spec(cfg: ModelConfig, data: Dataset) -> dict[str, object]:
+    """The model's registry name and constructor args for this data (``auto``: MLP if flat, U-Net if images)."""
+    name = cfg.name if cfg.name != "auto" else ("unet" if data.train.dim() == 4 else "mlp")
+    if name == "mlp":
+        return {"name": "mlp", "dim": data.dim, "width": cfg.width, "depth": cfg.depth,
+                "activation": cfg.activation, "time_embed_dim": cfg.time_embed_dim}
+    if data.train.dim() != 4:
+        raise ConfigError(f"model.name: unet needs image data (n, C, H, W); {data.name} has shape {tuple(data.train.shape)}")
+    _, c, h, _ = data.train.shape
+    return {"name": "unet", "in_channels": c, "resolution": h, "channels": cfg.base_channels,
+            "channel_mults": list(cfg.channel_mults), "num_res_blocks": cfg.num_res_blocks,
+            "attention_resolutions": list(cfg.attention_resolutions), "dropout": cfg.dropout,
+            "time_embed_dim": cfg.time_embed_dim}
 
 
 def build_method(run: RunConfig, train_data: Tensor) -> Method:
@@ -107,15 +139,18 @@ def build_method(run: RunConfig, train_data: Tensor) -> Method:
 
 
 def _curve_columns(run: RunConfig, method: Method, test: Tensor, on_eval: OnEval | None) -> Callable[[int, torch.nn.Module], dict[str, float]]:
-    """NLL and dopri5 NFE on a few held-out points at each eval: the convergence curves (Fig. 10)."""
+    """NLL and dopri5 NFE on a few held-out points at each eval: the convergence curves (Fig. 10).
+    The divergence is exact on flat data, one Hutchinson probe on images."""
     points, tol = test[: run.train.curve_points], run.train.curve_tol
+    divergence = "exact" if test.dim() == 2 else "hutchinson"
     gen_seed = run.seed + 2
 
     def evaluate(step: int, model: torch.nn.Module) -> dict[str, float]:
         row: dict[str, float] = {}
         if len(points):
             v = method.velocity(model)
-            ll = log_likelihood(v, points, prior_std=method.path.prior_std, rtol=tol, atol=tol)
+            ll = log_likelihood(v, points, divergence=divergence, prior_std=method.path.prior_std, rtol=tol, atol=tol,
+                                generator=torch.Generator(device=points.device).manual_seed(gen_seed))
             with torch.no_grad():
                 x_0 = method.sample_source(tuple(points.shape), torch.Generator(device=points.device).manual_seed(gen_seed), points.device)
                 row = {"nll": float(-ll.logp.mean()), "nfe": float(integrate(v, x_0, rtol=tol, atol=tol).nfe)}
@@ -130,14 +165,14 @@ def train_run(run: RunConfig, data: Dataset, files: RunFiles, *, on_eval: OnEval
     """Train one seed; write ``model.pt`` (EMA weights, spec, resumable state), ``curve.csv`` and ``train.json``."""
     device = device_for(run)
     train_data, test = data.train.to(device), data.test.to(device)
-    method = build_method(run, data.train)
+    method = _method(run, data)
     torch.manual_seed(run.seed)
-    spec = {"name": run.model.name, "dim": data.dim, "width": run.model.width, "depth": run.model.depth,
-            "activation": run.model.activation, "time_embed_dim": run.model.time_embed_dim}
+    spec = model_spec(run.model, data)
     model = build_model(**spec).to(device)
+    curve_points = data.model_space(test, torch.Generator(device=device).manual_seed(run.seed + 5))
     result = train(method, model, train_data, run.train, seed=run.seed, val_data=test,
-                   evaluate=_curve_columns(run, method, test, on_eval), checkpoint=files.model,
-                   model_spec=spec, progress=progress)
+                   evaluate=_curve_columns(run, method, curve_points, on_eval), checkpoint=files.model,
+                   model_spec=spec, progress=progress, transform=data.model_space if data.levels else None)
     artifacts.write_csv(files.curve, result.rows)
     artifacts.write_json(files.train_info, {"seconds": result.seconds, "steps": run.train.steps,
                                             "steps_per_second": result.steps_per_second, "device": str(device),
@@ -145,9 +180,13 @@ def train_run(run: RunConfig, data: Dataset, files: RunFiles, *, on_eval: OnEval
     return result
 
 
+def _method(run: RunConfig, data: Dataset) -> Method:
+    return build_method(run, data.model_space(data.train, torch.Generator().manual_seed(0)))
+
+
 def _load(run: RunConfig, data: Dataset, files: RunFiles) -> tuple[Method, torch.nn.Module, torch.device]:
     device = device_for(run)
-    return build_method(run, data.train), load_model(files.model, map_location=device), device
+    return _method(run, data), load_model(files.model, map_location=device), device
 
 
 def sample_run(run: RunConfig, data: Dataset, files: RunFiles) -> dict[str, float]:
@@ -171,51 +210,111 @@ def sample_run(run: RunConfig, data: Dataset, files: RunFiles) -> dict[str, floa
         n_traj = min(run.sample.n_trajectories, run.sample.n_samples)
         save_at = [i / 16 for i in range(1, 16)] if adaptive else None
         traj = integrate(v, x_0[:n_traj], **solve, save_at=save_at).xs if n_traj else x_0[:0]
-        test = data.test.to(device)
-        ladder = []
+        test = data.model_space(data.test, torch.Generator().manual_seed(run.seed)).to(device)
+        ladder, ladder_samples = [], {}
         for name in run.sample.fixed_solvers:
             for budget in run.sample.nfe_ladder:
                 steps = budget // SOLVERS[name].evals_per_step
                 if steps < 1:
                     continue
                 res = integrate(v, x_0, method=name, steps=steps)
+                if data.levels is not None:  # kept for FID against NFE, which the score stage computes
+                    ladder_samples[f"{name}:{steps}"] = res.x.cpu()
                 ladder.append({"solver": name, "steps": steps, "nfe": res.nfe,
                                "error": float((res.x - ref.x).flatten(1).norm(dim=1).mean()),
                                "distance": sliced_wasserstein(res.x.cpu(), test.cpu(), n_projections=64, seed=run.seed)})
-    artifacts.save_torch(files.samples, {"samples": ref.x.cpu(), "trajectories": traj.cpu()})
+    artifacts.save_torch(files.samples, {"samples": ref.x.cpu(), "trajectories": traj.cpu(), "ladder": ladder_samples})
     artifacts.write_csv(files.ladder, ladder)
     summary = {"nfe": ref.nfe, "seconds": seconds, "method": run.sample.method, **run.sample.tolerances}
     artifacts.write_json(files.sample_info, summary)
     return summary
 
 
-def score_run(run: RunConfig, data: Dataset, files: RunFiles, *, density: bool = True) -> dict[str, float]:
-    """Write ``metrics.json``: held-out NLL (nats), sample distance, NFE, training time and speed.
+def _image_metrics(run: RunConfig, data: Dataset, nll: Tensor, samples: Tensor, data_dir: str | Path,
+                   files: RunFiles) -> dict[str, float | str]:
+    """Bits/dim of the held-out images (with its standard error over points) and FID against them;
+    also the FID of each fixed-step sample set of the NFE ladder, in ``fid_ladder.csv``."""
+    from fmexp.features import DigitsClassifier, fid
+    from fmexp.images import data_scale
+
+    bpd = bits_per_dim(nll, data.dim, scale=data_scale(data.levels))
+    backend = run.score.fid_backend if run.score.fid_backend != "auto" else ("digits-classifier" if data.name == "digits" else "inception")
+    kwargs: dict[str, object] = {"inception_weights": run.score.inception_weights}
+    if backend == "digits-classifier":
+        weights, accuracy = digits_classifier(str(data_dir))
+        classifier = DigitsClassifier()
+        classifier.load_state_dict(weights)
+        kwargs = {"classifier": classifier.eval()}
+    reference = data.model_space(data.test, torch.Generator().manual_seed(run.seed))
+    out: dict[str, float | str] = {"bpd": float(bpd.mean()), "bpd_se": float(bpd.std() / len(bpd) ** 0.5),
+                                   "fid": fid(backend, samples.float(), reference, **kwargs), "fid_backend": backend}
+    ladder = artifacts.load_torch(files.samples).get("ladder", {})
+    rows = []
+    for key, x in ladder.items():
+        solver, steps = key.split(":")
+        rows.append({"solver": solver, "steps": int(steps), "nfe": int(steps) * SOLVERS[solver].evals_per_step,
+                     "fid": fid(backend, x.float(), reference, **kwargs)})
+    artifacts.write_csv(files.fid_ladder, rows)
+    if backend == "digits-classifier":
+        out["fid_classifier_accuracy"] = accuracy
+    return out
+
+
+def _train_classifier() -> dict[str, object]:
+    from fmexp.features import train_digits_classifier
+
+    model, accuracy = train_digits_classifier(seed=0)
+    return {"classifier": model.state_dict(), "classifier_accuracy": accuracy}
+
+
+@functools.cache
+def digits_classifier(data_dir: str | Path) -> tuple[dict[str, Tensor], float]:
+    """The FID classifier that ``prepare`` stored with the digits; trained here if there is none (a sweep)."""
+    path = Path(data_dir) / "digits.pt"
+    state = artifacts.load_torch(path) if path.exists() else {}
+    if "classifier" not in state:
+        state = _train_classifier()
+    return state["classifier"], float(state["classifier_accuracy"])
+
+
+def score_run(run: RunConfig, data: Dataset, files: RunFiles, *, density: bool = True, data_dir: str | Path = "data") -> dict[str, float]:
+    """Write ``metrics.json``: held-out NLL (nats), sample distance, NFE, training time and speed; for
+    images also bits/dim with its standard error, and FID with its feature backend.
 
     With ``density``, also writes ``density.pt``: the model's log-density on a ``score.density_grid``
     square over the data's range (2-D data only; dopri5 at 1e-4), for the paper's Fig. 4 panels.
     """
     method, model, device = _load(run, data, files)
     v = method.velocity(model)
-    test = data.test[: run.score.n_points].to(device)
+    gen = torch.Generator(device=device).manual_seed(run.seed + 4)
+    points = data.test[: run.score.n_points].to(device)
+    divergence = run.score.divergence if run.score.divergence != "auto" else ("exact" if data.levels is None else "hutchinson")
+    draws = run.score.dequant_draws if data.levels else 1
     start = time.perf_counter()
-    ll = log_likelihood(v, test, divergence=run.score.divergence, prior_std=method.path.prior_std,
-                        **run.sample.tolerances, generator=torch.Generator(device=device).manual_seed(run.seed + 4))
+    logps, nfe_nll = [], 0
+    for _ in range(draws):  # K dequantizations, combined as log mean_k p(x + u_k) (the paper's Table 4)
+        ll = log_likelihood(v, data.model_space(points, gen), divergence=divergence, probe=run.score.probe,
+                            prior_std=method.path.prior_std, **run.sample.tolerances, generator=gen)
+        logps.append(ll.logp.double())
+        nfe_nll += ll.nfe
+    logp = torch.logsumexp(torch.stack(logps), 0) - math.log(draws)
     nll_seconds = time.perf_counter() - start
     samples = artifacts.load_torch(files.samples)["samples"]
     sampled, trained = artifacts.read_json(files.sample_info), artifacts.read_json(files.train_info)
-    nll = -ll.logp.double()
-    metrics = {
+    nll = -logp.cpu()
+    metrics: dict[str, float | str] = {
         "nll": float(nll.mean()),
         "nll_se": float(nll.std() / len(nll) ** 0.5),
-        "distance": sample_distance(run.score.distance, samples, data.test),
+        "distance": sample_distance(run.score.distance, samples, data.model_space(data.test, torch.Generator().manual_seed(run.seed))),
         "distance_name": run.score.distance,
         "nfe": sampled["nfe"],
-        "nfe_nll": ll.nfe,
+        "nfe_nll": nfe_nll / draws,
         "nll_seconds": nll_seconds,
         "train_seconds": trained["seconds"],
         "steps_per_second": trained["steps_per_second"],
     }
+    if data.levels is not None:
+        metrics.update(_image_metrics(run, data, nll, samples, data_dir, files))
     if density:  # the pipeline's output; empty where it does not apply (grid 0 or data not 2-D)
         grid_n = run.score.density_grid if data.dim == 2 else 0
         payload: dict[str, Tensor] = {}
@@ -260,13 +359,18 @@ def run_stage(stage: str, params: Params, dataset: str, method: str, *, data_dir
     for seed in params.pipeline.seeds:
         run = params.run(dataset, method, seed)
         files = RunFiles.of(runs_dir, run)
-        STAGES[stage](run, data, files)
+        if stage == "score":
+            score_run(run, data, files, data_dir=data_dir)
+        else:
+            STAGES[stage](run, data, files)
         per_seed[seed] = files
     if stage == "train":  # every seed's curve in one file: a DVC plot
         _concat_csv(folder / "curve.csv", {s: f.curve for s, f in per_seed.items()})
     elif stage == "sample":
         _concat_csv(folder / "ladder.csv", {s: f.ladder for s, f in per_seed.items()})
     else:
+        if all(f.fid_ladder.exists() for f in per_seed.values()):
+            _concat_csv(folder / "fid_ladder.csv", {s: f.fid_ladder for s, f in per_seed.items()})
         values = {str(s): artifacts.read_json(f.metrics) for s, f in per_seed.items()}
         numeric = [k for k, v in next(iter(values.values())).items() if not isinstance(v, str)]
         table = np.array([[float(m[k]) for k in numeric] for m in values.values()])

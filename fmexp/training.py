@@ -74,13 +74,15 @@ def train(
     model_spec: dict[str, Any] | None = None,
     resume: bool = False,
     progress: bool | None = None,
+    transform: Callable[[Tensor, torch.Generator], Tensor] | None = None,
 ) -> TrainResult:
     """Minimize ``method.loss`` over minibatches of ``data`` for ``config.steps`` steps.
 
     ``checkpoint`` is written every ``config.checkpoint_every`` steps and at the end; with ``resume``
     and an existing checkpoint, training continues from it exactly. ``model_spec`` (the model's
     name and constructor args) is stored in the checkpoint for ``load_model``. ``progress``
-    defaults to showing a tqdm bar when stderr is a terminal.
+    defaults to showing a tqdm bar when stderr is a terminal. ``transform(batch, generator)`` maps
+    each batch before the loss (the dequantization of images), drawing from the training generator.
     """
     device = data.device
     gen = torch.Generator(device=device).manual_seed(seed)
@@ -100,6 +102,8 @@ def train(
         torch.set_rng_state(state["torch_rng"])
         rows, start = list(state["rows"]), int(state["step"])
     val = (val_data if val_data is not None else data)[: config.val_batch]
+    if transform is not None:
+        val = transform(val, torch.Generator(device=device).manual_seed(seed + 1))
 
     def save(step: int) -> None:
         if checkpoint is None:
@@ -125,6 +129,8 @@ def train(
     for i in bar:
         step = i + 1
         batch = data[torch.randint(len(data), (config.batch_size,), generator=gen, device=device)]
+        if transform is not None:
+            batch = transform(batch, gen)
         loss = method.loss(model, batch, gen).mean()
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"non-finite loss {loss.item()} at step {step}; lower train.lr or raise train.grad_clip")

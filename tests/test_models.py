@@ -38,7 +38,7 @@ def test_registry_errors() -> None:
 ])
 def test_unet_forward_backward(args: dict) -> None:
     torch.manual_seed(0)
-    model = build_model("unet", **args)
+    model = build_model("unet", **args).to(torch.float64).to(torch.float32)  # Module.to must still work
     x = torch.randn(3, args["in_channels"], args["resolution"], args["resolution"])
     out = model(x, torch.rand(3))
     assert out.shape == x.shape

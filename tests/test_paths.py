@@ -30,10 +30,11 @@ def test_field_is_time_derivative_of_flow(path_name: str) -> None:
 
 def test_std_at_t1_is_sigma_min(path_name: str) -> None:
     path = make_path(path_name)
-    x_1 = torch.randn(4, 2, dtype=torch.float64)
+    x_1 = torch.randn(4, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 3
     mu, sigma = path.mu_sigma(x_1, torch.ones(4, dtype=torch.float64))
     torch.testing.assert_close(sigma.squeeze(1), torch.full((4,), 0.05, dtype=torch.float64), rtol=1e-10, atol=0)
-    torch.testing.assert_close(mu, x_1, rtol=0, atol=0.05**2)  # VP: alpha = sqrt(1 - sigma_min^2)
+    a_1 = math.sqrt(1 - 0.05**2) if path_name == "vp" else 1.0  # VP: alpha^2 + sigma^2 = 1
+    torch.testing.assert_close(mu, a_1 * x_1, rtol=1e-12, atol=0)
 
 
 def test_source_at_t0() -> None:
