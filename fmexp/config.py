@@ -83,6 +83,7 @@ class TrainConfig:
     curve_points: int = 256  # held-out points for the NLL and dopri5-NFE columns of the curve; 0: none
     curve_tol: float = 1e-5  # dopri5 rtol = atol for those columns
     device: str = "auto"  # auto | cpu | cuda
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast for the loss; fp16 adds a gradient scaler)
 
 
 @dataclass
@@ -189,7 +190,7 @@ def _names() -> dict[str, list[str]]:
         "model": ["auto", *sorted(MODELS)], "activation": sorted(ACTIVATIONS), "solver": sorted(SOLVERS),
         "fixed": sorted(n for n, s in SOLVERS.items() if not s.adaptive), "divergence": ["auto", *DIVERGENCES], "probe": list(PROBES),
         "fid_backend": ["auto", *FEATURE_BACKENDS],
-        "distance": sorted(DISTANCES), "device": ["auto", "cpu", "cuda"],
+        "distance": sorted(DISTANCES), "device": ["auto", "cpu", "cuda"], "precision": ["fp32", "bf16", "fp16"],
     }
 
 
@@ -241,6 +242,7 @@ def _section_errors(model: ModelConfig, train: TrainConfig, sample: SampleConfig
     if not 0 <= train.ema_decay < 1:
         errors.append(f"train.ema_decay: must lie in [0, 1), got {train.ema_decay}")
     one_of("train.device", train.device, "device")
+    one_of("train.precision", train.precision, "precision")
     one_of("sample.method", sample.method, "solver")
     for key in ("rtol", "steps", "n_samples"):
         positive(f"sample.{key}", getattr(sample, key))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 from torch import Tensor
 
 __all__ = ["bits_per_dim", "sliced_wasserstein", "wasserstein2", "DISTANCES", "sample_distance", "gaussian_stats", "frechet_distance"]

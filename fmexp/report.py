@@ -107,21 +107,24 @@ def _convergence(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
                    "convergence", _png(g.figure, fig_dir / "convergence.png"))]
 
 
+def _against_nfe(frame: pd.DataFrame, y: str, title: str, caption: str, name: str, fig_dir: Path, *, log_y: bool = False) -> Figure:
+    """One panel per dataset of ``y`` against NFE, a line per method and solver (the paper's Fig. 7 layout)."""
+    g = sns.relplot(data=frame, x="nfe", y=y, hue="method", style="solver", col="dataset", kind="line",
+                    markers=True, errorbar="sd", height=3, aspect=1.2)
+    g.set(xscale="log", yscale="log" if log_y else "linear")
+    return Figure(title, caption + " Mean ± sd over seeds.", name, _png(g.figure, fig_dir / f"{name}.png"))
+
+
 def _ladder(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
     ladder = _read_csvs(params, runs_dir, "ladder.csv")
     if ladder.empty:
         return []
-    g = sns.relplot(data=ladder, x="nfe", y="error", hue="method", style="solver", col="dataset", kind="line",
-                    markers=True, errorbar=None, height=3, aspect=1.2)
-    g.set(xscale="log", yscale="log")
-    figs = [Figure("Sampling error against NFE", "Mean distance of fixed-step endpoints to the dopri5 endpoints from the same noise (the paper's Fig. 7 measure).",
-                   "nfe_error", _png(g.figure, fig_dir / "nfe_error.png"))]
-    g = sns.relplot(data=ladder, x="nfe", y="distance", hue="method", style="solver", col="dataset", kind="line",
-                    markers=True, errorbar=None, height=3, aspect=1.2)
-    g.set(xscale="log")
-    figs.append(Figure("Sample quality against NFE", "Sliced W2 distance of fixed-step samples to held-out data.",
-                       "nfe_quality", _png(g.figure, fig_dir / "nfe_quality.png")))
-    return figs
+    return [
+        _against_nfe(ladder, "error", "Sampling error against NFE", "Mean distance of fixed-step endpoints to the dopri5 endpoints"
+                     " from the same noise (the paper's Fig. 7 measure).", "nfe_error", fig_dir, log_y=True),
+        _against_nfe(ladder, "distance", "Sample quality against NFE", "Sliced W2 distance of fixed-step samples to held-out data.",
+                     "nfe_quality", fig_dir),
+    ]
 
 
 def _image_grids(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
@@ -150,11 +153,7 @@ def _image_grids(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
         figs.append(Figure(f"{dataset}: samples", f"dopri5 samples, seed {seed}.", f"grid_{dataset}", _png(fig, fig_dir / f"grid_{dataset}.png")))
     fid = _read_csvs(params, runs_dir, "fid_ladder.csv")
     if not fid.empty:
-        g = sns.relplot(data=fid, x="nfe", y="fid", hue="method", style="solver", col="dataset", kind="line",
-                        markers=True, errorbar="sd", height=3, aspect=1.2)
-        g.set(xscale="log")
-        figs.append(Figure("FID against NFE", "FID of fixed-step samples against the held-out split (mean ± sd over seeds).",
-                           "fid_nfe", _png(g.figure, fig_dir / "fid_nfe.png")))
+        figs.append(_against_nfe(fid, "fid", "FID against NFE", "FID of fixed-step samples against the held-out split.", "fid_nfe", fig_dir))
     return figs
 
 

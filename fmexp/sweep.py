@@ -276,8 +276,15 @@ def run_study(study: Study, *, quiet: bool = False) -> optuna.Study:
     """Run trials until the study holds ``n_trials`` finished ones (a rerun resumes), then write its outputs."""
     study.folder.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    ostudy = optuna.create_study(study_name=study.config.study, storage=study.storage, sampler=_sampler(study),
-                                 pruner=_pruner(study), directions=study.directions, load_if_exists=True)
+    ostudy = _create_or_load(study)
+    definition = _definition(study)
+    stored = ostudy.user_attrs.get("definition")
+    if stored is None:
+        ostudy.set_user_attr("definition", definition)
+    elif stored != definition:
+        changed = sorted(k for k in set(stored) | set(definition) if stored.get(k) != definition.get(k))
+        raise ConfigError(f"{study.path}: the stored study {study.config.study!r} ({study.storage}) was made from a different"
+                          f" definition ({', '.join(changed)} changed); rename the study or delete its storage to start afresh")
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
     done = len(ostudy.get_trials(deepcopy=False, states=states))
     remaining = study.config.n_trials - done
@@ -288,6 +295,32 @@ def run_study(study: Study, *, quiet: bool = False) -> optuna.Study:
     if not quiet:
         print(summary(study, ostudy))
     return ostudy
+
+
+def _create_or_load(study: Study, attempts: int = 5) -> optuna.Study:
+    """Create the study, or load it when another worker did. Workers that start together on a new
+    database can race to create Optuna's tables (a unique-key violation in PostgreSQL); the loser
+    waits and tries again, and then finds the tables and the study in place."""
+    from sqlalchemy.exc import IntegrityError, ProgrammingError
+
+    def create() -> optuna.Study:
+        return optuna.create_study(study_name=study.config.study, storage=study.storage, sampler=_sampler(study),
+                                   pruner=_pruner(study), directions=study.directions, load_if_exists=True)
+
+    for attempt in range(attempts - 1):
+        try:
+            return create()
+        except (IntegrityError, ProgrammingError):
+            time.sleep(0.5 * (attempt + 1))
+    return create()
+
+
+def _definition(study: Study) -> dict[str, Any]:
+    """What makes trials comparable: everything but the trial budget and the storage."""
+    from fmexp.config import to_plain
+
+    cfg = to_plain(study.config)
+    return {k: v for k, v in cfg.items() if k not in ("n_trials", "storage")} | {"base_run": to_plain(study.base_run)}
 
 
 def write_outputs(study: Study, ostudy: optuna.Study) -> None:
@@ -350,13 +383,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--n-trials", type=int, help="the study's total number of trials (overrides the file)")
     parser.add_argument("--reports-dir", type=Path, default=Path("reports"))
     args = parser.parse_args(argv)
+    start = time.perf_counter()
     try:
         study = load_study(args.study, storage=args.storage, n_trials=args.n_trials, reports_dir=args.reports_dir)
+        run_study(study)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    start = time.perf_counter()
-    run_study(study)
     print(f"  wall time {time.perf_counter() - start:.1f} s")
     return 0
 

@@ -90,6 +90,8 @@ def train(
     warmup = max(config.warmup_steps, 1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / warmup))
     ema = _ema(model, config.ema_decay)
+    amp_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[config.precision]
+    scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
     rows: list[dict[str, float]] = []
     start = 0
     if resume and checkpoint is not None and Path(checkpoint).exists():
@@ -98,6 +100,8 @@ def train(
         ema.load_state_dict(state["ema_state"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
+        if state.get("scaler"):  # empty for a disabled (fp32 or bf16) scaler
+            scaler.load_state_dict(state["scaler"])
         gen.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         rows, start = list(state["rows"]), int(state["step"])
@@ -115,6 +119,7 @@ def train(
             "ema_weights": ema.module.state_dict(),
             "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(),
+            "scaler": scaler.state_dict(),
             "generator": gen.get_state(),
             "torch_rng": torch.get_rng_state(),
             "step": step,
@@ -131,14 +136,17 @@ def train(
         batch = data[torch.randint(len(data), (config.batch_size,), generator=gen, device=device)]
         if transform is not None:
             batch = transform(batch, gen)
-        loss = method.loss(model, batch, gen).mean()
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            loss = method.loss(model, batch, gen).float().mean()
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"non-finite loss {loss.item()} at step {step}; lower train.lr or raise train.grad_clip")
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        scaler.scale(loss).backward()
         if config.grad_clip > 0:
+            scaler.unscale_(opt)
             nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        opt.step()
+        scaler.step(opt)
+        scaler.update()
         sched.step()
         ema.update_parameters(model)
         loss_sum += loss.item()

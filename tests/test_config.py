@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
+import torch
 
 from fmexp.config import ConfigError, RunConfig, load_params, run_config
 from tests.helpers import ROOT, tiny_params, write_yaml
@@ -85,3 +85,17 @@ def test_cli_exits_2_and_writes_nothing(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "params.yaml" in proc.stderr and "train.steps" in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_cifar10_override_set_builds_the_papers_model() -> None:
+    """configs/cifar10.txt loads against params.yaml and gives the Table 3 U-Net (256 ch, 1,2,2,2)."""
+    from fmexp.data import Dataset
+    from fmexp.stages import model_spec
+
+    lines = [ln.strip() for ln in (ROOT / "configs" / "cifar10.txt").read_text().splitlines()]
+    p = load_params(ROOT / "params.yaml", [ln for ln in lines if ln and not ln.startswith("#")])
+    assert (p.train.lr, p.train.batch_size, p.train.warmup_steps, p.train.steps) == (5e-4, 256, 45000, 391000)
+    images = Dataset("cifar10", torch.zeros(2, 3, 32, 32), torch.zeros(2, 3, 32, 32), levels=256)
+    spec = model_spec(p.model, images)
+    assert spec["name"] == "unet" and spec["channels"] == 256 and spec["channel_mults"] == [1, 2, 2, 2]
+    assert spec["in_channels"] == 3 and spec["resolution"] == 32

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -140,3 +139,13 @@ def test_shipped_studies_are_valid(study: Path, monkeypatch: pytest.MonkeyPatch)
     s = load_study(study, reports_dir="/nonexistent")
     assert s.config.n_trials * len(s.config.seeds) * s.base_run.train.steps <= 20_000  # laptop budget
     assert study.read_text().startswith("#")  # opens with the question it answers
+
+
+def test_resuming_with_a_changed_definition_is_refused(workdir: Path, capsys) -> None:
+    path = write_yaml(workdir / "s.yaml", tiny_study("drift", n_trials=1, search_space={"method.path": "choice(ot, vp)"}))
+    assert main([str(path)]) == 0
+    write_yaml(path, tiny_study("drift", n_trials=2, search_space={"method.path": "choice(ot, vp)"},
+                                overrides=["train.steps=12", "train.eval_every=6"]))
+    assert main([str(path)]) == 2
+    assert "different definition (base_run, overrides changed)" in capsys.readouterr().err
+    assert len(pd.read_csv(workdir / "reports" / "sweeps" / "drift" / "trials.csv")) == 1

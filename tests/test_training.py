@@ -90,3 +90,11 @@ def test_checkpoint_is_written_atomically(tmp_path: Path) -> None:
             raise RuntimeError("crash mid-write")
     assert torch.equal(artifacts.load_torch(target)["a"], torch.ones(2))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]
+
+
+def test_bf16_autocast_trains(checkerboard) -> None:
+    """Mixed precision (train.precision): the loss is computed under autocast and stays finite."""
+    cfg = TrainConfig(steps=30, batch_size=64, eval_every=30, precision="bf16")
+    res = train(make_method("fm", "ot"), fresh_model(), checkerboard.train, cfg, val_data=checkerboard.test)
+    assert all(p.dtype == torch.float32 for p in res.model.parameters())  # weights stay fp32
+    assert torch.isfinite(torch.tensor(res.rows[-1]["val_loss"]))
