@@ -340,9 +340,6 @@ def with_seed(run: RunConfig, seed: int) -> RunConfig:
     return replace(run, seed=seed)
 
 
-STAGES = {"train": train_run, "sample": sample_run, "score": score_run}
-
-
 def run_stage(stage: str, params: Params, dataset: str, method: str, *, data_dir: str | Path = "data",
               runs_dir: str | Path = "runs") -> None:
     """One pipeline stage for one dataset and method, over every seed of ``pipeline.seeds`` in this process.
@@ -355,14 +352,12 @@ def run_stage(stage: str, params: Params, dataset: str, method: str, *, data_dir
     """
     data = load_prepared(data_dir, dataset)
     folder = Path(runs_dir) / dataset / method
+    stage_fn = {"train": train_run, "sample": sample_run, "score": functools.partial(score_run, data_dir=data_dir)}[stage]
     per_seed = {}
     for seed in params.pipeline.seeds:
         run = params.run(dataset, method, seed)
         files = RunFiles.of(runs_dir, run)
-        if stage == "score":
-            score_run(run, data, files, data_dir=data_dir)
-        else:
-            STAGES[stage](run, data, files)
+        stage_fn(run, data, files)
         per_seed[seed] = files
     if stage == "train":  # every seed's curve in one file: a DVC plot
         _concat_csv(folder / "curve.csv", {s: f.curve for s, f in per_seed.items()})
