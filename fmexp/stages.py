@@ -230,8 +230,8 @@ def sample_run(run: RunConfig, data: Dataset, files: RunFiles) -> dict[str, floa
     return summary
 
 
-def _image_metrics(run: RunConfig, data: Dataset, nll: Tensor, samples: Tensor, data_dir: str | Path,
-                   files: RunFiles) -> dict[str, float | str]:
+def _image_metrics(run: RunConfig, data: Dataset, nll: Tensor, samples: Tensor, ladder: dict[str, Tensor], reference: Tensor,
+                   data_dir: str | Path, files: RunFiles) -> dict[str, float | str]:
     """Bits/dim of the held-out images (with its standard error over points) and FID against them;
     also the FID of each fixed-step sample set of the NFE ladder, in ``fid_ladder.csv``."""
     from fmexp.features import DigitsClassifier, fid
@@ -245,10 +245,8 @@ def _image_metrics(run: RunConfig, data: Dataset, nll: Tensor, samples: Tensor, 
         classifier = DigitsClassifier()
         classifier.load_state_dict(weights)
         kwargs = {"classifier": classifier.eval()}
-    reference = data.model_space(data.test, torch.Generator().manual_seed(run.seed))
     out: dict[str, float | str] = {"bpd": float(bpd.mean()), "bpd_se": float(bpd.std() / len(bpd) ** 0.5),
                                    "fid": fid(backend, samples.float(), reference, **kwargs), "fid_backend": backend}
-    ladder = artifacts.load_torch(files.samples).get("ladder", {})
     rows = []
     for key, x in ladder.items():
         solver, steps = key.split(":")
@@ -299,13 +297,15 @@ def score_run(run: RunConfig, data: Dataset, files: RunFiles, *, density: bool =
         nfe_nll += ll.nfe
     logp = torch.logsumexp(torch.stack(logps), 0) - math.log(draws)
     nll_seconds = time.perf_counter() - start
-    samples = artifacts.load_torch(files.samples)["samples"]
+    sampled_state = artifacts.load_torch(files.samples)
+    samples = sampled_state["samples"]
     sampled, trained = artifacts.read_json(files.sample_info), artifacts.read_json(files.train_info)
+    reference = data.model_space(data.test, torch.Generator().manual_seed(run.seed))  # the held-out split, as the model sees it
     nll = -logp.cpu()
     metrics: dict[str, float | str] = {
         "nll": float(nll.mean()),
         "nll_se": float(nll.std() / len(nll) ** 0.5),
-        "distance": sample_distance(run.score.distance, samples, data.model_space(data.test, torch.Generator().manual_seed(run.seed))),
+        "distance": sample_distance(run.score.distance, samples, reference),
         "distance_name": run.score.distance,
         "nfe": sampled["nfe"],
         "nfe_nll": nfe_nll / draws,
@@ -314,7 +314,7 @@ def score_run(run: RunConfig, data: Dataset, files: RunFiles, *, density: bool =
         "steps_per_second": trained["steps_per_second"],
     }
     if data.levels is not None:
-        metrics.update(_image_metrics(run, data, nll, samples, data_dir, files))
+        metrics.update(_image_metrics(run, data, nll, samples, sampled_state.get("ladder", {}), reference, data_dir, files))
     if density:  # the pipeline's output; empty where it does not apply (grid 0 or data not 2-D)
         grid_n = run.score.density_grid if data.dim == 2 else 0
         payload: dict[str, Tensor] = {}
