@@ -25,7 +25,8 @@ import yaml
 from omegaconf import MISSING
 
 from fmexp import artifacts
-from fmexp.config import ConfigError, RunConfig, load_params, parse_overrides, read_yaml, run_config, structured, to_object
+from fmexp.config import RunConfig, load_params, run_config
+from fmexp.overrides import ConfigError, parse_overrides, read_yaml, structured, to_object
 
 __all__ = ["StudyConfig", "Study", "load_study", "run_study", "run_studies", "main"]
 
