@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -48,16 +47,10 @@ def _centres(x: Tensor, levels: int) -> Tensor:
 
 def train_digits_classifier(seed: int = 0, epochs: int = 40, batch_size: int = 64) -> tuple[DigitsClassifier, float]:
     """Train on the digits training split (dequantized afresh each batch); return the model and its test accuracy."""
-    from sklearn.datasets import load_digits
+    from fmexp.images import dequantize, load_digits
 
-    from fmexp.images import dequantize, load_digits as load_digit_images
-
-    splits = load_digit_images()
-    labels = torch.from_numpy(load_digits().target)
-    # recover each split's labels by the same fixed permutation the image split used
-    order = np.random.default_rng(0).permutation(len(labels))
-    n_test = len(splits.test)
-    y_train, y_test = labels[order[n_test:]], labels[order[:n_test]]
+    splits = load_digits()
+    y_train, y_test = splits.train_labels, splits.test_labels
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     model = DigitsClassifier()

@@ -26,6 +26,8 @@ class ImageSplits:
     train: Tensor
     test: Tensor
     levels: int
+    train_labels: Tensor | None = None  # class labels, where the dataset has them (digits)
+    test_labels: Tensor | None = None
 
 
 def data_scale(levels: int) -> float:
@@ -44,10 +46,10 @@ def quantize(y: Tensor, levels: int) -> Tensor:
     return torch.floor((y + 1.0) / data_scale(levels)).clamp(0, levels - 1)
 
 
-def _split(x: np.ndarray, test_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+def _split(x: np.ndarray, test_fraction: float, seed: int, dtype: type = np.float32) -> tuple[Tensor, Tensor]:
     order = np.random.default_rng(seed).permutation(len(x))
     n_test = max(1, int(round(test_fraction * len(x))))
-    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype=dtype))
     return t[order[n_test:]], t[order[:n_test]]
 
 
@@ -55,9 +57,10 @@ def load_digits(seed: int = 0, test_fraction: float = 0.2) -> ImageSplits:
     """scikit-learn's 1797 handwritten 8x8 digits with 17 grey levels, as ``(n, 1, 8, 8)``; a fixed split."""
     from sklearn.datasets import load_digits as sk_digits
 
-    images = sk_digits().images[:, None]  # values 0..16
-    train, test = _split(images, test_fraction, seed)
-    return ImageSplits(train, test, levels=17)
+    digits = sk_digits()
+    train, test = _split(digits.images[:, None], test_fraction, seed)  # values 0..16
+    train_labels, test_labels = _split(digits.target, test_fraction, seed, dtype=np.int64)
+    return ImageSplits(train, test, levels=17, train_labels=train_labels, test_labels=test_labels)
 
 
 def load_image_folder(root: str | Path, size: int, channels: int = 3, seed: int = 0, test_fraction: float = 0.1) -> ImageSplits:
