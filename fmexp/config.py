@@ -14,11 +14,11 @@ from typing import Any, Sequence
 
 from omegaconf import OmegaConf
 
-from fmexp.overrides import ConfigError, apply_overrides, read_yaml, structured, to_object
+from fmexp.overrides import ConfigError, apply_overrides, parse_overrides, read_yaml, structured, to_object
 
 __all__ = [
     "ConfigError", "PipelineConfig", "DataConfig", "MethodConfig", "ModelConfig", "TrainConfig", "SampleConfig", "ScoreConfig",
-    "Params", "RunConfig", "load_params", "run_config", "to_plain",
+    "Params", "RunConfig", "PER_DATASET_SECTIONS", "load_params", "run_config", "to_plain",
 ]
 
 
@@ -141,13 +141,17 @@ class Params:
     sample: SampleConfig = field(default_factory=SampleConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
+    per_dataset: dict[str, list[str]] = field(default_factory=dict)  # overrides of PER_DATASET_SECTIONS, per dataset
 
     def run(self, dataset: str, method: str, seed: int) -> RunConfig:
-        """The config of one pipeline run: one dataset, one named method, one seed."""
+        """The config of one pipeline run: one dataset, one named method, one seed, with the
+        dataset's ``per_dataset`` overrides applied."""
         if method not in self.methods:
             raise ConfigError(f"methods: no method {method!r}; defined are {sorted(self.methods)}")
-        return RunConfig(dataset=dataset, method_name=method, method=self.methods[method], seed=seed,
-                         data=self.data, model=self.model, train=self.train, sample=self.sample, score=self.score)
+        run = RunConfig(dataset=dataset, method_name=method, method=self.methods[method], seed=seed,
+                        data=self.data, model=self.model, train=self.train, sample=self.sample, score=self.score)
+        overrides = self.per_dataset.get(dataset, [])
+        return run_config(run, overrides, f"per_dataset.{dataset}") if overrides else run
 
 
 @dataclass
@@ -264,6 +268,27 @@ def _section_errors(model: ModelConfig, train: TrainConfig, sample: SampleConfig
     return errors
 
 
+PER_DATASET_SECTIONS = ("model", "train", "sample", "score")
+
+
+def _per_dataset_errors(p: Params, names: dict[str, list[str]]) -> list[str]:
+    errors = []
+    for dataset, overrides in p.per_dataset.items():
+        key = f"per_dataset.{dataset}"
+        if dataset not in names["dataset"]:
+            errors.append(f"{key}: {dataset!r} is not one of {names['dataset']}")
+            continue
+        for ov in parse_overrides(overrides, key):
+            if ov.key_or_group.split(".")[0] not in PER_DATASET_SECTIONS or ov.is_add() or ov.is_delete():
+                errors.append(f"{key}: {ov.input_line!r} must set a key of {list(PER_DATASET_SECTIONS)} (key=value)")
+        if not errors and p.methods:
+            try:
+                p.run(dataset, next(iter(p.methods)), 0)
+            except ConfigError as e:
+                errors.append(str(e))
+    return errors
+
+
 def validate_params(p: Params) -> list[str]:
     """Every out-of-range value and unknown name in ``p``, as ``dotted.key: reason``."""
     names = _names()
@@ -274,7 +299,8 @@ def validate_params(p: Params) -> list[str]:
             errors.append(f"pipeline.{key}: must not be empty")
     for name, m in p.methods.items():
         errors += _method_errors(f"methods.{name}", m, names)
-    return errors + _section_errors(p.model, p.train, p.sample, p.score, p.data, names)
+    errors += _section_errors(p.model, p.train, p.sample, p.score, p.data, names)
+    return errors or _per_dataset_errors(p, names)
 
 
 def validate_run(r: RunConfig) -> list[str]:
@@ -284,10 +310,18 @@ def validate_run(r: RunConfig) -> list[str]:
 
 
 def load_params(path: str | Path = "params.yaml", overrides: Sequence[str] = ()) -> Params:
-    """Load, override and validate ``params.yaml``."""
+    """Load, override and validate ``params.yaml``.
+
+    ``overrides`` win over the file's ``per_dataset`` entries too: ``train.steps=10`` on the
+    command line sets 10 steps for every dataset, whatever ``per_dataset.digits`` says.
+    """
     cfg = structured(Params, read_yaml(path), str(path))
     apply_overrides(cfg, overrides, f"{path} overrides")
     params: Params = to_object(cfg, str(path))
+    given = [ov.key_or_group for ov in parse_overrides(overrides, f"{path} overrides")]
+    for dataset, entries in params.per_dataset.items():
+        params.per_dataset[dataset] = [e for e, ov in zip(entries, parse_overrides(entries, f"{path}: per_dataset.{dataset}"))
+                                       if not any(ov.key_or_group == g or ov.key_or_group.startswith(g + ".") for g in given)]
     errors = validate_params(params)
     if errors:
         raise ConfigError(f"{path}: " + "; ".join(errors))

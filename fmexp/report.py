@@ -151,7 +151,7 @@ def _image_grids(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
             ax.imshow(canvas.squeeze(-1) if c == 1 else canvas, cmap="gray" if c == 1 else None, vmin=0, vmax=1)
             ax.set_title(method), ax.set_axis_off()
         figs.append(Figure(f"{dataset}: samples", f"dopri5 samples, seed {seed}.", f"grid_{dataset}", _png(fig, fig_dir / f"grid_{dataset}.png")))
-    fid = _read_csvs(params, runs_dir, "fid_ladder.csv")
+    fid = _read_csvs(params, runs_dir, "score/fid_ladder.csv")
     if not fid.empty:
         figs.append(_against_nfe(fid, "fid", "FID against NFE", "FID of fixed-step samples against the held-out split.", "fid_nfe", fig_dir))
     return figs
@@ -279,13 +279,16 @@ def build_report(params: Params, params_path: str | Path, *, runs_dir: str | Pat
         stats, display = method_table(metrics, dataset, params.pipeline.methods)
         rows = metrics[metrics.dataset == dataset]
         display = display.rename(columns={"distance": f"{rows.distance_name.iloc[0]} distance"})
+        note = (f"NLL in nats of {params.score.n_points} held-out points, {rows.distance_name.iloc[0]} distance of the"
+                " dopri5 samples to the held-out split.")
         if "fid_backend" in rows and rows.fid_backend.notna().any():
             display = display.rename(columns={"FID": f"FID ({rows.fid_backend.dropna().iloc[0]})"})
+            note = _image_note(rows)
         artifacts.write_text(table_dir / f"{dataset}.csv", stats.to_csv())
         artifacts.write_text(table_dir / f"{dataset}.md", display.to_markdown() + "\n")
         artifacts.write_text(table_dir / f"{dataset}.tex", display.map(_latex_bold).to_latex(escape=False))
         html = display.map(_html_bold).reset_index().to_html(escape=False, index=False, classes="data")
-        tables.append({"dataset": dataset, "html": html, "n_seeds": int(stats.seeds.max())})
+        tables.append({"dataset": dataset, "html": html, "n_seeds": int(stats.seeds.max()), "note": note})
     figures = (_convergence(params, runs_dir, fig_dir) + _ladder(params, runs_dir, fig_dir) + _panels(params, runs_dir, fig_dir)
                + _image_grids(params, runs_dir, fig_dir))
     sweeps, sweep_figs = _sweeps(reports_dir, fig_dir)
@@ -296,6 +299,20 @@ def build_report(params: Params, params_path: str | Path, *, runs_dir: str | Pat
     out = reports_dir / "summary.html"
     artifacts.write_text(out, page)
     return out
+
+
+def _image_note(rows: pd.DataFrame) -> str:
+    """What an image table's numbers are, with the FID floor (the training split against the held-out split)."""
+    backend = rows.fid_backend.dropna().iloc[0]
+    note = (f"NLL in bits/dim of the held-out images (Hutchinson divergence, uniform dequantization; standard error"
+            f" {rows.bpd_se.mean():.3f} on average), FID with the {backend} features of the dopri5 samples against"
+            f" the held-out split.")
+    if "fid_train_split" in rows:
+        note += (f" The training split scores FID {rows.fid_train_split.mean():.1f} against it: the floor at this"
+                 " number of images.")
+    if "fid_classifier_accuracy" in rows:
+        note += f" The classifier's test accuracy is {rows.fid_classifier_accuracy.iloc[0]:.1%}."
+    return note
 
 
 def _latex_bold(cell: str) -> str:

@@ -29,7 +29,7 @@ from fmexp.models import build_model
 from fmexp.ode import SOLVERS, integrate
 from fmexp.training import TrainResult, load_model, train
 
-__all__ = ["RunFiles", "prepare", "load_prepared", "build_method", "train_run", "sample_run", "score_run", "run_all"]
+__all__ = ["RunFiles", "load_data", "prepare", "load_prepared", "build_method", "train_run", "sample_run", "score_run", "run_all"]
 
 OnEval = Callable[[dict[str, float]], None]
 
@@ -92,7 +92,8 @@ def device_for(run: RunConfig) -> torch.device:
     return torch.device(name)
 
 
-def _load_data(params_data: DataConfig, name: str) -> Dataset:
+def load_data(params_data: DataConfig, name: str) -> Dataset:
+    """Dataset ``name`` as ``params_data`` sets it (image datasets read their folder and size)."""
     return load_dataset(name, params_data.n_train, params_data.n_test, params_data.seed, **(
         {"root": params_data.root, "size": params_data.image_size, "channels": params_data.channels,
          "download": params_data.download} if name in IMAGE_DATASETS else {}))
@@ -102,7 +103,7 @@ def prepare(params: Params, data_dir: str | Path = "data") -> None:
     """Store each dataset's fixed splits in ``data/<dataset>.pt``; for digits, with the FID feature
     classifier trained on its training split, and that classifier's test accuracy."""
     for name in params.pipeline.datasets:
-        ds = _load_data(params.data, name)
+        ds = load_data(params.data, name)
         payload = {"train": ds.train, "test": ds.test, "levels": ds.levels, "config": to_plain(params.data)}
         if name == "digits":
             payload.update(_train_classifier())
@@ -245,8 +246,12 @@ def _image_metrics(run: RunConfig, data: Dataset, nll: Tensor, samples: Tensor, 
         classifier = DigitsClassifier()
         classifier.load_state_dict(weights)
         kwargs = {"classifier": classifier.eval()}
+    # The same number of training images, dequantized the same way: the FID a perfect model would
+    # score up to sampling noise, the floor to read the models' FIDs against.
+    train_images = data.model_space(data.train[: len(samples)], torch.Generator().manual_seed(run.seed + 6))
     out: dict[str, float | str] = {"bpd": float(bpd.mean()), "bpd_se": float(bpd.std() / len(bpd) ** 0.5),
-                                   "fid": fid(backend, samples.float(), reference, **kwargs), "fid_backend": backend}
+                                   "fid": fid(backend, samples.float(), reference, **kwargs), "fid_backend": backend,
+                                   "fid_train_split": fid(backend, train_images, reference, **kwargs)}
     rows = []
     for key, x in ladder.items():
         solver, steps = key.split(":")
@@ -365,7 +370,7 @@ def run_stage(stage: str, params: Params, dataset: str, method: str, *, data_dir
         _concat_csv(folder / "ladder.csv", {s: f.ladder for s, f in per_seed.items()})
     else:
         if all(f.fid_ladder.exists() for f in per_seed.values()):
-            _concat_csv(folder / "fid_ladder.csv", {s: f.fid_ladder for s, f in per_seed.items()})
+            _concat_csv(folder / "score" / "fid_ladder.csv", {s: f.fid_ladder for s, f in per_seed.items()})
         values = {str(s): artifacts.read_json(f.metrics) for s, f in per_seed.items()}
         numeric = [k for k, v in next(iter(values.values())).items() if not isinstance(v, str)]
         table = np.array([[float(m[k]) for k in numeric] for m in values.values()])

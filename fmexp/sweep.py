@@ -234,8 +234,7 @@ def _suggest(trial: optuna.Trial, key: str, d: optuna.distributions.BaseDistribu
 
 
 def _objective(study: Study):
-    from fmexp.data import load_dataset
-    from fmexp.stages import RunFiles, run_all, with_seed
+    from fmexp.stages import RunFiles, load_data, run_all, with_seed
 
     cache: dict[tuple, Any] = {}
     metrics = [o.metric for o in study.config.objectives]
@@ -249,9 +248,9 @@ def _objective(study: Study):
         except ConfigError as e:  # e.g. an sm objective drawn together with the ot path
             trial.set_user_attr("error", str(e))
             raise
-        key = (run.dataset, run.data.n_train, run.data.n_test, run.data.seed)
+        key = (run.dataset, repr(run.data))
         if key not in cache:
-            cache[key] = load_dataset(run.dataset, run.data.n_train, run.data.n_test, run.data.seed)
+            cache[key] = load_data(run.data, run.dataset)
         per_seed: dict[str, list[float]] = {m: [] for m in metrics}
         for i, seed in enumerate(study.config.seeds):
             offset = i * run.train.steps

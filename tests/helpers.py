@@ -19,6 +19,7 @@ def tiny_params(**pipeline: list) -> dict:
     p["sample"].update(n_samples=100, nfe_ladder=[4, 8], fixed_solvers=["euler", "rk4"], rtol=1e-3, atol=1e-3, n_trajectories=4)
     p["score"].update(n_points=64, density_grid=12)
     p["sweep"]["studies"] = []
+    p["per_dataset"] = {name: [] for name in p["per_dataset"]}  # the tiny sections above, for every dataset
     return p
 
 

@@ -87,15 +87,55 @@ def test_cli_exits_2_and_writes_nothing(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
 
 
-def test_cifar10_override_set_builds_the_papers_model() -> None:
-    """configs/cifar10.txt loads against params.yaml and gives the Table 3 U-Net (256 ch, 1,2,2,2)."""
+def test_per_dataset_overrides_apply_to_their_dataset_only() -> None:
+    p = load_params(ROOT / "params.yaml")
+    digits, board = p.run("digits", "fm_ot", 0), p.run("checkerboard", "fm_ot", 0)
+    assert (digits.model.base_channels, digits.train.batch_size, digits.sample.n_samples) == (16, 128, 359)
+    assert (board.model, board.train, board.sample) == (p.model, p.train, p.sample)
+
+
+def test_command_line_overrides_win_over_per_dataset(tmp_path: Path) -> None:
+    params = tiny_params()
+    params["per_dataset"]["digits"] = ["train.steps=500", "train.batch_size=16", "model.channel_mults=[1,2,2]"]
+    path = write_yaml(tmp_path / "params.yaml", params)
+    run = load_params(path, ["train.steps=7", "model=" + "{base_channels: 4}"]).run("digits", "fm_ot", 0)
+    assert (run.train.steps, run.train.batch_size) == (7, 16)  # the command line's steps, the file's batch size
+    assert run.model.base_channels == 4 and run.model.channel_mults == [1, 2]  # the section was given: per_dataset model.* dropped
+
+
+def test_every_dataset_has_a_per_dataset_entry() -> None:
+    """dvc.yaml declares per_dataset.<dataset> as a param of train/sample/score: DVC fails on a missing key."""
+    from fmexp.data import DATASETS
+    from fmexp.images import IMAGE_DATASETS
+
+    assert set(load_params(ROOT / "params.yaml").per_dataset) == set(DATASETS) | set(IMAGE_DATASETS)
+
+
+@pytest.mark.parametrize("entry, expected", [
+    ({"mnist2d": []}, r"per_dataset\.mnist2d: 'mnist2d' is not one of"),
+    ({"digits": ["method.sigma_min=0.1"]}, r"per_dataset\.digits: 'method\.sigma_min=0\.1' must set a key of \['model', 'train', 'sample', 'score'\]"),
+    ({"digits": ["pipeline.seeds=[0]"]}, r"per_dataset\.digits: 'pipeline\.seeds=\[0\]' must set"),
+    ({"digits": ["train.steps=0"]}, r"per_dataset\.digits: train\.steps: must be positive"),
+    ({"digits": ["train.stepz=3"]}, r"per_dataset\.digits: unknown key 'train\.stepz'"),
+    ({"digits": ["train.steps=["]}, r"per_dataset\.digits"),
+])
+def test_bad_per_dataset_entries_name_file_and_key(tmp_path: Path, entry: dict, expected: str) -> None:
+    params = tiny_params()
+    params["per_dataset"].update(entry)
+    path = write_yaml(tmp_path / "params.yaml", params)
+    with pytest.raises(ConfigError, match=expected) as info:
+        load_params(path)
+    assert str(path) in str(info.value)
+
+
+def test_cifar10_gets_the_papers_setting() -> None:
+    """per_dataset.cifar10 gives Table 3's optimization and U-Net (256 channels, multipliers 1,2,2,2)."""
     from fmexp.data import Dataset
     from fmexp.stages import model_spec
 
-    lines = [ln.strip() for ln in (ROOT / "configs" / "cifar10.txt").read_text().splitlines()]
-    p = load_params(ROOT / "params.yaml", [ln for ln in lines if ln and not ln.startswith("#")])
-    assert (p.train.lr, p.train.batch_size, p.train.warmup_steps, p.train.steps) == (5e-4, 256, 45000, 391000)
+    run = load_params(ROOT / "params.yaml").run("cifar10", "fm_ot", 0)
+    assert (run.train.lr, run.train.batch_size, run.train.warmup_steps, run.train.steps) == (5e-4, 256, 45000, 391000)
     images = Dataset("cifar10", torch.zeros(2, 3, 32, 32), torch.zeros(2, 3, 32, 32), levels=256)
-    spec = model_spec(p.model, images)
+    spec = model_spec(run.model, images)
     assert spec["name"] == "unet" and spec["channels"] == 256 and spec["channel_mults"] == [1, 2, 2, 2]
-    assert spec["in_channels"] == 3 and spec["resolution"] == 32
+    assert spec["in_channels"] == 3 and spec["resolution"] == 32 and spec["attention_resolutions"] == [16]

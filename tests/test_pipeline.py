@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from tests.helpers import ROOT, tiny_params, write_yaml
 
@@ -33,7 +35,10 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copy(ROOT / "dvc.yaml", root / "dvc.yaml")
     (root / ".dvc").mkdir()
     shutil.copy(ROOT / ".dvc" / "config", root / ".dvc" / "config")
-    write_yaml(root / "params.yaml", tiny_params(seeds=[0, 1]))
+    params = tiny_params(seeds=[0, 1], datasets=["checkerboard", "digits"])
+    params["per_dataset"]["digits"] = ["model.base_channels=8", "train.batch_size=32", "sample.n_samples=64",
+                                       "sample.nfe_ladder=[4,8]", "score.n_points=32"]
+    write_yaml(root / "params.yaml", params)
     sh("git", "init", "-q", cwd=root)
     sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "init", cwd=root)
     sh("git", "add", "-A", cwd=root)
@@ -59,6 +64,26 @@ def test_repro_writes_metrics_tables_and_page(repo: Path) -> None:
     assert "http://" not in page and "https://" not in page  # self-contained
     for png in ("convergence", "nfe_error", "nfe_quality", "panels_checkerboard"):
         assert (repo / "reports" / "figures" / f"{png}.png").stat().st_size > 1000
+
+
+def test_repro_scores_digits_in_the_papers_image_layout(repo: Path) -> None:
+    """digits through dvc repro: bits/dim, FID with its backend and NFE per method, sample grids, FID against NFE."""
+    for method in ("fm_ot", "fm_vp"):
+        for metrics in json.loads((repo / "runs" / "digits" / method / "metrics.json").read_text())["seeds"].values():
+            assert metrics["fid_backend"] == "digits-classifier" and metrics["fid_classifier_accuracy"] >= 0.95
+            assert all(math.isfinite(metrics[k]) for k in ("bpd", "bpd_se", "fid", "fid_train_split", "nfe"))
+        fid_ladder = pd.read_csv(repo / "runs" / "digits" / method / "score" / "fid_ladder.csv")
+        assert sorted(fid_ladder.seed.unique()) == [0, 1] and set(fid_ladder.solver) == {"euler", "rk4"}
+    table = pd.read_csv(repo / "reports" / "tables" / "digits.csv", index_col=0)
+    assert list(table.index) == ["fm_ot", "fm_vp"] and {"bpd_mean", "fid_std", "nfe_mean"} <= set(table.columns)
+    header = (repo / "reports" / "tables" / "digits.md").read_text().splitlines()[0]
+    assert "NLL (bits/dim)" in header and "FID (digits-classifier)" in header and "NFE" in header
+    for png in ("grid_digits", "fid_nfe"):
+        assert (repo / "reports" / "figures" / f"{png}.png").stat().st_size > 1000
+    spec = torch.load(repo / "runs" / "digits" / "fm_ot" / "train" / "0" / "model.pt", weights_only=True)["model_spec"]
+    assert (spec["name"], spec["in_channels"], spec["resolution"], spec["channels"]) == ("unet", 1, 8, 8)  # per_dataset.digits
+    page = (repo / "reports" / "summary.html").read_text()
+    assert "<h3>digits</h3>" in page and "The training split scores FID" in page
 
 
 def test_second_repro_runs_nothing(repo: Path) -> None:
