@@ -70,7 +70,7 @@ def method_table(metrics: pd.DataFrame, dataset: str, methods: list[str]) -> tup
     display = pd.DataFrame(index=stats.index)
     for col, label in columns.items():
         mean, std = stats[f"{col}_mean"], stats[f"{col}_std"].fillna(0.0)
-        fmt = "{:.0f} ± {:.0f}" if col == "nfe" else "{:.3f} ± {:.3f}"
+        fmt = {"nfe": "{:.0f} ± {:.0f}", "fid": "{:.1f} ± {:.1f}"}.get(col, "{:.3f} ± {:.3f}")
         cells = [fmt.format(a, b) for a, b in zip(mean, std)]
         best = mean.idxmin() if len(mean) else None
         display[label] = [f"**{c}**" if m == best else c for m, c in zip(stats.index, cells)]
@@ -103,15 +103,24 @@ def _convergence(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
     long = curves.melt(id_vars=["dataset", "method", "seed", "step"], value_vars=ys, var_name="quantity")
     g = sns.relplot(data=long, x="step", y="value", hue="method", row="quantity", col="dataset", kind="line",
                     errorbar="sd", facet_kws={"sharey": False}, height=2.4, aspect=1.5, marker="o")
-    return [Figure("Convergence", "Validation loss, held-out NLL (nats) and dopri5 NFE against training step; mean ± sd over seeds (cf. the paper's Fig. 10).",
+    for (quantity, _), ax in g.axes_dict.items():
+        if quantity == "val_loss":  # fm and sm losses differ in scale by orders of magnitude
+            ax.set_yscale("log")
+    return [Figure("Convergence", "Validation loss (log scale), held-out NLL (nats) and dopri5 NFE against training step; mean ± sd"
+                   " over seeds (cf. the paper's Fig. 10).",
                    "convergence", _png(g.figure, fig_dir / "convergence.png"))]
 
 
-def _against_nfe(frame: pd.DataFrame, y: str, title: str, caption: str, name: str, fig_dir: Path, *, log_y: bool = False) -> Figure:
-    """One panel per dataset of ``y`` against NFE, a line per method and solver (the paper's Fig. 7 layout)."""
+def _against_nfe(frame: pd.DataFrame, y: str, title: str, caption: str, name: str, fig_dir: Path, *, log_y: bool = False,
+                 floor: dict[str, float] | None = None) -> Figure:
+    """One panel per dataset of ``y`` against NFE, a line per method and solver (the paper's Fig. 7 layout);
+    ``floor`` draws a dashed line per dataset."""
     g = sns.relplot(data=frame, x="nfe", y=y, hue="method", style="solver", col="dataset", kind="line",
                     markers=True, errorbar="sd", height=3, aspect=1.2)
     g.set(xscale="log", yscale="log" if log_y else "linear")
+    for dataset, ax in g.axes_dict.items():
+        if floor and dataset in floor:
+            ax.axhline(floor[dataset], color="0.3", ls="--", lw=1)
     return Figure(title, caption + " Mean ± sd over seeds.", name, _png(g.figure, fig_dir / f"{name}.png"))
 
 
@@ -127,7 +136,7 @@ def _ladder(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
     ]
 
 
-def _image_grids(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
+def _image_grids(params: Params, runs_dir: Path, fig_dir: Path, metrics: pd.DataFrame) -> list[Figure]:
     """A grid of dopri5 samples per method (first seed), for image datasets."""
     from fmexp.images import quantize
 
@@ -153,7 +162,9 @@ def _image_grids(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
         figs.append(Figure(f"{dataset}: samples", f"dopri5 samples, seed {seed}.", f"grid_{dataset}", _png(fig, fig_dir / f"grid_{dataset}.png")))
     fid = _read_csvs(params, runs_dir, "score/fid_ladder.csv")
     if not fid.empty:
-        figs.append(_against_nfe(fid, "fid", "FID against NFE", "FID of fixed-step samples against the held-out split.", "fid_nfe", fig_dir))
+        floor = metrics.groupby("dataset")["fid_train_split"].mean().dropna().to_dict() if "fid_train_split" in metrics else {}
+        figs.append(_against_nfe(fid, "fid", "FID against NFE", "FID of fixed-step samples against the held-out split; dashed:"
+                                 " the training split's FID against it (the floor).", "fid_nfe", fig_dir, floor=floor))
     return figs
 
 
@@ -290,7 +301,7 @@ def build_report(params: Params, params_path: str | Path, *, runs_dir: str | Pat
         html = display.map(_html_bold).reset_index().to_html(escape=False, index=False, classes="data")
         tables.append({"dataset": dataset, "html": html, "n_seeds": int(stats.seeds.max()), "note": note})
     figures = (_convergence(params, runs_dir, fig_dir) + _ladder(params, runs_dir, fig_dir) + _panels(params, runs_dir, fig_dir)
-               + _image_grids(params, runs_dir, fig_dir))
+               + _image_grids(params, runs_dir, fig_dir, metrics))
     sweeps, sweep_figs = _sweeps(reports_dir, fig_dir)
     env = Environment(loader=PackageLoader("fmexp"), autoescape=select_autoescape(["html"]))
     page = env.get_template("summary.html").render(
@@ -304,9 +315,10 @@ def build_report(params: Params, params_path: str | Path, *, runs_dir: str | Pat
 def _image_note(rows: pd.DataFrame) -> str:
     """What an image table's numbers are, with the FID floor (the training split against the held-out split)."""
     backend = rows.fid_backend.dropna().iloc[0]
-    note = (f"NLL in bits/dim of the held-out images (Hutchinson divergence, uniform dequantization; standard error"
-            f" {rows.bpd_se.mean():.3f} on average), FID with the {backend} features of the dopri5 samples against"
-            f" the held-out split.")
+    se = rows.groupby("method").bpd_se.mean()
+    note = (f"NLL in bits/dim of the held-out images (Hutchinson divergence, uniform dequantization; the standard error"
+            f" over images is {se.min():.3f} to {se.max():.3f}), FID with the {backend} features of the dopri5 samples"
+            f" against the held-out split.")
     if "fid_train_split" in rows:
         note += (f" The training split scores FID {rows.fid_train_split.mean():.1f} against it: the floor at this"
                  " number of images.")
