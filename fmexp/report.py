@@ -273,7 +273,8 @@ def _provenance(params_path: Path) -> dict[str, Any]:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             versions[pkg] = "not installed"
-    dirty = git("status", "--porcelain", "--untracked-files=no")
+    # dvc.lock and DVC's .gitignore entries change with every run; they are not the code that made it
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!dvc.lock", ":!**/.gitignore", ":!.gitignore")
     return {"revision": git("rev-parse", "HEAD") + (" (with uncommitted changes)" if dirty not in ("", "unknown") else ""), "versions": versions}
 
 
