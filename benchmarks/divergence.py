@@ -32,7 +32,7 @@ def main() -> None:
     for dim in (2, 64):
         model = build_model("mlp", dim=dim, width=256, depth=3).eval()
         x, t = torch.randn(batch, dim), torch.rand(batch)
-        z = torch.randint(0, 2, x.shape).float() * 2 - 1
+        z = torch.randint(0, 2, (1, *x.shape)).float() * 2 - 1  # one Hutchinson probe
         exact = per_call_ms(lambda: velocity_and_divergence(model, x, t))
         hutch = per_call_ms(lambda: velocity_and_divergence(model, x, t, z))
         with torch.no_grad():

@@ -108,6 +108,7 @@ class ScoreConfig:
     n_points: int = 1000
     divergence: str = "auto"  # auto (exact for flat data, hutchinson for images) | exact | hutchinson
     probe: str = "rademacher"  # hutchinson probes: rademacher | gaussian
+    probes: int = 1  # hutchinson probes per point, fixed over the solve; the estimate's variance falls as 1/probes
     dequant_draws: int = 1  # images: K dequantizations per point, combined by log-mean-exp (Table 4)
     fid_backend: str = "auto"  # auto (digits-classifier for digits, else inception) | digits-classifier | inception
     inception_weights: str | None = None  # local InceptionV3 weights file for the inception backend
@@ -261,6 +262,7 @@ def _section_errors(model: ModelConfig, train: TrainConfig, sample: SampleConfig
     one_of("score.probe", score.probe, "probe")
     one_of("score.fid_backend", score.fid_backend, "fid_backend")
     positive("score.dequant_draws", score.dequant_draws)
+    positive("score.probes", score.probes)
     if data.channels not in (1, 3):
         errors.append(f"data.channels: must be 1 or 3, got {data.channels}")
     positive("data.image_size", data.image_size)

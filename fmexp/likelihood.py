@@ -38,12 +38,13 @@ def gaussian_log_prob(x: Tensor, std: float = 1.0) -> Tensor:
     return -0.5 * sq / std**2 - d * (math.log(std) + 0.5 * math.log(2 * math.pi))
 
 
-def velocity_and_divergence(v: Field, x: Tensor, t: Tensor, probe: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """``(v(x, t), div_x v(x, t))``: exact when ``probe`` is None, else Hutchinson's ``z^T (dv/dx) z``.
+def velocity_and_divergence(v: Field, x: Tensor, t: Tensor, probes: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """``(v(x, t), div_x v(x, t))``: exact when ``probes`` is None, else Hutchinson's estimate, the mean
+    of ``z_k^T (dv/dx) z_k`` over the K probes ``z_k`` stacked in ``probes`` (shape ``(K, *x.shape)``).
 
     One forward pass and vector-Jacobian products vectorized with ``torch.func.vmap``: the exact
-    trace takes the d rows ``e_j^T J`` at once (no Python loop over dimensions). ``v`` must treat
-    batch elements independently, as velocity networks do.
+    trace takes the d rows ``e_j^T J`` at once (no Python loop over dimensions), Hutchinson the K
+    products ``z_k^T J``. ``v`` must treat batch elements independently, as velocity networks do.
     """
 
     def f(y: Tensor) -> Tensor:
@@ -51,9 +52,9 @@ def velocity_and_divergence(v: Field, x: Tensor, t: Tensor, probe: Tensor | None
 
     with torch.enable_grad():
         out, vjp = torch.func.vjp(f, x)
-        if probe is not None:
-            (z_jac,) = vjp(probe)
-            return out, (z_jac * probe).flatten(1).sum(1)
+        if probes is not None:
+            (z_jac,) = torch.func.vmap(vjp)(probes)  # (K, B, ...)
+            return out, (z_jac * probes).flatten(2).sum(2).mean(0)
         d = x[0].numel()
         basis = torch.eye(d, dtype=x.dtype, device=x.device).reshape(d, 1, *x.shape[1:]).expand(d, *x.shape)
         (rows,) = torch.func.vmap(vjp)(basis)  # rows[j, b] = e_j^T J_b, shape (d, B, ...)
@@ -61,11 +62,13 @@ def velocity_and_divergence(v: Field, x: Tensor, t: Tensor, probe: Tensor | None
         return out, diag.sum(1)
 
 
-def _probe(x: Tensor, kind: str, generator: torch.Generator | None) -> Tensor:
+def _probes(x: Tensor, kind: str, k: int, generator: torch.Generator | None) -> Tensor:
+    """K probes per sample, shape ``(k, *x.shape)``, with ``E[z z^T] = I``."""
+    shape = (k, *x.shape)
     if kind == "rademacher":
-        bits = torch.randint(0, 2, x.shape, generator=generator, device=x.device)
+        bits = torch.randint(0, 2, shape, generator=generator, device=x.device)
         return bits.to(x.dtype) * 2 - 1
-    return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    return torch.randn(shape, generator=generator, dtype=x.dtype, device=x.device)
 
 
 def log_likelihood(
@@ -74,6 +77,7 @@ def log_likelihood(
     *,
     divergence: str = "exact",
     probe: str = "rademacher",
+    probes: int = 1,
     method: str = "dopri5",
     rtol: float = 1e-5,
     atol: float = 1e-5,
@@ -83,14 +87,17 @@ def log_likelihood(
 ) -> LikelihoodResult:
     """``log p_1(x_1)`` in nats under the CNF ``v`` with source ``N(0, prior_std^2 I)`` (eq. 1 and Sec. 2).
 
-    ``divergence="hutchinson"`` draws one ``probe`` (``rademacher`` or ``gaussian``) per sample from
-    ``generator`` and holds it fixed for the whole solve, so the estimate is unbiased.
+    ``divergence="hutchinson"`` draws ``probes`` probes of kind ``probe`` (``rademacher`` or ``gaussian``)
+    per sample from ``generator`` and holds them fixed for the whole solve, so the estimate is
+    unbiased; its variance falls as 1/``probes``.
     """
     if divergence not in DIVERGENCES:
         raise ValueError(f"unknown divergence {divergence!r}; choose one of {list(DIVERGENCES)}")
     if probe not in PROBES:
         raise ValueError(f"unknown probe {probe!r}; choose one of {list(PROBES)}")
-    z = _probe(x_1, probe, generator) if divergence == "hutchinson" else None
+    if probes < 1:
+        raise ValueError(f"probes must be at least 1, got {probes}")
+    z = _probes(x_1, probe, probes, generator) if divergence == "hutchinson" else None
     shape, d = x_1.shape, x_1[0].numel()
 
     def augmented(state: Tensor, t: Tensor) -> Tensor:

@@ -296,7 +296,7 @@ def score_run(run: RunConfig, data: Dataset, files: RunFiles, *, density: bool =
     start = time.perf_counter()
     logps, nfe_nll = [], 0
     for _ in range(draws):  # K dequantizations, combined as log mean_k p(x + u_k) (the paper's Table 4)
-        ll = log_likelihood(v, data.model_space(points, gen), divergence=divergence, probe=run.score.probe,
+        ll = log_likelihood(v, data.model_space(points, gen), divergence=divergence, probe=run.score.probe, probes=run.score.probes,
                             prior_std=method.path.prior_std, **run.sample.tolerances, generator=gen)
         logps.append(ll.logp.double())
         nfe_nll += ll.nfe
