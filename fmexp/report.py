@@ -273,8 +273,9 @@ def _provenance(params_path: Path) -> dict[str, Any]:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             versions[pkg] = "not installed"
-    # dvc.lock and DVC's .gitignore entries change with every run; they are not the code that made it
-    dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!dvc.lock", ":!**/.gitignore", ":!.gitignore")
+    # Only code and params count: a run rewrites its outputs, dvc.lock and DVC's .gitignore entries
+    outputs = (":!dvc.lock", ":!.gitignore", ":!**/.gitignore", ":!runs", ":!reports", ":!data")
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", *outputs)
     return {"revision": git("rev-parse", "HEAD") + (" (with uncommitted changes)" if dirty not in ("", "unknown") else ""), "versions": versions}
 
 
