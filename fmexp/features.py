@@ -11,14 +11,16 @@ Every backend takes images in model space, ``[-1, 1]``, shape ``(n, C, H, W)``.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
 from fmexp.metrics import frechet_distance, gaussian_stats
 
-__all__ = ["FEATURE_BACKENDS", "DigitsClassifier", "train_digits_classifier", "fid"]
+__all__ = ["FEATURE_BACKENDS", "DigitsClassifier", "train_digits_classifier", "fid_against", "fid"]
 
 FEATURE_BACKENDS = ("digits-classifier", "inception")
 
@@ -70,15 +72,21 @@ def train_digits_classifier(seed: int = 0, epochs: int = 40, batch_size: int = 6
     return model, accuracy
 
 
-def _inception_features(images: Tensor, weights: str | Path | None) -> Tensor:
-    if weights is None or not Path(weights).is_file():
-        raise FileNotFoundError(f"inception FID needs InceptionV3 weights at a local path (score.inception_weights); {weights!r} is not a file."
-                                " fmexp never downloads them.")
+@functools.cache
+def _inception(weights: str) -> nn.Module:
+    """InceptionV3 from a local weights file, built once per process."""
     try:
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
     except ImportError:
         raise RuntimeError("inception FID needs torch-fidelity: pip install -e '.[fid]' (with a torchvision matching torch)") from None
-    net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(weights)).eval()
+    return FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=weights).eval()
+
+
+def _inception_features(images: Tensor, weights: str | Path | None) -> Tensor:
+    if weights is None or not Path(weights).is_file():
+        raise FileNotFoundError(f"inception FID needs InceptionV3 weights at a local path (score.inception_weights); {weights!r} is not a file."
+                                " fmexp never downloads them.")
+    net = _inception(str(weights))
     rgb = images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
     as_bytes = ((rgb.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     with torch.no_grad():
@@ -97,8 +105,18 @@ def features(backend: str, images: Tensor, *, classifier: DigitsClassifier | Non
     raise ValueError(f"unknown feature backend {backend!r}; choose one of {list(FEATURE_BACKENDS)}")
 
 
+def fid_against(backend: str, reference: Tensor, **kwargs: object) -> Callable[[Tensor], float]:
+    """FID against ``reference`` images under one feature backend, as a function of the samples;
+    the reference's features and Gaussian are computed once, for every sample set scored."""
+    mu_ref, sigma_ref = gaussian_stats(features(backend, reference, **kwargs))
+
+    def score(samples: Tensor) -> float:
+        mu, sigma = gaussian_stats(features(backend, samples, **kwargs))
+        return frechet_distance(mu, sigma, mu_ref, sigma_ref)
+
+    return score
+
+
 def fid(backend: str, samples: Tensor, reference: Tensor, **kwargs: object) -> float:
     """FID between samples and reference images (both in ``[-1, 1]``) under one feature backend."""
-    mu1, s1 = gaussian_stats(features(backend, samples, **kwargs))
-    mu2, s2 = gaussian_stats(features(backend, reference, **kwargs))
-    return frechet_distance(mu1, s1, mu2, s2)
+    return fid_against(backend, reference, **kwargs)(samples)

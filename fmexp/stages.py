@@ -130,20 +130,27 @@ def model_spec(cfg: ModelConfig, data: Dataset) -> dict[str, object]:
             "time_embed_dim": cfg.time_embed_dim}
 
 
-def build_method(run: RunConfig, train_data: Tensor) -> Method:
-    """The run's method; a VE path without ``sigma_max`` takes the data's largest pairwise distance."""
+def build_method(run: RunConfig, data: Dataset) -> Method:
+    """The run's method; a VE path without ``sigma_max`` takes the largest pairwise distance of the
+    training split as the model sees it (images dequantized with a fixed seed)."""
     m = run.method
     kwargs: dict[str, float] = {"sigma_min": m.sigma_min}
     if m.path == "ve":
-        kwargs["sigma_max"] = m.sigma_max if m.sigma_max is not None else max_pairwise_distance(train_data)
+        kwargs["sigma_max"] = m.sigma_max if m.sigma_max is not None else max_pairwise_distance(
+            data.model_space(data.train, torch.Generator().manual_seed(0)))
     return make_method(m.objective, m.path, m.coupling, **kwargs)
 
 
-def _curve_columns(run: RunConfig, method: Method, test: Tensor, on_eval: OnEval | None) -> Callable[[int, torch.nn.Module], dict[str, float]]:
-    """NLL and dopri5 NFE on a few held-out points at each eval: the convergence curves (Fig. 10).
-    The divergence is exact on flat data, one Hutchinson probe on images."""
+def auto_divergence(data: Dataset) -> str:
+    """``score.divergence: auto``: the exact trace for flat data, Hutchinson for images."""
+    return "exact" if data.levels is None else "hutchinson"
+
+
+def _curve_columns(run: RunConfig, method: Method, test: Tensor, divergence: str,
+                   on_eval: OnEval | None) -> Callable[[int, torch.nn.Module], dict[str, float]]:
+    """NLL (with one probe where ``divergence`` is Hutchinson) and dopri5 NFE on a few held-out points
+    at each eval: the convergence curves (Fig. 10)."""
     points, tol = test[: run.train.curve_points], run.train.curve_tol
-    divergence = "exact" if test.dim() == 2 else "hutchinson"
     gen_seed = run.seed + 2
 
     def evaluate(step: int, model: torch.nn.Module) -> dict[str, float]:
@@ -166,13 +173,13 @@ def train_run(run: RunConfig, data: Dataset, files: RunFiles, *, on_eval: OnEval
     """Train one seed; write ``model.pt`` (EMA weights, spec, resumable state), ``curve.csv`` and ``train.json``."""
     device = device_for(run)
     train_data, test = data.train.to(device), data.test.to(device)
-    method = _method(run, data)
+    method = build_method(run, data)
     torch.manual_seed(run.seed)
     spec = model_spec(run.model, data)
     model = build_model(**spec).to(device)
     curve_points = data.model_space(test, torch.Generator(device=device).manual_seed(run.seed + 5))
     result = train(method, model, train_data, run.train, seed=run.seed, val_data=test,
-                   evaluate=_curve_columns(run, method, curve_points, on_eval), checkpoint=files.model,
+                   evaluate=_curve_columns(run, method, curve_points, auto_divergence(data), on_eval), checkpoint=files.model,
                    model_spec=spec, progress=progress, transform=data.model_space if data.levels else None)
     artifacts.write_csv(files.curve, result.rows)
     artifacts.write_json(files.train_info, {"seconds": result.seconds, "steps": run.train.steps,
@@ -181,13 +188,9 @@ def train_run(run: RunConfig, data: Dataset, files: RunFiles, *, on_eval: OnEval
     return result
 
 
-def _method(run: RunConfig, data: Dataset) -> Method:
-    return build_method(run, data.model_space(data.train, torch.Generator().manual_seed(0)))
-
-
 def _load(run: RunConfig, data: Dataset, files: RunFiles) -> tuple[Method, torch.nn.Module, torch.device]:
     device = device_for(run)
-    return _method(run, data), load_model(files.model, map_location=device), device
+    return build_method(run, data), load_model(files.model, map_location=device), device
 
 
 def sample_run(run: RunConfig, data: Dataset, files: RunFiles) -> dict[str, float]:
@@ -235,7 +238,7 @@ def _image_metrics(run: RunConfig, data: Dataset, nll: Tensor, samples: Tensor, 
                    data_dir: str | Path, files: RunFiles) -> dict[str, float | str]:
     """Bits/dim of the held-out images (with its standard error over points) and FID against them;
     also the FID of each fixed-step sample set of the NFE ladder, in ``fid_ladder.csv``."""
-    from fmexp.features import DigitsClassifier, fid
+    from fmexp.features import DigitsClassifier, fid_against
     from fmexp.images import data_scale
 
     bpd = bits_per_dim(nll, data.dim, scale=data_scale(data.levels))
@@ -249,14 +252,13 @@ def _image_metrics(run: RunConfig, data: Dataset, nll: Tensor, samples: Tensor, 
     # The same number of training images, dequantized the same way: the FID a perfect model would
     # score up to sampling noise, the floor to read the models' FIDs against.
     train_images = data.model_space(data.train[: len(samples)], torch.Generator().manual_seed(run.seed + 6))
+    fid = fid_against(backend, reference, **kwargs)
     out: dict[str, float | str] = {"bpd": float(bpd.mean()), "bpd_se": float(bpd.std() / len(bpd) ** 0.5),
-                                   "fid": fid(backend, samples.float(), reference, **kwargs), "fid_backend": backend,
-                                   "fid_train_split": fid(backend, train_images, reference, **kwargs)}
+                                   "fid": fid(samples.float()), "fid_backend": backend, "fid_train_split": fid(train_images)}
     rows = []
     for key, x in ladder.items():
         solver, steps = key.split(":")
-        rows.append({"solver": solver, "steps": int(steps), "nfe": int(steps) * SOLVERS[solver].evals_per_step,
-                     "fid": fid(backend, x.float(), reference, **kwargs)})
+        rows.append({"solver": solver, "steps": int(steps), "nfe": int(steps) * SOLVERS[solver].evals_per_step, "fid": fid(x.float())})
     artifacts.write_csv(files.fid_ladder, rows)
     if backend == "digits-classifier":
         out["fid_classifier_accuracy"] = accuracy
@@ -291,7 +293,7 @@ def score_run(run: RunConfig, data: Dataset, files: RunFiles, *, density: bool =
     v = method.velocity(model)
     gen = torch.Generator(device=device).manual_seed(run.seed + 4)
     points = data.test[: run.score.n_points].to(device)
-    divergence = run.score.divergence if run.score.divergence != "auto" else ("exact" if data.levels is None else "hutchinson")
+    divergence = run.score.divergence if run.score.divergence != "auto" else auto_divergence(data)
     draws = run.score.dequant_draws if data.levels else 1
     start = time.perf_counter()
     logps, nfe_nll = [], 0

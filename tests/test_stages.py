@@ -54,7 +54,7 @@ def test_every_method_through_the_stages(tmp_path: Path, params, data, method: s
 
 
 def test_ve_sigma_max_defaults_to_the_largest_pairwise_distance(params, data) -> None:
-    method = build_method(params.run("checkerboard", "fm_ve", 0), data.train)
+    method = build_method(params.run("checkerboard", "fm_ve", 0), data)
     assert method.path.prior_std == pytest.approx(max_pairwise_distance(data.train))
 
 
