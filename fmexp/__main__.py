@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--params", default="params.yaml", type=Path)
     parser.add_argument("--dataset")
     parser.add_argument("--method")
+    parser.add_argument("--study", help="sweep: run this study (studies/<name>.yaml) instead of every one in sweep.studies")
     parser.add_argument("--data-dir", default="data", type=Path)
     parser.add_argument("--runs-dir", default="runs", type=Path)
     parser.add_argument("--reports-dir", default="reports", type=Path)
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.stage == "sweep":
             from fmexp.sweep import run_studies
 
-            run_studies(params.sweep.studies, reports_dir=args.reports_dir)
+            run_studies([args.study] if args.study else params.sweep.studies, reports_dir=args.reports_dir)
         else:
             from fmexp.report import build_report
 

@@ -71,6 +71,8 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     warmup_steps: int = 100
+    lr_schedule: str = "constant"  # constant | cosine | linear: the decay to 0 at ``steps`` after the warmup
+    time_sampler: str = "uniform"  # uniform | logit_normal: the distribution of t in the loss (every method alike)
     grad_clip: float = 1.0  # max global grad norm; 0 disables clipping
     ema_decay: float = 0.995
     eval_every: int = 500  # rows of the convergence curve; the last step always gets one
@@ -177,11 +179,12 @@ def _names() -> dict[str, list[str]]:
     from fmexp.features import FEATURE_BACKENDS
     from fmexp.images import IMAGE_DATASETS
     from fmexp.likelihood import DIVERGENCES, PROBES
-    from fmexp.methods import OBJECTIVES
+    from fmexp.methods import OBJECTIVES, TIME_SAMPLERS
     from fmexp.metrics import DISTANCES
     from fmexp.models import ACTIVATIONS, MODELS
     from fmexp.ode import SOLVERS
     from fmexp.paths import PATHS
+    from fmexp.training import LR_SCHEDULES
 
     return {
         "dataset": sorted(DATASETS) + list(IMAGE_DATASETS), "objective": list(OBJECTIVES), "path": sorted(PATHS), "coupling": sorted(COUPLINGS),
@@ -189,6 +192,7 @@ def _names() -> dict[str, list[str]]:
         "fixed": sorted(n for n, s in SOLVERS.items() if not s.adaptive), "divergence": ["auto", *DIVERGENCES], "probe": list(PROBES),
         "fid_backend": ["auto", *FEATURE_BACKENDS],
         "distance": sorted(DISTANCES), "device": ["auto", "cpu", "cuda"], "precision": ["fp32", "bf16", "fp16"],
+        "lr_schedule": list(LR_SCHEDULES), "time_sampler": list(TIME_SAMPLERS),
     }
 
 
@@ -240,6 +244,8 @@ def _section_errors(model: ModelConfig, train: TrainConfig, sample: SampleConfig
     if not 0 <= train.ema_decay < 1:
         errors.append(f"train.ema_decay: must lie in [0, 1), got {train.ema_decay}")
     one_of("train.device", train.device, "device")
+    one_of("train.lr_schedule", train.lr_schedule, "lr_schedule")
+    one_of("train.time_sampler", train.time_sampler, "time_sampler")
     one_of("train.precision", train.precision, "precision")
     one_of("sample.method", sample.method, "solver")
     for key in ("rtol", "steps", "n_samples"):

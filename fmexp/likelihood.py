@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
 
 from fmexp.ode import integrate
 
-__all__ = ["DIVERGENCES", "PROBES", "LikelihoodResult", "velocity_and_divergence", "log_likelihood", "gaussian_log_prob"]
+__all__ = ["DIVERGENCES", "PROBES", "LikelihoodResult", "velocity_and_divergence", "log_likelihood", "log_mean_likelihood",
+           "gaussian_log_prob"]
 
 Field = Callable[[Tensor, Tensor], Tensor]
 DIVERGENCES = ("exact", "hutchinson")
@@ -112,3 +113,19 @@ def log_likelihood(
     logp = gaussian_log_prob(x_0, prior_std) + res.x[:, d]
     return LikelihoodResult(logp=logp, x_0=x_0, nfe=res.nfe)
 
+
+
+def log_mean_likelihood(v: Field, draws: Sequence[Tensor], *, probe_seed: int = 0, **kwargs: Any) -> LikelihoodResult:
+    """``log (1/K) sum_k p_1(x_k)`` over K draws ``x_k`` of the same points (K uniform dequantizations:
+    the paper's Table 4), each by ``log_likelihood(v, x_k, **kwargs)``; ``nfe`` is the mean over draws.
+
+    With Hutchinson divergence every draw uses the same probes (drawn from ``probe_seed``). The probe
+    error is then common to the K terms and passes through the log-mean-exp unchanged, with mean 0.
+    Independent probes per draw would be averaged inside the exp, which biases the estimate upward
+    (by ``log E exp(e)`` as K grows; for K = 2 and an error of +-c, by ``log(cosh c) / 2``).
+    """
+    if not draws:
+        raise ValueError("log_mean_likelihood needs at least one draw")
+    results = [log_likelihood(v, x, **kwargs, generator=torch.Generator(device=x.device).manual_seed(probe_seed)) for x in draws]
+    logp = torch.logsumexp(torch.stack([r.logp.double() for r in results]), 0) - math.log(len(draws))
+    return LikelihoodResult(logp=logp, x_0=results[0].x_0, nfe=round(sum(r.nfe for r in results) / len(results)))

@@ -1,7 +1,7 @@
 """Tables and figures in the paper's layout, written to ``reports/`` and one self-contained HTML page.
 
 Tables (pandas): one per dataset, methods by (NLL, sample distance, NFE), mean +- std over seeds,
-the best mean in bold; also CSV, Markdown and LaTeX under ``reports/tables/``. Figures (seaborn),
+the best mean in bold where a Welch t-test across seeds separates it from every other method; also CSV, Markdown and LaTeX under ``reports/tables/``. Figures (seaborn),
 also PNG under ``reports/figures/``: convergence curves, sample quality against NFE for the
 fixed-step solvers (Fig. 7), the paper's Fig. 4 panels (density, samples, trajectories), and for
 each sweep its history, parameter importances and Pareto front.
@@ -31,7 +31,7 @@ from fmexp import artifacts  # noqa: E402
 from fmexp.config import Params, to_plain  # noqa: E402
 from fmexp.stages import RunFiles  # noqa: E402
 
-__all__ = ["collect_metrics", "method_table", "build_report"]
+__all__ = ["collect_metrics", "welch_p", "method_table", "build_report"]
 
 COLUMNS = {"nll": "NLL (nats)", "distance": "distance", "nfe": "NFE"}
 IMAGE_COLUMNS = {"bpd": "NLL (bits/dim)", "fid": "FID", "nfe": "NFE"}  # the paper's Table 1
@@ -60,20 +60,42 @@ def collect_metrics(params: Params, runs_dir: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def welch_p(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sided p-value of Welch's t-test that ``a`` and ``b`` (values over seeds) have equal means;
+    NaN where either has fewer than two values."""
+    from scipy.stats import ttest_ind
+
+    if len(a) < 2 or len(b) < 2:
+        return float("nan")
+    return float(ttest_ind(a, b, equal_var=False).pvalue)
+
+
+SIGNIFICANCE = 0.05
+
+
 def method_table(metrics: pd.DataFrame, dataset: str, methods: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The paper's layout for one dataset: (numeric mean/std frame, display frame with 'mean ± std', best in bold)."""
+    """The paper's layout for one dataset: (numeric frame, display frame with 'mean ± std').
+
+    The numeric frame holds each column's mean and std over seeds and ``<col>_p``: the Welch t-test
+    p-value of the best mean (lowest) against this method's. A best mean is bold only where it beats
+    every other method at p < 0.05, so a difference within the seed noise is never shown as a win.
+    """
     df = metrics[metrics.dataset == dataset]
     columns = IMAGE_COLUMNS if "bpd" in df and df["bpd"].notna().any() else COLUMNS
-    stats = df.groupby("method")[list(columns)].agg(["mean", "std"]).reindex([m for m in methods if m in set(df.method)])
+    order = [m for m in methods if m in set(df.method)]
+    stats = df.groupby("method")[list(columns)].agg(["mean", "std"]).reindex(order)
     stats.columns = [f"{c}_{s}" for c, s in stats.columns]
     stats["seeds"] = df.groupby("method").size()
     display = pd.DataFrame(index=stats.index)
     for col, label in columns.items():
         mean, std = stats[f"{col}_mean"], stats[f"{col}_std"].fillna(0.0)
+        best = mean.idxmin() if len(mean) else None
+        values = {m: df.loc[df.method == m, col].dropna().to_numpy(float) for m in order}
+        stats[f"{col}_p"] = [float("nan") if m == best else welch_p(values[best], values[m]) for m in order]
+        significant = len(order) > 1 and all(p < SIGNIFICANCE for m, p in zip(order, stats[f"{col}_p"]) if m != best)
         fmt = {"nfe": "{:.0f} ± {:.0f}", "fid": "{:.1f} ± {:.1f}"}.get(col, "{:.3f} ± {:.3f}")
         cells = [fmt.format(a, b) for a, b in zip(mean, std)]
-        best = mean.idxmin() if len(mean) else None
-        display[label] = [f"**{c}**" if m == best else c for m, c in zip(stats.index, cells)]
+        display[label] = [f"**{c}**" if m == best and significant else c for m, c in zip(stats.index, cells)]
     display.index.name = "method"
     return stats, display
 

@@ -22,7 +22,7 @@ from fmexp import artifacts
 from fmexp.config import ConfigError, DataConfig, ModelConfig, Params, RunConfig, to_plain
 from fmexp.data import Dataset, load_dataset, max_pairwise_distance
 from fmexp.images import IMAGE_DATASETS
-from fmexp.likelihood import log_likelihood
+from fmexp.likelihood import log_likelihood, log_mean_likelihood
 from fmexp.methods import Method, make_method
 from fmexp.metrics import bits_per_dim, sample_distance, sliced_wasserstein
 from fmexp.models import build_model
@@ -138,7 +138,7 @@ def build_method(run: RunConfig, data: Dataset) -> Method:
     if m.path == "ve":
         kwargs["sigma_max"] = m.sigma_max if m.sigma_max is not None else max_pairwise_distance(
             data.model_space(data.train, torch.Generator().manual_seed(0)))
-    return make_method(m.objective, m.path, m.coupling, **kwargs)
+    return make_method(m.objective, m.path, m.coupling, run.train.time_sampler, **kwargs)
 
 
 def auto_divergence(data: Dataset) -> str:
@@ -296,13 +296,9 @@ def score_run(run: RunConfig, data: Dataset, files: RunFiles, *, density: bool =
     divergence = run.score.divergence if run.score.divergence != "auto" else auto_divergence(data)
     draws = run.score.dequant_draws if data.levels else 1
     start = time.perf_counter()
-    logps, nfe_nll = [], 0
-    for _ in range(draws):  # K dequantizations, combined as log mean_k p(x + u_k) (the paper's Table 4)
-        ll = log_likelihood(v, data.model_space(points, gen), divergence=divergence, probe=run.score.probe, probes=run.score.probes,
-                            prior_std=method.path.prior_std, **run.sample.tolerances, generator=gen)
-        logps.append(ll.logp.double())
-        nfe_nll += ll.nfe
-    logp = torch.logsumexp(torch.stack(logps), 0) - math.log(draws)
+    ll = log_mean_likelihood(v, [data.model_space(points, gen) for _ in range(draws)], probe_seed=run.seed + 7, divergence=divergence,
+                             probe=run.score.probe, probes=run.score.probes, prior_std=method.path.prior_std, **run.sample.tolerances)
+    logp, nfe_nll = ll.logp, ll.nfe
     nll_seconds = time.perf_counter() - start
     sampled_state = artifacts.load_torch(files.samples)
     samples = sampled_state["samples"]
@@ -315,7 +311,7 @@ def score_run(run: RunConfig, data: Dataset, files: RunFiles, *, density: bool =
         "distance": sample_distance(run.score.distance, samples, reference),
         "distance_name": run.score.distance,
         "nfe": sampled["nfe"],
-        "nfe_nll": nfe_nll / draws,
+        "nfe_nll": nfe_nll,
         "nll_seconds": nll_seconds,
         "train_seconds": trained["seconds"],
         "steps_per_second": trained["steps_per_second"],

@@ -16,6 +16,7 @@ import re
 import socket
 import sys
 import time
+from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -28,7 +29,7 @@ from fmexp import artifacts
 from fmexp.config import RunConfig, load_params, run_config
 from fmexp.overrides import ConfigError, parse_overrides, read_yaml, structured, to_object
 
-__all__ = ["StudyConfig", "Study", "load_study", "run_study", "run_studies", "main"]
+__all__ = ["StudyConfig", "Study", "study_file", "load_study", "run_study", "run_studies", "main"]
 
 METRICS = ("nll", "distance", "nfe", "nfe_nll", "train_seconds")
 DIRECTIONS = ("minimize", "maximize")
@@ -143,8 +144,9 @@ def _override(key: str, value: Any) -> str:
 
 
 def load_study(path: str | Path, *, storage: str | None = None, n_trials: int | None = None,
-               reports_dir: str | Path = "reports") -> Study:
-    """Read and check a study file completely; raises ``ConfigError`` naming the file and field."""
+               reports_dir: str | Path = "reports", name: str | None = None) -> Study:
+    """Read and check a study file completely; raises ``ConfigError`` naming the file and field.
+    ``name``, when given (a study listed in ``sweep.studies``), must equal the file's ``study``."""
     path = Path(path)
     source = str(path)
     data = read_yaml(path)
@@ -154,6 +156,9 @@ def load_study(path: str | Path, *, storage: str | None = None, n_trials: int | 
     if not NAME.match(cfg.study or ""):
         raise ConfigError(f"{source}: study: {cfg.study!r} must be a plain name (letters, digits, '_', '-', '.'),"
                           " so that reports/sweeps/<study>/ stays inside reports/sweeps/")
+    if name is not None and cfg.study != name:
+        raise ConfigError(f"{source}: study: {cfg.study!r} must equal the file's name {name!r} (sweep.studies lists it by name,"
+                          f" and the pipeline's sweep stage owns reports/sweeps/{name}/)")
     if cfg.n_trials < 1:
         raise ConfigError(f"{source}: n_trials: must be at least 1, got {cfg.n_trials}")
     if not cfg.seeds:
@@ -192,7 +197,7 @@ def load_study(path: str | Path, *, storage: str | None = None, n_trials: int | 
     folder = Path(reports_dir) / "sweeps" / cfg.study
     url = storage or os.environ.get(STORAGE_ENV) or cfg.storage
     if url is None:
-        url = f"sqlite:///{(folder / 'study.db').as_posix()}"
+        url = _default_storage(folder)
     elif url.split("://")[0].split("+")[0] not in ("sqlite", "postgresql", "mysql"):
         raise ConfigError(f"{source}: storage: {url!r} must be null, sqlite:///FILE or postgresql://...")
     return Study(path=path, config=cfg, base_run=base_run, space=space, folder=folder, storage=url)
@@ -272,19 +277,34 @@ def _objective(study: Study):
     return objective
 
 
-def run_study(study: Study, *, quiet: bool = False) -> optuna.Study:
-    """Run trials until the study holds ``n_trials`` finished ones (a rerun resumes), then write its outputs."""
+def study_file(name: str, studies_dir: str | Path = "studies") -> Path:
+    """The file of a study listed by name under ``sweep.studies``: ``studies/<name>.yaml``."""
+    return Path(studies_dir) / f"{name}.yaml"
+
+
+def run_study(study: Study, *, quiet: bool = False, archive_changed: bool = False) -> optuna.Study:
+    """Run trials until the study holds ``n_trials`` finished ones (a rerun resumes), then write its outputs.
+
+    A stored study made from a different definition is refused; with ``archive_changed`` (the
+    pipeline's ``sweep`` stage) its sqlite file and trial folders are moved, never deleted, to
+    ``<folder>/archive/<UTC time>/`` and the study starts afresh.
+    """
     study.folder.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     ostudy = _create_or_load(study)
     definition = _definition(study)
     stored = ostudy.user_attrs.get("definition")
+    if stored is not None and stored != definition:
+        changed = sorted(k for k in set(stored) | set(definition) if stored.get(k) != definition.get(k))
+        where = f"the stored study {study.config.study!r} ({study.storage}) was made from a different definition ({', '.join(changed)} changed)"
+        if not (archive_changed and study.storage == _default_storage(study.folder)):
+            raise ConfigError(f"{study.path}: {where}; rename the study, or move its storage away to start afresh")
+        archive = _archive(study.folder)
+        if not quiet:
+            print(f"{where}: moved its storage and trials to {archive}/ and started afresh")
+        ostudy, stored = _create_or_load(study), None
     if stored is None:
         ostudy.set_user_attr("definition", definition)
-    elif stored != definition:
-        changed = sorted(k for k in set(stored) | set(definition) if stored.get(k) != definition.get(k))
-        raise ConfigError(f"{study.path}: the stored study {study.config.study!r} ({study.storage}) was made from a different"
-                          f" definition ({', '.join(changed)} changed); rename the study or delete its storage to start afresh")
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
     done = len(ostudy.get_trials(deepcopy=False, states=states))
     remaining = study.config.n_trials - done
@@ -295,6 +315,20 @@ def run_study(study: Study, *, quiet: bool = False) -> optuna.Study:
     if not quiet:
         print(summary(study, ostudy))
     return ostudy
+
+
+def _default_storage(folder: Path) -> str:
+    return f"sqlite:///{(folder / 'study.db').as_posix()}"
+
+
+def _archive(folder: Path) -> Path:
+    """Move a study's sqlite file and trial folders to ``folder/archive/<UTC time>/``; return that folder."""
+    target = folder / "archive" / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    target.mkdir(parents=True)
+    for name in ("study.db", "trials"):
+        if (folder / name).exists():
+            (folder / name).rename(target / name)
+    return target
 
 
 def _create_or_load(study: Study, attempts: int = 5) -> optuna.Study:
@@ -368,12 +402,12 @@ def summary(study: Study, ostudy: optuna.Study) -> str:
     return "\n".join(lines)
 
 
-def run_studies(paths: Sequence[str | Path], *, reports_dir: str | Path = "reports") -> None:
-    """Check every study first, then run each (the pipeline's ``sweep`` stage)."""
-    studies = [load_study(p, reports_dir=reports_dir) for p in paths]
-    (Path(reports_dir) / "sweeps").mkdir(parents=True, exist_ok=True)
+def run_studies(names: Sequence[str], *, reports_dir: str | Path = "reports") -> None:
+    """Check every study listed by name (``studies/<name>.yaml``) first, then run each, archiving a
+    stored study whose definition changed (``python -m fmexp sweep``: all of ``sweep.studies``)."""
+    studies = [load_study(study_file(n), reports_dir=reports_dir, name=n) for n in names]
     for s in studies:
-        run_study(s)
+        run_study(s, archive_changed=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -382,11 +416,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--storage", help=f"an Optuna storage URL shared by workers (or ${STORAGE_ENV}); default: sqlite under reports/sweeps/<study>/")
     parser.add_argument("--n-trials", type=int, help="the study's total number of trials (overrides the file)")
     parser.add_argument("--reports-dir", type=Path, default=Path("reports"))
+    parser.add_argument("--archive-changed", action="store_true",
+                        help="when the stored study (sqlite under reports/sweeps/<study>/) was made from a different definition,"
+                             " move it and its trials to reports/sweeps/<study>/archive/<time>/ and start afresh; without it,"
+                             " such a study is refused")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     try:
         study = load_study(args.study, storage=args.storage, n_trials=args.n_trials, reports_dir=args.reports_dir)
-        run_study(study)
+        run_study(study, archive_changed=args.archive_changed)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

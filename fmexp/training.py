@@ -1,4 +1,5 @@
-"""The training loop: AdamW, linear warmup, gradient clipping, EMA weights, checkpoints, eval rows.
+"""The training loop: AdamW, linear warmup then a decay schedule, gradient clipping, EMA weights,
+checkpoints, eval rows.
 
 A run is resumable bit for bit on CPU: a checkpoint holds the weights, the EMA weights, the
 optimizer and scheduler, the step, both RNG states and the curve rows so far.
@@ -6,6 +7,7 @@ optimizer and scheduler, the step, both RNG states and the curve rows so far.
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -21,7 +23,9 @@ from fmexp import artifacts
 from fmexp.config import TrainConfig
 from fmexp.methods import Method
 
-__all__ = ["TrainingDiverged", "TrainResult", "train", "load_model"]
+__all__ = ["LR_SCHEDULES", "TrainingDiverged", "TrainResult", "lr_factor", "train", "load_model"]
+
+LR_SCHEDULES = ("constant", "cosine", "linear")
 
 EvalFn = Callable[[int, nn.Module], dict[str, float]]
 """Called at each eval step with the EMA model; returns extra columns for the curve row."""
@@ -44,6 +48,19 @@ class TrainResult:
     @property
     def steps_per_second(self) -> float:
         return self.steps_run / self.seconds if self.seconds > 0 else float("nan")
+
+
+def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
+    """The learning rate of step ``step`` (0-based) as a fraction of the peak: a linear warmup over
+    ``warmup`` steps, then ``constant``, or a ``cosine`` or ``linear`` decay reaching 0 after ``total`` steps."""
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f"unknown lr schedule {schedule!r}; choose one of {list(LR_SCHEDULES)}")
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant" or total <= warmup:
+        return 1.0
+    progress = (step - warmup) / (total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * progress)) if schedule == "cosine" else 1.0 - progress
 
 
 def _ema(model: nn.Module, decay: float) -> AveragedModel:
@@ -78,6 +95,9 @@ def train(
 ) -> TrainResult:
     """Minimize ``method.loss`` over minibatches of ``data`` for ``config.steps`` steps.
 
+    Each curve row holds the mean training loss, the mean global gradient norm (before clipping) and
+    the fraction of steps clipped since the previous row, and the validation loss of the EMA weights.
+
     ``checkpoint`` is written every ``config.checkpoint_every`` steps and at the end; with ``resume``
     and an existing checkpoint, training continues from it exactly. ``model_spec`` (the model's
     name and constructor args) is stored in the checkpoint for ``load_model``. ``progress``
@@ -87,8 +107,7 @@ def train(
     device = data.device
     gen = torch.Generator(device=device).manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    warmup = max(config.warmup_steps, 1)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: min(1.0, (i + 1) / warmup))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda i: lr_factor(i, config.warmup_steps, config.steps, config.lr_schedule))
     ema = _ema(model, config.ema_decay)
     amp_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[config.precision]
     scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
@@ -129,7 +148,13 @@ def train(
     model.train()
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not show, desc="train")
-    loss_sum, loss_count = 0.0, 0
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def zero() -> Tensor:
+        return torch.zeros((), device=device)
+
+    # Sums over the steps since the last row, kept on the device: no host synchronisation per step.
+    loss_sum, norm_sum, clipped, loss_count = zero(), zero(), zero(), 0
     t_start = time.perf_counter()
     for i in bar:
         step = i + 1
@@ -142,23 +167,28 @@ def train(
             raise TrainingDiverged(f"non-finite loss {loss.item()} at step {step}; lower train.lr or raise train.grad_clip")
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
+        scaler.unscale_(opt)
+        grads = [p.grad for p in params if p.grad is not None]
+        norm = nn.utils.get_total_norm(grads, foreach=True)
         if config.grad_clip > 0:
-            scaler.unscale_(opt)
-            nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            nn.utils.clip_grads_with_norm_(grads, config.grad_clip, norm, foreach=True)
+            clipped += norm > config.grad_clip
         scaler.step(opt)
         scaler.update()
         sched.step()
         ema.update_parameters(model)
-        loss_sum += loss.item()
+        loss_sum += loss.detach()
+        norm_sum += norm
         loss_count += 1
         if step % config.eval_every == 0 or step == config.steps:
-            row = {"step": step, "train_loss": loss_sum / loss_count, "val_loss": _val_loss(method, ema.module, val, seed + 1)}
+            row = {"step": step, "train_loss": float(loss_sum) / loss_count, "grad_norm": float(norm_sum) / loss_count,
+                   "clipped": float(clipped) / loss_count, "val_loss": _val_loss(method, ema.module, val, seed + 1)}
             if evaluate is not None:
                 ema.module.eval()
                 row.update(evaluate(step, ema.module))
             rows.append(row)
             bar.set_postfix(loss=f"{row['train_loss']:.4f}", val=f"{row['val_loss']:.4f}")
-            loss_sum, loss_count = 0.0, 0
+            loss_sum, norm_sum, clipped, loss_count = zero(), zero(), zero(), 0
         if config.checkpoint_every and step % config.checkpoint_every == 0 and step != config.steps:
             save(step)
     seconds = time.perf_counter() - t_start

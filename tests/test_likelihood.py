@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from fmexp.likelihood import gaussian_log_prob, log_likelihood, velocity_and_divergence
+from fmexp.likelihood import gaussian_log_prob, log_likelihood, log_mean_likelihood, velocity_and_divergence
 from tests.conftest import LOG_2PI, Counter, GaussianMarginal, make_path
 
 # Non-symmetric, with A_12 + A_21 != 0 so that Rademacher probes z^T A z actually vary.
@@ -136,3 +136,21 @@ def test_errors() -> None:
         log_likelihood(linear, x, divergence="hutch")
     with pytest.raises(ValueError, match=r"unknown probe"):
         log_likelihood(linear, x, divergence="hutchinson", probe="sphere")
+
+
+def test_dequantization_draws_share_probes_so_the_log_mean_exp_is_unbiased() -> None:
+    """K = 2 draws of the same points under the linear field, one Rademacher probe each. Every draw's
+    error is +-c (c = A_12 + A_21 = 0.6). Shared probes give each point l + e with one e = +-c, so
+    the mean error over points is 0 up to c / sqrt(n); independent probes would give
+    log((e^e1 + e^e2) / 2), whose mean is log(cosh c) / 2 = 0.0856 (the bias the shared probes remove)."""
+    n = 4000
+    x_1 = torch.randn(n, 2, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    res = log_mean_likelihood(linear, [x_1, x_1], probe_seed=3, divergence="hutchinson", rtol=1e-7, atol=1e-7)
+    error = res.logp - linear_logp(x_1)
+    c = float(A[0, 1] + A[1, 0])
+    torch.testing.assert_close(error.abs(), torch.full_like(error, abs(c)), rtol=0, atol=1e-5)  # one common e per point
+    assert abs(float(error.mean())) < 4 * abs(c) / math.sqrt(n)
+    independent_bias = 0.5 * math.log(math.cosh(c))
+    assert independent_bias > 8 * abs(c) / math.sqrt(n)  # so the check above would catch independent probes
+    exact = log_mean_likelihood(linear, [x_1, x_1], rtol=1e-7, atol=1e-7)  # exact divergence: the K-draw mean of equal terms
+    torch.testing.assert_close(exact.logp, linear_logp(x_1), rtol=1e-5, atol=1e-5)

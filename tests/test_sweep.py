@@ -149,3 +149,64 @@ def test_resuming_with_a_changed_definition_is_refused(workdir: Path, capsys) ->
     assert main([str(path)]) == 2
     assert "different definition (base_run, overrides changed)" in capsys.readouterr().err
     assert len(pd.read_csv(workdir / "reports" / "sweeps" / "drift" / "trials.csv")) == 1
+
+
+def test_archive_changed_moves_the_old_study_and_starts_afresh(workdir: Path, capsys) -> None:
+    path = write_yaml(workdir / "drift.yaml", tiny_study("drift", n_trials=1, search_space={"method.path": "choice(ot, vp)"}))
+    assert main([str(path)]) == 0
+    folder = workdir / "reports" / "sweeps" / "drift"
+    old_db = (folder / "study.db").read_bytes()
+    write_yaml(path, tiny_study("drift", n_trials=1, search_space={"method.path": "choice(ot, vp)"},
+                                overrides=["train.steps=12", "train.eval_every=6"]))
+    assert main([str(path), "--archive-changed"]) == 0
+    (archived,) = (folder / "archive").iterdir()
+    assert (archived / "study.db").read_bytes() == old_db and (archived / "trials" / "0000").is_dir()
+    assert "moved its storage and trials to" in capsys.readouterr().out
+    assert len(pd.read_csv(folder / "trials.csv")) == 1  # the new study's one trial, not two
+
+
+@pytest.mark.slow
+def test_dvc_repro_never_touches_a_study_run_by_hand(tmp_path: Path) -> None:
+    """A study run by hand survives `dvc repro` byte for byte; a new study file does not rerun the
+    pipeline's studies; a params change reruns the pipeline's study and archives its old database."""
+    import os
+    import shutil
+
+    shutil.copytree(ROOT / "fmexp", tmp_path / "fmexp", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
+    (tmp_path / ".dvc").mkdir()
+    shutil.copy(ROOT / ".dvc" / "config", tmp_path / ".dvc" / "config")
+    params = tiny_params()
+    params["sweep"]["studies"] = ["piped"]
+    write_yaml(tmp_path / "params.yaml", params)
+    write_yaml(tmp_path / "studies" / "piped.yaml", tiny_study("piped", n_trials=1))
+    write_yaml(tmp_path / "studies" / "mine.yaml", tiny_study("mine", n_trials=2))
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
+    env.pop("FMEXP_STORAGE", None)
+
+    def run(*args: str) -> str:
+        proc = subprocess.run(list(args), cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, f"{args}:\n{proc.stdout}\n{proc.stderr}"
+        return proc.stdout
+
+    run("git", "init", "-q")
+    run("git", "add", "-A")
+    run("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init")
+    run(sys.executable, "-m", "fmexp.sweep", "studies/mine.yaml")
+    mine = tmp_path / "reports" / "sweeps" / "mine"
+    before = {p.relative_to(mine): p.read_bytes() for p in mine.rglob("*") if p.is_file()}
+    assert Path("study.db") in before and Path("trials.csv") in before
+
+    run(str(bin_dir / "dvc"), "repro", "sweep@piped")
+    piped = tmp_path / "reports" / "sweeps" / "piped"
+    assert len(pd.read_csv(piped / "trials.csv")) == 1
+    write_yaml(tmp_path / "studies" / "new.yaml", tiny_study("new", n_trials=1))  # a new study file ...
+    assert "sweep@piped" not in run(str(bin_dir / "dvc"), "status", "sweep@piped")  # ... reruns nothing
+
+    params["train"]["steps"] = 12  # the pipeline's study is now another study: rerun, old one archived
+    write_yaml(tmp_path / "params.yaml", params)
+    run(str(bin_dir / "dvc"), "repro", "sweep@piped")
+    assert (piped / "study.db").exists() and len(list((piped / "archive").glob("*/study.db"))) == 1
+    after = {p.relative_to(mine): p.read_bytes() for p in mine.rglob("*") if p.is_file()}
+    assert after == before

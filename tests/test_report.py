@@ -1,0 +1,34 @@
+"""The report's tables: bold only where Welch's t-test separates the best mean from every other method."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+from scipy.stats import t as student_t
+
+from fmexp.report import method_table, welch_p
+
+
+def test_welch_p_matches_the_formula() -> None:
+    """a = (1, 2, 3), b = (4, 5, 6): both variances 1, so t = -3 / sqrt(2/3) and the Welch-Satterthwaite
+    degrees of freedom are (2/3)^2 / (2 (1/3)^2 / 2) = 4."""
+    t = 3 / math.sqrt(2 / 3)
+    assert welch_p([1.0, 2.0, 3.0], [4.0, 5.0, 6.0]) == pytest.approx(2 * student_t.sf(t, 4), rel=1e-9)
+    assert math.isnan(welch_p([1.0], [2.0, 3.0]))  # one seed: no test
+
+
+def frame(values: dict[str, list[float]]) -> pd.DataFrame:
+    return pd.DataFrame([{"dataset": "d", "method": m, "seed": i, "nll": v, "distance": v, "nfe": 10.0 * (i + 1)}
+                         for m, vs in values.items() for i, v in enumerate(vs)])
+
+
+def test_bold_only_where_the_difference_is_significant() -> None:
+    stats, display = method_table(frame({"a": [1.0, 1.1, 1.2], "b": [3.0, 3.1, 3.2], "c": [2.0, 2.1, 2.2]}), "d", ["a", "b", "c"])
+    assert display.loc["a", "NLL (nats)"].startswith("**") and not display.loc["c", "NLL (nats)"].startswith("**")
+    assert math.isnan(stats.loc["a", "nll_p"]) and stats.loc["c", "nll_p"] < 0.05
+    assert not any(cell.startswith("**") for cell in display["NFE"])  # equal NFE everywhere: p = 1 (or NaN), no win
+    # a within the seed noise of c: the best mean is not bold
+    _, display = method_table(frame({"a": [1.0, 2.0, 3.0], "c": [1.5, 2.5, 3.5]}), "d", ["a", "c"])
+    assert not any(cell.startswith("**") for cell in display["NLL (nats)"])
