@@ -26,6 +26,8 @@ CASES = {  # name: (model spec, data, batch)
     "mlp 3x256, batch 256": ({"name": "mlp", "dim": 2, "width": 256, "depth": 3}, "checkerboard", 256),
     "mlp 3x256, batch 1024": ({"name": "mlp", "dim": 2, "width": 256, "depth": 3}, "checkerboard", 1024),
     "mlp 3x256, batch 4096": ({"name": "mlp", "dim": 2, "width": 256, "depth": 3}, "checkerboard", 4096),
+    "mlp 3x256 + 64 Fourier, b256": ({"name": "mlp", "dim": 2, "width": 256, "depth": 3, "fourier_features": 64, "fourier_scale": 0.5},
+                                     "checkerboard", 256),
 }
 
 
@@ -51,10 +53,12 @@ def train_ms(model: torch.nn.Module, data: torch.Tensor, batch: int, steps: int)
     return 1000 * result.seconds / steps
 
 
-def main(rounds: int = 5, steps: int = 100) -> None:
+def main(rounds: int = 5, steps: int = 100, only: str = "") -> None:
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median over {rounds} rounds of {steps} steps")
     for name, (spec, dataset, batch) in CASES.items():
+        if only not in name:
+            continue
         spec = dict(spec)
         data = load_dataset(dataset, n_train=50_000, n_test=10).train
         model = build_model(spec.pop("name"), **spec)
@@ -69,4 +73,6 @@ def main(rounds: int = 5, steps: int = 100) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(only=sys.argv[1] if len(sys.argv) > 1 else "")

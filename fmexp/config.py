@@ -54,6 +54,8 @@ class ModelConfig:
     width: int = 256  # mlp
     depth: int = 3  # mlp
     activation: str = "silu"  # mlp
+    fourier_features: int = 0  # mlp: random Fourier features of x (0: none)
+    fourier_scale: float = 1.0  # mlp: their frequencies' std, in cycles per unit of x
     time_embed_dim: int = 32
     base_channels: int = 32  # unet (the paper's CIFAR-10: 256)
     channel_mults: list[int] = field(default_factory=lambda: [1, 2])  # unet (CIFAR-10: [1, 2, 2, 2])
@@ -234,8 +236,10 @@ def _section_errors(model: ModelConfig, train: TrainConfig, sample: SampleConfig
     if not 0 <= model.dropout < 1:
         errors.append(f"model.dropout: must lie in [0, 1), got {model.dropout}")
     one_of("model.activation", model.activation, "activation")
-    for key in ("width", "depth", "time_embed_dim"):
+    for key in ("width", "depth", "time_embed_dim", "fourier_scale"):
         positive(f"model.{key}", getattr(model, key))
+    if model.fourier_features < 0:
+        errors.append(f"model.fourier_features: must be >= 0, got {model.fourier_features}")
     for key in ("steps", "batch_size", "lr", "eval_every", "val_batch"):
         positive(f"train.{key}", getattr(train, key))
     for key in ("warmup_steps", "grad_clip", "weight_decay", "checkpoint_every"):

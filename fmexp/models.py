@@ -40,17 +40,25 @@ class SinusoidalTimeEmbedding(nn.Module):
 
 
 class MLP(nn.Module):
-    """An MLP velocity field on flat data: ``[x, emb(t)] -> width x depth -> dim`` (the paper's 2-D model)."""
+    """An MLP velocity field on flat data: ``[x, emb(t)] -> width x depth -> dim`` (the paper's 2-D model).
 
-    def __init__(self, dim: int, width: int = 256, depth: int = 3, activation: str = "silu", time_embed_dim: int = 32) -> None:
+    ``fourier_features > 0`` adds ``[sin(2 pi B x), cos(2 pi B x)]`` to the input, with ``B`` a fixed
+    Gaussian matrix of std ``fourier_scale`` (Tancik et al. 2020), drawn from a fixed seed so that the
+    constructor arguments alone rebuild it: an MLP then fits sharp edges in far fewer steps.
+    """
+
+    def __init__(self, dim: int, width: int = 256, depth: int = 3, activation: str = "silu", time_embed_dim: int = 32,
+                 fourier_features: int = 0, fourier_scale: float = 1.0) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
-        if dim < 1 or width < 1 or depth < 1:
-            raise ValueError(f"dim, width and depth must be positive, got {dim}, {width}, {depth}")
+        if dim < 1 or width < 1 or depth < 1 or fourier_features < 0:
+            raise ValueError(f"dim, width and depth must be positive and fourier_features >= 0, got {dim}, {width}, {depth}, {fourier_features}")
         self.embed = SinusoidalTimeEmbedding(time_embed_dim)
+        self.register_buffer("fourier", fourier_scale * torch.randn(dim, fourier_features, generator=torch.Generator().manual_seed(0)),
+                             persistent=False)
         layers: list[nn.Module] = []
-        fan_in = dim + time_embed_dim
+        fan_in = dim + 2 * fourier_features + time_embed_dim
         for _ in range(depth):
             layers += [nn.Linear(fan_in, width), ACTIVATIONS[activation]()]
             fan_in = width
@@ -58,7 +66,12 @@ class MLP(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        h = torch.cat([x.flatten(1), self.embed(t).to(x.dtype)], dim=1)
+        flat = x.flatten(1)
+        features = [flat]
+        if self.fourier.shape[1]:
+            angles = (2 * math.pi) * flat @ self.fourier.to(flat.dtype)
+            features += [angles.sin(), angles.cos()]
+        h = torch.cat([*features, self.embed(t).to(x.dtype)], dim=1)
         return self.net(h).reshape(x.shape)
 
 

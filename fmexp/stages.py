@@ -120,7 +120,8 @@ def model_spec(cfg: ModelConfig, data: Dataset) -> dict[str, object]:
     name = cfg.name if cfg.name != "auto" else ("unet" if data.train.dim() == 4 else "mlp")
     if name == "mlp":
         return {"name": "mlp", "dim": data.dim, "width": cfg.width, "depth": cfg.depth,
-                "activation": cfg.activation, "time_embed_dim": cfg.time_embed_dim}
+                "activation": cfg.activation, "time_embed_dim": cfg.time_embed_dim,
+                "fourier_features": cfg.fourier_features, "fourier_scale": cfg.fourier_scale}
     if data.train.dim() != 4:
         raise ConfigError(f"model.name: unet needs image data (n, C, H, W); {data.name} has shape {tuple(data.train.shape)}")
     _, c, h, _ = data.train.shape

@@ -44,3 +44,24 @@ def test_unknown_dataset_and_bad_sizes() -> None:
 def test_max_pairwise_distance() -> None:
     x = torch.tensor([[0.0, 0.0], [3.0, 4.0], [1.0, 1.0]])
     assert max_pairwise_distance(x) == pytest.approx(5.0)
+
+
+def test_entropy_of_the_2d_data_against_quadrature() -> None:
+    """The checkerboard is uniform on area 32: log 32 exactly. The 8 Gaussians' entropy by Monte Carlo
+    matches a Riemann sum of -q log q on a fine grid, and lies below log 8 + H(one component), the
+    value it would have if the components did not overlap."""
+    import math
+
+    import numpy as np
+
+    from fmexp.data import LOG_DENSITIES, entropy
+
+    assert entropy("checkerboard") == (pytest.approx(math.log(32), abs=1e-12), 0.0)
+    h, se = entropy("8gaussians", n=400_000)
+    grid = np.linspace(-6, 6, 1201)
+    xx, yy = np.meshgrid(grid, grid)
+    log_q = LOG_DENSITIES["8gaussians"](np.stack([xx.ravel(), yy.ravel()], axis=1))
+    quadrature = float(-(np.exp(log_q) * log_q).sum() * (grid[1] - grid[0]) ** 2)
+    assert abs(h - quadrature) < 4 * se
+    var = (0.5 / math.sqrt(2)) ** 2
+    assert quadrature < math.log(8) + 1 + math.log(2 * math.pi * var)

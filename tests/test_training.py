@@ -98,3 +98,23 @@ def test_bf16_autocast_trains(checkerboard) -> None:
     res = train(make_method("fm", "ot"), fresh_model(), checkerboard.train, cfg, val_data=checkerboard.test)
     assert all(p.dtype == torch.float32 for p in res.model.parameters())  # weights stay fp32
     assert torch.isfinite(torch.tensor(res.rows[-1]["val_loss"]))
+
+
+def test_ema_follows_the_warmed_up_recurrence() -> None:
+    """e_{n+1} = d_n e_n + (1 - d_n) w_n with d_n = min(decay, (1 + n) / (10 + n)), checked against the
+    scalar recurrence for a parameter that takes the values 1, 2, 3, ...; d_0 = 0.1, so one update
+    already moves the average 90% of the way from the initial weights."""
+    from fmexp.training import EMA, ema_decay_at
+
+    assert ema_decay_at(0.999, 0) == pytest.approx(0.1) and ema_decay_at(0.5, 100) == 0.5
+    model = torch.nn.Linear(1, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    ema, expected = EMA(model, decay=0.99), 0.0
+    for n in range(50):
+        with torch.no_grad():
+            model.weight.fill_(float(n + 1))
+        ema.update()
+        d = min(0.99, (1 + n) / (10 + n))
+        expected = d * expected + (1 - d) * (n + 1)
+    assert float(ema.module.weight) == pytest.approx(expected, rel=1e-6)
