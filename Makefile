@@ -21,6 +21,9 @@ repro: $(STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" dvc repro
 
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[bench]'
+	$(PY) benchmarks/train_step.py
+	$(PY) benchmarks/time_to_quality.py
 	$(PY) benchmarks/divergence.py
 
 clean:

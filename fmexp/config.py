@@ -132,6 +132,7 @@ class PipelineConfig:
     datasets: list[str] = field(default_factory=lambda: ["checkerboard", "8gaussians"])
     methods: list[str] = field(default_factory=lambda: ["fm_ot", "fm_vp", "sm_vp", "fm_ve"])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    workers: int = 1  # processes per stage that run its seeds side by side, each with cores // workers threads (at least 1)
 
 
 @dataclass
@@ -306,6 +307,9 @@ def validate_params(p: Params) -> list[str]:
     names = _names()
     errors = [f"pipeline.datasets: {d!r} is not one of {names['dataset']}" for d in p.pipeline.datasets if d not in names["dataset"]]
     errors += [f"pipeline.methods: {m!r} is not defined under methods ({sorted(p.methods)})" for m in p.pipeline.methods if m not in p.methods]
+    if p.pipeline.workers < 1:
+        errors.append(f"pipeline.workers: must be at least 1, got {p.pipeline.workers}")
+    errors += [f"pipeline.seeds: {s} must be >= 0" for s in p.pipeline.seeds if s < 0]
     for key in ("datasets", "methods", "seeds"):
         if not getattr(p.pipeline, key):
             errors.append(f"pipeline.{key}: must not be empty")

@@ -70,3 +70,27 @@ def test_run_stage_loops_over_seeds_and_summarizes(tmp_path: Path, params) -> No
     nll = [summary["seeds"][s]["nll"] for s in ("0", "1")]
     assert summary["mean"]["nll"] == pytest.approx(sum(nll) / 2)
     assert summary["std"]["nll"] == pytest.approx(abs(nll[0] - nll[1]) / 2**0.5)
+
+
+def test_worker_processes_give_the_one_thread_results(tmp_path: Path, params, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``pipeline.workers: 2`` trains two seeds in two spawned processes of cores // 2 threads; each must
+    write exactly the weights that the same seed trains in this process with that many threads."""
+    import os
+
+    from fmexp.stages import prepare
+
+    p = copy.deepcopy(params)
+    p.pipeline.seeds, p.pipeline.workers = [0, 1], 2
+    prepare(p, tmp_path / "data")
+    run_stage("train", p, "checkerboard", "fm_ot", data_dir=tmp_path / "data", runs_dir=tmp_path / "workers")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // 2))
+    try:
+        p.pipeline.workers = 1
+        run_stage("train", p, "checkerboard", "fm_ot", data_dir=tmp_path / "data", runs_dir=tmp_path / "serial")
+    finally:
+        torch.set_num_threads(threads)
+    for seed in ("0", "1"):
+        a, b = (torch.load(tmp_path / d / "checkerboard" / "fm_ot" / "train" / seed / "model.pt", weights_only=True)
+                for d in ("workers", "serial"))
+        assert all(torch.equal(a["ema_weights"][k], b["ema_weights"][k]) for k in a["ema_weights"])

@@ -137,7 +137,7 @@ def test_grid_sampler_covers_the_grid(workdir: Path) -> None:
 def test_shipped_studies_are_valid(study: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
     s = load_study(study, reports_dir="/nonexistent")
-    assert s.config.n_trials * len(s.config.seeds) * s.base_run.train.steps <= 20_000  # laptop budget
+    assert s.config.n_trials * len(s.config.seeds) * s.base_run.train.steps <= 40_000  # laptop budget: about 4 minutes of training
     assert study.read_text().startswith("#")  # opens with the question it answers
 
 
