@@ -315,7 +315,7 @@ def build_report(params: Params, params_path: str | Path, *, runs_dir: str | Pat
         rows = metrics[metrics.dataset == dataset]
         display = display.rename(columns={"distance": f"{rows.distance_name.iloc[0]} distance"})
         note = (f"NLL in nats of {params.score.n_points} held-out points, {rows.distance_name.iloc[0]} distance of the"
-                " dopri5 samples to the held-out split.")
+                " dopri5 samples to the held-out split.") + _entropy_note(dataset)
         if "fid_backend" in rows and rows.fid_backend.notna().any():
             display = display.rename(columns={"FID": f"FID ({rows.fid_backend.dropna().iloc[0]})"})
             note = _image_note(rows)
@@ -336,6 +336,17 @@ def build_report(params: Params, params_path: str | Path, *, runs_dir: str | Pat
     return out
 
 
+def _entropy_note(dataset: str) -> str:
+    """The data's entropy, the floor of the NLL, where its density has a closed form."""
+    from fmexp.data import LOG_DENSITIES, entropy
+
+    if dataset not in LOG_DENSITIES:
+        return ""
+    h, se = entropy(dataset)
+    how = "exactly" if se == 0 else f"± {se:.3f}, Monte Carlo over 10^6 points of its closed-form density"
+    return f" The data's entropy is {h:.3f} nats ({how}): no model's NLL can be lower."
+
+
 def _image_note(rows: pd.DataFrame) -> str:
     """What an image table's numbers are, with the FID floor (the training split against the held-out split)."""
     backend = rows.fid_backend.dropna().iloc[0]
@@ -346,6 +357,9 @@ def _image_note(rows: pd.DataFrame) -> str:
     if "fid_train_split" in rows:
         note += (f" The training split scores FID {rows.fid_train_split.mean():.1f} against it: the floor at this"
                  " number of images.")
+    if "fid_floor_std" in rows and rows.fid_floor_std.notna().any():
+        note += (f" Disjoint subsets of the training split spread that floor by {rows.fid_floor_std.mean():.1f} (std):"
+                 " FID differences smaller than that are noise.")
     if "fid_classifier_accuracy" in rows:
         note += f" The classifier's test accuracy is {rows.fid_classifier_accuracy.iloc[0]:.1%}."
     return note

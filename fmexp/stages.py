@@ -251,11 +251,14 @@ def _image_metrics(run: RunConfig, data: Dataset, nll: Tensor, samples: Tensor, 
         classifier.load_state_dict(weights)
         kwargs = {"classifier": classifier.eval()}
     # The same number of training images, dequantized the same way: the FID a perfect model would
-    # score up to sampling noise, the floor to read the models' FIDs against.
-    train_images = data.model_space(data.train[: len(samples)], torch.Generator().manual_seed(run.seed + 6))
+    # score up to sampling noise, the floor to read the models' FIDs against. Its spread over the
+    # disjoint subsets of the training split is the noise of an FID at this number of images.
+    n, gen = len(samples), torch.Generator().manual_seed(run.seed + 6)
     fid = fid_against(backend, reference, **kwargs)
+    floors = [fid(data.model_space(data.train[i : i + n], gen)) for i in range(0, len(data.train) - n + 1, n)]
     out: dict[str, float | str] = {"bpd": float(bpd.mean()), "bpd_se": float(bpd.std() / len(bpd) ** 0.5),
-                                   "fid": fid(samples.float()), "fid_backend": backend, "fid_train_split": fid(train_images)}
+                                   "fid": fid(samples.float()), "fid_backend": backend, "fid_train_split": floors[0],
+                                   "fid_floor_std": float(np.std(floors, ddof=1)) if len(floors) > 1 else float("nan")}
     rows = []
     for key, x in ladder.items():
         solver, steps = key.split(":")

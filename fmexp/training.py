@@ -201,7 +201,7 @@ def train(
         grads = [p.grad for p in params if p.grad is not None]
         norm = nn.utils.get_total_norm(grads, foreach=True)
         if config.grad_clip > 0:
-            nn.utils.clip_grads_with_norm_(grads, config.grad_clip, norm, foreach=True)
+            nn.utils.clip_grads_with_norm_(params, config.grad_clip, norm, foreach=True)
             clipped += norm > config.grad_clip
         scaler.step(opt)
         scaler.update()

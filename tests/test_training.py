@@ -118,3 +118,20 @@ def test_ema_follows_the_warmed_up_recurrence() -> None:
         d = min(0.99, (1 + n) / (10 + n))
         expected = d * expected + (1 - d) * (n + 1)
     assert float(ema.module.weight) == pytest.approx(expected, rel=1e-6)
+
+
+def test_clipping_scales_the_gradient_to_the_bound(tmp_path: Path, checkerboard) -> None:
+    """After one step Adam's first moment is (1 - beta1) g, so its global norm is 0.1 min(||g||, clip):
+    exactly 0.1 * 1e-3 with a clip far below the gradient's norm, and 0.1 ||g|| (recorded as grad_norm) without."""
+    method = make_method("fm", "ot")
+
+    def first_moment_norm(clip: float) -> tuple[float, float]:
+        cfg = TrainConfig(steps=1, batch_size=64, warmup_steps=0, eval_every=1, grad_clip=clip)
+        res = train(method, fresh_model(), checkerboard.train, cfg, seed=3, checkpoint=tmp_path / f"{clip}.pt")
+        opt_state = artifacts.load_torch(tmp_path / f"{clip}.pt")["optimizer"]["state"].values()
+        return float(torch.cat([s["exp_avg"].flatten() for s in opt_state]).norm()), res.rows[0]["grad_norm"]
+
+    clipped, norm = first_moment_norm(1e-3)
+    assert norm > 1e-2 and clipped == pytest.approx(1e-4, rel=1e-4)
+    unclipped, norm = first_moment_norm(0.0)
+    assert unclipped == pytest.approx(0.1 * norm, rel=1e-4)
