@@ -5,7 +5,7 @@
 Both run in this process, interleaved in rounds (bare, train, bare, train, ...), on the same network
 and batch: the bare step draws ``(x_t, t, u_t)`` once and then only does ``model(x_t, t)``, the MSE,
 ``backward`` and ``Adam.step``; ``train()`` does all of its work (batch sampling, the path, the loss,
-clipping, the schedule, EMA). The printed ratio is the median over rounds of train / bare; it is
+clipping, the schedule, EMA; for digits the dequantization). The printed ratio is the median over rounds of train / bare; it is
 what the README reports. Time it on an idle machine: other load, even niced, distorts both sides.
 """
 
@@ -17,7 +17,7 @@ import time
 import torch
 
 from fmexp.config import TrainConfig
-from fmexp.data import load_dataset
+from fmexp.data import Dataset, load_dataset
 from fmexp.methods import make_method
 from fmexp.models import build_model
 from fmexp.training import train
@@ -28,6 +28,7 @@ CASES = {  # name: (model spec, data, batch)
     "mlp 3x256, batch 4096": ({"name": "mlp", "dim": 2, "width": 256, "depth": 3}, "checkerboard", 4096),
     "mlp 3x256 + 64 Fourier, b256": ({"name": "mlp", "dim": 2, "width": 256, "depth": 3, "fourier_features": 64, "fourier_scale": 0.5},
                                      "checkerboard", 256),
+    "digits u-net 16ch, b64": ({"name": "unet", "in_channels": 1, "resolution": 8, "channels": 16, "channel_mults": [1, 2]}, "digits", 64),
 }
 
 
@@ -47,9 +48,10 @@ def bare_ms(model: torch.nn.Module, x_1: torch.Tensor, steps: int) -> float:
     return 1000 * (time.perf_counter() - start) / steps
 
 
-def train_ms(model: torch.nn.Module, data: torch.Tensor, batch: int, steps: int) -> float:
+def train_ms(model: torch.nn.Module, data: Dataset, batch: int, steps: int) -> float:
     cfg = TrainConfig(steps=steps, batch_size=batch, lr=1e-4, eval_every=10**9, val_batch=batch)
-    result = train(make_method("fm", "ot"), model, data, cfg, progress=False)
+    transform = data.model_space if data.levels else None
+    result = train(make_method("fm", "ot"), model, data.train, cfg, progress=False, transform=transform)
     return 1000 * result.seconds / steps
 
 
@@ -60,9 +62,9 @@ def main(rounds: int = 5, steps: int = 100, only: str = "") -> None:
         if only not in name:
             continue
         spec = dict(spec)
-        data = load_dataset(dataset, n_train=50_000, n_test=10).train
+        data = load_dataset(dataset, n_train=50_000, n_test=10)
         model = build_model(spec.pop("name"), **spec)
-        x_1 = data[:batch]
+        x_1 = data.model_space(data.train[:batch], torch.Generator().manual_seed(0))
         bare_ms(model, x_1, 10), train_ms(model, data, batch, 10)  # warm-up
         bare, trained = [], []
         for _ in range(rounds):

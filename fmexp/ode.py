@@ -14,9 +14,14 @@ import torch
 from torch import Tensor
 from torchdiffeq import odeint
 
-__all__ = ["Solver", "SOLVERS", "ODEResult", "integrate"]
+__all__ = ["Solver", "SOLVERS", "ODEResult", "SolverError", "integrate"]
 
 Field = Callable[[Tensor, Tensor], Tensor]
+
+
+class SolverError(RuntimeError):
+    """The solver could not integrate the field: the adaptive step underflowed, or the state became
+    non-finite (a diverged or untrained field)."""
 
 
 @dataclass(frozen=True)
@@ -116,5 +121,10 @@ def integrate(
             on_grid = torch.isclose(grid[:, None], t_grid[None, 1:-1].to(grid)).any(0)
             if not bool(on_grid.all()):
                 raise ValueError(f"with {method} at steps={steps}, save_at must lie on the step grid")
-    xs = odeint(f, x_0, t_grid, method=method, rtol=rtol, atol=atol, options=options)
+    try:
+        xs = odeint(f, x_0, t_grid, method=method, rtol=rtol, atol=atol, options=options)
+    except AssertionError as e:  # torchdiffeq signals "underflow in dt" by an assertion
+        raise SolverError(f"{method} failed after {nfe} function evaluations: {e}") from e
+    if not bool(torch.isfinite(xs[-1]).all()):
+        raise SolverError(f"{method} reached a non-finite state after {nfe} function evaluations")
     return ODEResult(x=xs[-1], xs=xs, times=t_grid, nfe=nfe)

@@ -8,7 +8,6 @@ files: each stage writes its own folder, ``<root>/<stage>/<seed>/``, which is wh
 from __future__ import annotations
 
 import functools
-import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -354,10 +353,12 @@ def run_stage(stage: str, params: Params, dataset: str, method: str, *, data_dir
     Seeds share a process because a new process pays for ``import torch`` (about 3 s here); the
     per-seed files stay separate. With ``pipeline.workers > 1`` they run side by side in that many
     worker processes, each with ``cores // workers`` threads (at least one): on 2 cores, three
-    one-thread workers train three seeds 1.3-1.5x faster than one two-thread process in turn. Each stage also writes one summary over seeds beside them, in
-    ``<runs>/<dataset>/<method>/``: ``curve.csv`` (train) and ``ladder.csv`` (sample) with a seed
-    column, for ``dvc plots``; ``metrics.json`` (score): each metric's mean and std over seeds and
-    each seed's values, for ``dvc metrics``.
+    one-thread workers train three seeds 1.3-1.5x faster than one two-thread process in turn.
+
+    Each stage also writes one summary over seeds beside them, in ``<runs>/<dataset>/<method>/``:
+    ``curve.csv`` (train) and ``ladder.csv`` (sample) with a seed column, for ``dvc plots``;
+    ``metrics.json`` (score): each metric's mean and std over seeds and each seed's values, for
+    ``dvc metrics``.
     """
     folder = Path(runs_dir) / dataset / method
     seeds = params.pipeline.seeds

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import optuna
+import torch
 import yaml
 from omegaconf import MISSING
 
@@ -36,6 +37,17 @@ DIRECTIONS = ("minimize", "maximize")
 SAMPLERS = ("tpe", "random", "grid", "nsga2", "cmaes")
 PRUNERS = ("none", "median", "hyperband")
 STORAGE_ENV = "FMEXP_STORAGE"
+
+
+def _trial_failures() -> tuple[type[BaseException], ...]:
+    from fmexp.ode import SolverError
+    from fmexp.training import TrainingDiverged
+
+    return (ConfigError, TrainingDiverged, SolverError, torch.OutOfMemoryError)
+
+
+TRIAL_FAILURES = _trial_failures()
+"""What fails one trial (recorded in its ``error`` user attr) and lets the study go on."""
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -249,10 +261,13 @@ def _objective(study: Study):
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         values = {key: _suggest(trial, key, d) for key, d in study.space.items()}
         try:
-            run = run_config(study.base_run, [_override(k, v) for k, v in values.items()], f"trial {trial.number}")
-        except ConfigError as e:  # e.g. an sm objective drawn together with the ot path
-            trial.set_user_attr("error", str(e))
+            return _evaluate(trial, values)
+        except TRIAL_FAILURES as e:  # a bad combination (sm with the ot path), a diverged run, a solver failure, OOM
+            trial.set_user_attr("error", f"{type(e).__name__}: {e}")
             raise
+
+    def _evaluate(trial: optuna.Trial, values: dict[str, Any]) -> float | tuple[float, ...]:
+        run = run_config(study.base_run, [_override(k, v) for k, v in values.items()], f"trial {trial.number}")
         key = (run.dataset, repr(run.data))
         if key not in cache:
             cache[key] = load_data(run.data, run.dataset)
@@ -261,9 +276,9 @@ def _objective(study: Study):
             offset = i * run.train.steps
 
             def on_eval(row: dict[str, float]) -> None:
-                if prune and metrics[0] in row:
+                if metrics[0] in row:  # always reported: optuna-dashboard draws the learning curves, pruner or not
                     trial.report(row[metrics[0]], offset + int(row["step"]))
-                    if trial.should_prune():
+                    if prune and trial.should_prune():
                         raise optuna.TrialPruned(f"pruned at step {row['step']} of seed {seed}")
 
             files = RunFiles(study.folder / "trials" / f"{trial.number:04d}", seed)
@@ -305,11 +320,12 @@ def run_study(study: Study, *, quiet: bool = False, archive_changed: bool = Fals
         ostudy, stored = _create_or_load(study), None
     if stored is None:
         ostudy.set_user_attr("definition", definition)
+        ostudy.set_metric_names([o.metric for o in study.config.objectives])
     states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
     done = len(ostudy.get_trials(deepcopy=False, states=states))
     remaining = study.config.n_trials - done
     if remaining > 0:
-        ostudy.optimize(_objective(study), n_trials=remaining, catch=(ConfigError,),
+        ostudy.optimize(_objective(study), n_trials=remaining, catch=TRIAL_FAILURES,
                         callbacks=[optuna.study.MaxTrialsCallback(study.config.n_trials, states=states)])
     write_outputs(study, ostudy)
     if not quiet:
@@ -424,10 +440,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         study = load_study(args.study, storage=args.storage, n_trials=args.n_trials, reports_dir=args.reports_dir)
-        run_study(study, archive_changed=args.archive_changed)
+        ostudy = run_study(study, archive_changed=args.archive_changed)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if not any(t.state == optuna.trial.TrialState.COMPLETE for t in ostudy.trials):
+        print(f"error: every trial of study {study.config.study!r} failed (reasons in {study.folder}/trials.csv,"
+              " column user_attrs_error)", file=sys.stderr)
+        return 1
     print(f"  wall time {time.perf_counter() - start:.1f} s")
     return 0
 

@@ -22,8 +22,9 @@ from tqdm.auto import tqdm
 from fmexp import artifacts
 from fmexp.config import TrainConfig
 from fmexp.methods import Method
+from fmexp.ode import SolverError
 
-__all__ = ["LR_SCHEDULES", "EMA", "TrainingDiverged", "TrainResult", "ema_decay_at", "lr_factor", "train", "load_model"]
+__all__ = ["LR_SCHEDULES", "DIVERGENCE_FACTOR", "EMA", "TrainingDiverged", "TrainResult", "ema_decay_at", "lr_factor", "train", "load_model"]
 
 LR_SCHEDULES = ("constant", "cosine", "linear")
 
@@ -32,7 +33,11 @@ EvalFn = Callable[[int, nn.Module], dict[str, float]]
 
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite."""
+    """Training diverged at a known step: a non-finite loss, a loss grown past ``DIVERGENCE_FACTOR``
+    times its first curve row's, or a solver failure while evaluating the curve."""
+
+
+DIVERGENCE_FACTOR = 100.0
 
 
 @dataclass
@@ -183,7 +188,8 @@ def train(
     def zero() -> Tensor:
         return torch.zeros((), device=device)
 
-    # Sums over the steps since the last row, kept on the device: no host synchronisation per step.
+    # Sums over the steps since the last row, kept on the device: the finiteness check is the one host
+    # synchronisation per step.
     loss_sum, norm_sum, clipped, loss_count = zero(), zero(), zero(), 0
     t_start = time.perf_counter()
     for i in bar:
@@ -194,7 +200,7 @@ def train(
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             loss = method.loss(model, batch, gen).float().mean()
         if not torch.isfinite(loss):
-            raise TrainingDiverged(f"non-finite loss {loss.item()} at step {step}; lower train.lr or raise train.grad_clip")
+            raise TrainingDiverged(f"non-finite loss {loss.item()} at step {step}; lower train.lr or set train.grad_clip")
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(opt)
@@ -213,9 +219,15 @@ def train(
         if step % config.eval_every == 0 or step == config.steps:
             row = {"step": step, "train_loss": float(loss_sum) / loss_count, "grad_norm": float(norm_sum) / loss_count,
                    "clipped": float(clipped) / loss_count, "val_loss": _val_loss(method, ema.module, val, seed + 1)}
+            if rows and row["train_loss"] > DIVERGENCE_FACTOR * rows[0]["train_loss"]:
+                raise TrainingDiverged(f"the training loss grew to {row['train_loss']:.4g} at step {step}, over {DIVERGENCE_FACTOR:g}"
+                                       f" times its first value {rows[0]['train_loss']:.4g}; lower train.lr")
             if evaluate is not None:
                 ema.module.eval()
-                row.update(evaluate(step, ema.module))
+                try:
+                    row.update(evaluate(step, ema.module))
+                except SolverError as e:
+                    raise TrainingDiverged(f"evaluating the curve at step {step}: {e}; lower train.lr") from e
             rows.append(row)
             bar.set_postfix(loss=f"{row['train_loss']:.4f}", val=f"{row['val_loss']:.4f}")
             loss_sum, norm_sum, clipped, loss_count = zero(), zero(), zero(), 0

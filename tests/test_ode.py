@@ -77,3 +77,11 @@ def test_errors_are_clear() -> None:
         integrate(linear, x, save_at=[1.5])
     with pytest.raises(ValueError, match="step grid"):
         integrate(linear, x, method="euler", steps=4, save_at=[0.3])
+
+
+def test_a_blowing_up_field_raises_solver_error() -> None:
+    """dx/dt = x^2 from x(0) = 1 blows up at t = 1: dopri5's step underflows before it gets there."""
+    from fmexp.ode import SolverError
+
+    with pytest.raises(SolverError, match="dopri5 failed"):
+        integrate(lambda x, t: x**2, torch.ones(4, 1, dtype=torch.float64), t1=1.5, rtol=1e-6, atol=1e-6)
