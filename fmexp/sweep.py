@@ -256,6 +256,7 @@ def _objective(study: Study):
     cache: dict[tuple, Any] = {}
     metrics = [o.metric for o in study.config.objectives]
     prune = study.config.pruner.name != "none"
+    single = len(metrics) == 1  # Optuna takes intermediate values for single-objective studies only
 
     def objective(trial: optuna.Trial) -> float | tuple[float, ...]:
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
@@ -276,7 +277,7 @@ def _objective(study: Study):
             offset = i * run.train.steps
 
             def on_eval(row: dict[str, float]) -> None:
-                if metrics[0] in row:  # always reported: optuna-dashboard draws the learning curves, pruner or not
+                if single and metrics[0] in row:  # reported with or without a pruner: optuna-dashboard draws the curves
                     trial.report(row[metrics[0]], offset + int(row["step"]))
                     if prune and trial.should_prune():
                         raise optuna.TrialPruned(f"pruned at step {row['step']} of seed {seed}")
@@ -377,10 +378,9 @@ def write_outputs(study: Study, ostudy: optuna.Study) -> None:
     """``trials.csv`` (params, objectives, state, duration, per-seed values) and ``best.yaml``."""
     names = [o.metric for o in study.config.objectives]
     df = ostudy.trials_dataframe(attrs=("number", "state", "params", "values", "duration", "user_attrs"), multi_index=False)
-    if len(names) == 1 and "value" in df:
-        df = df.rename(columns={"value": names[0]})
-    else:
-        df = df.rename(columns={f"values_{i}": n for i, n in enumerate(names)})
+    # Optuna names the objective columns value, values_<i> or, once set_metric_names ran, values_<name>
+    renames = {"value": names[0]} if len(names) == 1 else {}
+    df = df.rename(columns=renames | {f"values_{i}": n for i, n in enumerate(names)} | {f"values_{n}": n for n in names})
     if "duration" in df:
         df["duration"] = df["duration"].dt.total_seconds()
     with artifacts.atomic_path(study.folder / "trials.csv") as tmp:
