@@ -11,7 +11,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,postgres]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,postgres,dashboard]'
 	touch $(STAMP)
 
 test: $(STAMP)
@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/train_step.py
 	$(PY) benchmarks/time_to_quality.py
 	$(PY) benchmarks/divergence.py
+	$(PY) benchmarks/sweep_workers.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -76,13 +76,16 @@ def integrate(
     t0: float = 0.0,
     t1: float = 1.0,
     save_at: Sequence[float] | None = None,
+    max_steps: int = 1000,
 ) -> ODEResult:
     """Solve ``dx/dt = v(x, t)`` from ``x(t0) = x_0`` to ``t1`` (eq. 1), with ``t`` passed to ``v`` as ``(B,)``.
 
     Fixed-step methods take ``steps`` (uniform steps from t0 to t1); adaptive methods take ``rtol``
     and ``atol``. ``save_at`` lists extra times (between t0 and t1, in order) whose states are kept
-    in ``xs``; ``xs[0]`` is always ``x_0`` and ``xs[-1]`` the final state. Autograd is left as the
-    caller set it: wrap a sampling call in ``torch.no_grad()``.
+    in ``xs``; ``xs[0]`` is always ``x_0`` and ``xs[-1]`` the final state. An adaptive solve that
+    needs more than ``max_steps`` accepted-or-rejected steps raises ``SolverError``: a trained field
+    takes tens of steps, a diverged one can take millions. Autograd is left as the caller set it:
+    wrap a sampling call in ``torch.no_grad()``.
     """
     solver = get_solver(method)
     if solver.adaptive:
@@ -114,6 +117,7 @@ def integrate(
         # Land exactly on each output time instead of stepping past it and interpolating, so that
         # v is never called outside [t0, t1] (the VP schedule and a trained net are undefined there).
         options["step_t"] = t_grid
+        options["max_num_steps"] = max_steps
     else:
         grid = torch.linspace(t0, t1, steps + 1, dtype=x_0.dtype, device=x_0.device)
         options["grid_constructor"] = lambda func, y0, t: grid
@@ -123,7 +127,7 @@ def integrate(
                 raise ValueError(f"with {method} at steps={steps}, save_at must lie on the step grid")
     try:
         xs = odeint(f, x_0, t_grid, method=method, rtol=rtol, atol=atol, options=options)
-    except AssertionError as e:  # torchdiffeq signals "underflow in dt" by an assertion
+    except AssertionError as e:  # torchdiffeq signals "underflow in dt" and "max_num_steps exceeded" by assertions
         raise SolverError(f"{method} failed after {nfe} function evaluations: {e}") from e
     if not bool(torch.isfinite(xs[-1]).all()):
         raise SolverError(f"{method} reached a non-finite state after {nfe} function evaluations")

@@ -227,6 +227,8 @@ def _panels(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
 def _sweeps(reports_dir: Path, fig_dir: Path) -> tuple[list[dict[str, Any]], list[Figure]]:
     import optuna
 
+    from fmexp.sweep import default_storage, make_storage
+
     sweeps, figs = [], []
     for folder in sorted((reports_dir / "sweeps").glob("*")):
         if not (folder / "trials.csv").exists():
@@ -249,9 +251,9 @@ def _sweeps(reports_dir: Path, fig_dir: Path) -> tuple[list[dict[str, Any]], lis
         figs.append(Figure(f"Sweep {name}: optimization history", "Objective per trial and the best so far.", f"sweep_{name}_history",
                            _png(fig, fig_dir / f"sweep_{name}_history.png")))
         params_cols = [c for c in done if c.startswith("params_")]
-        db = folder / "study.db"
-        if db.exists() and len(done) >= 2 and params_cols:
-            ostudy = optuna.load_study(study_name=name, storage=f"sqlite:///{db.as_posix()}")
+        url = default_storage(folder)  # a study in a shared database is not read back here
+        if Path(url.partition(":///")[2]).exists() and len(done) >= 2 and params_cols:
+            ostudy = optuna.load_study(study_name=name, storage=make_storage(url))
             fig, axes = plt.subplots(1, len(objectives), figsize=(4 * len(objectives), 2.6), squeeze=False)
             for i, (ax, metric) in enumerate(zip(axes[0], objectives)):
                 target = (lambda t, i=i: t.values[i]) if len(objectives) > 1 else None

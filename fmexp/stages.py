@@ -365,14 +365,9 @@ def run_stage(stage: str, params: Params, dataset: str, method: str, *, data_dir
     workers = min(params.pipeline.workers, len(seeds))
     jobs = [(stage, params.run(dataset, method, seed), str(data_dir), str(runs_dir)) for seed in seeds]
     if workers > 1:
-        import multiprocessing
-        import os
-        from concurrent.futures import ProcessPoolExecutor
+        from fmexp.processes import run_in_processes
 
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=torch.set_num_threads,
-                                 initargs=(threads,)) as pool:
-            list(pool.map(_run_seed, *zip(*jobs)))
+        run_in_processes(_run_seed, jobs, workers)
     else:
         for job in jobs:
             _run_seed(*job)

@@ -5,22 +5,31 @@ search space in Hydra's sweep grammar (``choice``, ``interval``, ``range``, ``ta
 by hydra-core. Each trial runs every listed seed through the pipeline's own stage functions; its
 objective is the mean over seeds. The whole file is checked before anything is written: a bad file
 exits with status 2, naming the file and the field, and leaves no folder and no storage behind.
+
+Trials run from a queue of exactly ``n_trials`` slots (``fmexp.trial_queue``): any number of workers,
+on one machine (``--workers N``, a journal file) or many (one PostgreSQL), finish exactly ``n_trials``;
+a killed worker's trial is run again once, with its params; no params are drawn twice.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import math
 import os
 import re
+import signal
 import socket
 import sys
 import time
+import warnings
 from datetime import datetime, timezone
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import optuna
 import torch
 import yaml
@@ -28,25 +37,22 @@ from omegaconf import MISSING
 
 from fmexp import artifacts
 from fmexp.config import RunConfig, load_params, run_config
+from fmexp.ode import SolverError
 from fmexp.overrides import ConfigError, parse_overrides, read_yaml, structured, to_object
+from fmexp.training import TrainingDiverged
+from fmexp.trial_queue import Heartbeat, TrialSeededSampler, counted, enqueue_slots, run_worker
 
-__all__ = ["StudyConfig", "Study", "study_file", "load_study", "run_study", "run_studies", "main"]
+__all__ = ["StudyConfig", "Study", "study_file", "load_study", "default_storage", "make_storage", "redact", "open_study",
+           "run_study", "run_studies", "main"]
 
 METRICS = ("nll", "distance", "nfe", "nfe_nll", "train_seconds")
 DIRECTIONS = ("minimize", "maximize")
 SAMPLERS = ("tpe", "random", "grid", "nsga2", "cmaes")
 PRUNERS = ("none", "median", "hyperband")
 STORAGE_ENV = "FMEXP_STORAGE"
+STORAGE_SCHEMES = ("journal", "sqlite", "postgresql", "mysql")
 
-
-def _trial_failures() -> tuple[type[BaseException], ...]:
-    from fmexp.ode import SolverError
-    from fmexp.training import TrainingDiverged
-
-    return (ConfigError, TrainingDiverged, SolverError, torch.OutOfMemoryError)
-
-
-TRIAL_FAILURES = _trial_failures()
+TRIAL_FAILURES = (ConfigError, TrainingDiverged, SolverError, torch.OutOfMemoryError)
 """What fails one trial (recorded in its ``error`` user attr) and lets the study go on."""
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -84,6 +90,7 @@ class StudyConfig:
     n_trials: int = 10
     seeds: list[int] = field(default_factory=lambda: [0])
     storage: str | None = None
+    heartbeat: Heartbeat = field(default_factory=Heartbeat)
 
 
 @dataclass
@@ -205,33 +212,71 @@ def load_study(path: str | Path, *, storage: str | None = None, n_trials: int | 
         bad = [k for k, d in space.items() if isinstance(d, optuna.distributions.FloatDistribution) and d.step is None]
         if bad:
             raise ConfigError(f"{source}: sampler.name: grid needs choice() or range() for every key; {bad} are intervals")
+        size = len(grid_points(space, 0))
+        if cfg.n_trials > size:
+            raise ConfigError(f"{source}: n_trials: {cfg.n_trials} is more than the grid's {size} points (each runs once)")
+    hb = cfg.heartbeat
+    if not 0 < hb.interval < hb.grace_period:
+        raise ConfigError(f"{source}: heartbeat: needs 0 < interval < grace_period, got interval={hb.interval},"
+                          f" grace_period={hb.grace_period}")
 
     folder = Path(reports_dir) / "sweeps" / cfg.study
     url = storage or os.environ.get(STORAGE_ENV) or cfg.storage
     if url is None:
-        url = _default_storage(folder)
-    elif url.split("://")[0].split("+")[0] not in ("sqlite", "postgresql", "mysql"):
-        raise ConfigError(f"{source}: storage: {url!r} must be null, sqlite:///FILE or postgresql://...")
+        url = default_storage(folder)
+    elif url.split("://")[0].split("+")[0] not in STORAGE_SCHEMES:
+        raise ConfigError(f"{source}: storage: {redact(url)!r} must be null, journal:///FILE, sqlite:///FILE or postgresql://...")
     return Study(path=path, config=cfg, base_run=base_run, space=space, folder=folder, storage=url)
 
 
+def redact(url: str) -> str:
+    """The storage URL with its password masked, as everything we print or write shows it."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    if url.startswith("journal://"):
+        return url
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:  # not a URL sqlalchemy can parse: hide everything between :// and @
+        return re.sub(r"://[^@/]*@", "://***@", url)
+
+
+def grid_points(space: dict[str, optuna.distributions.BaseDistribution], seed: int) -> list[dict[str, Any]]:
+    """Every point of a grid study, in an order shuffled by ``seed`` (a partial grid is a random subset)."""
+    axes = {}
+    for key, d in space.items():
+        if isinstance(d, optuna.distributions.CategoricalDistribution):
+            axes[key] = list(d.choices)
+        else:
+            n = int(round((d.high - d.low) / d.step)) + 1  # type: ignore[attr-defined]
+            axes[key] = [d.low + i * d.step for i in range(n)]  # type: ignore[attr-defined]
+    points = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+    order = np.random.default_rng(seed).permutation(len(points))
+    return [points[i] for i in order]
+
+
+def make_storage(url: str) -> optuna.storages.BaseStorage:
+    """An Optuna storage for ``url``: ``journal:///FILE`` is a JournalFileBackend (the local
+    multi-process storage), anything else an RDBStorage."""
+    if url.startswith("journal:///"):
+        path = Path(url[len("journal:///"):])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    return optuna.storages.RDBStorage(url)
+
+
 def _sampler(study: Study) -> optuna.samplers.BaseSampler:
-    name, seed = study.config.sampler.name, study.config.sampler.seed
-    if name == "grid":
-        grid = {}
-        for key, d in study.space.items():
-            if isinstance(d, optuna.distributions.CategoricalDistribution):
-                grid[key] = list(d.choices)
-            else:
-                n = int(round((d.high - d.low) / d.step)) + 1  # type: ignore[attr-defined]
-                grid[key] = [d.low + i * d.step for i in range(n)]  # type: ignore[attr-defined]
-        return optuna.samplers.GridSampler(grid, seed=seed)
-    return {
-        "tpe": lambda: optuna.samplers.TPESampler(seed=seed, multivariate=True),
-        "random": lambda: optuna.samplers.RandomSampler(seed=seed),
-        "nsga2": lambda: optuna.samplers.NSGAIISampler(seed=seed),
-        "cmaes": lambda: optuna.samplers.CmaEsSampler(seed=seed),
-    }[name]()
+    """The study's sampler, reseeded per trial (``TrialSeededSampler``). A grid's points are enqueued
+    as fixed params, so its trials never ask a sampler."""
+    make = {
+        "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True),
+        "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
+        "grid": lambda seed: optuna.samplers.RandomSampler(seed=seed),
+        "nsga2": lambda seed: optuna.samplers.NSGAIISampler(seed=seed),
+        "cmaes": lambda seed: optuna.samplers.CmaEsSampler(seed=seed),
+    }[study.config.sampler.name]
+    return TrialSeededSampler(make, study.config.sampler.seed)
 
 
 def _pruner(study: Study) -> optuna.pruners.BasePruner:
@@ -298,72 +343,118 @@ def study_file(name: str, studies_dir: str | Path = "studies") -> Path:
     return Path(studies_dir) / f"{name}.yaml"
 
 
-def run_study(study: Study, *, quiet: bool = False, archive_changed: bool = False) -> optuna.Study:
-    """Run trials until the study holds ``n_trials`` finished ones (a rerun resumes), then write its outputs.
+def run_study(study: Study, *, quiet: bool = False, archive_changed: bool = False, workers: int = 1) -> optuna.Study:
+    """Open the study with its ``n_trials`` slots, run ``workers`` worker processes (or this one)
+    until every slot has finished, then write the outputs. A rerun resumes: it runs the slots still
+    waiting, and again any a killed worker lost.
 
     A stored study made from a different definition is refused; with ``archive_changed`` (the
-    pipeline's ``sweep`` stage) its sqlite file and trial folders are moved, never deleted, to
+    pipeline's ``sweep`` stage) its storage file and trial folders are moved, never deleted, to
     ``<folder>/archive/<UTC time>/`` and the study starts afresh.
     """
     study.folder.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    ostudy = _create_or_load(study)
-    definition = _definition(study)
-    stored = ostudy.user_attrs.get("definition")
-    if stored is not None and stored != definition:
-        changed = sorted(k for k in set(stored) | set(definition) if stored.get(k) != definition.get(k))
-        where = f"the stored study {study.config.study!r} ({study.storage}) was made from a different definition ({', '.join(changed)} changed)"
-        if not (archive_changed and study.storage == _default_storage(study.folder)):
-            raise ConfigError(f"{study.path}: {where}; rename the study, or move its storage away to start afresh")
-        archive = _archive(study.folder)
-        if not quiet:
-            print(f"{where}: moved its storage and trials to {archive}/ and started afresh")
-        ostudy, stored = _create_or_load(study), None
-    if stored is None:
-        ostudy.set_user_attr("definition", definition)
-        ostudy.set_metric_names([o.metric for o in study.config.objectives])
-    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
-    done = len(ostudy.get_trials(deepcopy=False, states=states))
-    remaining = study.config.n_trials - done
-    if remaining > 0:
-        ostudy.optimize(_objective(study), n_trials=remaining, catch=TRIAL_FAILURES,
-                        callbacks=[optuna.study.MaxTrialsCallback(study.config.n_trials, states=states)])
+    ostudy, storage = open_study(study, archive_changed=archive_changed, quiet=quiet)
+    if workers > 1:
+        from fmexp.processes import run_in_processes
+
+        job = (study.path, study.storage, str(study.folder.parent.parent))
+        run_in_processes(_worker_process, [job] * workers, workers)
+    else:
+        run_worker(ostudy, storage, _objective(study), TRIAL_FAILURES, study.config.heartbeat)
     write_outputs(study, ostudy)
     if not quiet:
         print(summary(study, ostudy))
     return ostudy
 
 
-def _default_storage(folder: Path) -> str:
-    return f"sqlite:///{(folder / 'study.db').as_posix()}"
+def open_study(study: Study, *, archive_changed: bool = False, quiet: bool = False) -> tuple[optuna.Study, optuna.storages.BaseStorage]:
+    """Create the study and enqueue its slots, or load it and top its slots up to ``n_trials``.
+
+    The worker that creates a study enqueues the slots before it records the definition; a worker
+    that finds the study waits for that record, so that only one worker ever fills the queue.
+    """
+    ostudy, storage, created = _create_or_load(study)
+    definition = _definition(study)
+    stored = None if created else _wait_for_definition(ostudy, study.config.heartbeat.grace_period)
+    if stored is not None and stored != definition:
+        changed = sorted(k for k in set(stored) | set(definition) if stored.get(k) != definition.get(k))
+        where = (f"the stored study {study.config.study!r} ({redact(study.storage)}) was made from a different definition"
+                 f" ({', '.join(changed)} changed)")
+        if not (archive_changed and study.storage == default_storage(study.folder)):
+            raise ConfigError(f"{study.path}: {where}; rename the study, or move its storage away to start afresh")
+        archive = _archive(study.folder)
+        if not quiet:
+            print(f"{where}: moved its storage and trials to {archive}/ and started afresh")
+        ostudy, storage, created = _create_or_load(study)
+        stored = None
+    grid = grid_points(study.space, study.config.sampler.seed) if study.config.sampler.name == "grid" else None
+    enqueue_slots(ostudy, study.config.n_trials, grid)
+    if stored is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            ostudy.set_metric_names([o.metric for o in study.config.objectives])
+        ostudy.set_user_attr("definition", definition)
+    return ostudy, storage
+
+
+def _wait_for_definition(ostudy: optuna.Study, timeout: float) -> dict[str, Any] | None:
+    """The stored definition; while the creating worker is still filling the queue, wait for it (a
+    creator killed before it wrote the definition leaves none: this worker then takes over)."""
+    deadline = time.monotonic() + timeout
+    while (stored := ostudy.user_attrs.get("definition")) is None:
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.2)
+    return stored
+
+
+def _worker_process(path: Path, storage: str, reports_dir: str) -> int:
+    """One of ``--workers N``: load the opened study and run slots (a top-level function, for spawn)."""
+    study = load_study(path, storage=storage, reports_dir=reports_dir)
+    ostudy, storage_, _ = _create_or_load(study)
+    return run_worker(ostudy, storage_, _objective(study), TRIAL_FAILURES, study.config.heartbeat)
+
+
+def default_storage(folder: Path) -> str:
+    """A journal file in the study's folder; a ``study.db`` left by an earlier version is kept on."""
+    if (folder / "study.db").exists():
+        return f"sqlite:///{(folder / 'study.db').as_posix()}"
+    return f"journal:///{(folder / 'study.journal').as_posix()}"
 
 
 def _archive(folder: Path) -> Path:
-    """Move a study's sqlite file and trial folders to ``folder/archive/<UTC time>/``; return that folder."""
+    """Move a study's storage files and trial folders to ``folder/archive/<UTC time>/``; return that folder."""
     target = folder / "archive" / datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
     target.mkdir(parents=True)
-    for name in ("study.db", "trials"):
+    for name in ("study.db", "study.journal", "study.journal.lock", "trials"):
         if (folder / name).exists():
             (folder / name).rename(target / name)
     return target
 
 
-def _create_or_load(study: Study, attempts: int = 5) -> optuna.Study:
-    """Create the study, or load it when another worker did. Workers that start together on a new
-    database can race to create Optuna's tables (a unique-key violation in PostgreSQL); the loser
-    waits and tries again, and then finds the tables and the study in place."""
+def _create_or_load(study: Study, attempts: int = 5) -> tuple[optuna.Study, optuna.storages.BaseStorage, bool]:
+    """Create the study (``True``), or load it when it exists (``False``), with its storage. Workers that start together
+    on a new database can race to create Optuna's tables (a unique-key violation in PostgreSQL); the
+    loser waits and tries again, and then finds the tables and the study in place."""
     from sqlalchemy.exc import IntegrityError, ProgrammingError
 
-    def create() -> optuna.Study:
-        return optuna.create_study(study_name=study.config.study, storage=study.storage, sampler=_sampler(study),
-                                   pruner=_pruner(study), directions=study.directions, load_if_exists=True)
-
-    for attempt in range(attempts - 1):
+    def attempt() -> tuple[optuna.Study, optuna.storages.BaseStorage, bool]:
+        storage = make_storage(study.storage)
+        kw = dict(study_name=study.config.study, storage=storage, sampler=_sampler(study), pruner=_pruner(study))
+        with contextlib.suppress(KeyError):  # load first: a failed create still writes to a journal
+            return optuna.load_study(**kw), storage, False
         try:
-            return create()
+            return optuna.create_study(directions=study.directions, **kw), storage, True
+        except optuna.exceptions.DuplicatedStudyError:
+            return optuna.load_study(**kw), storage, False
+
+    for i in range(attempts - 1):
+        try:
+            return attempt()
         except (IntegrityError, ProgrammingError):
-            time.sleep(0.5 * (attempt + 1))
-    return create()
+            time.sleep(0.5 * (i + 1))
+    return attempt()
 
 
 def _definition(study: Study) -> dict[str, Any]:
@@ -375,9 +466,14 @@ def _definition(study: Study) -> dict[str, Any]:
 
 
 def write_outputs(study: Study, ostudy: optuna.Study) -> None:
-    """``trials.csv`` (params, objectives, state, duration, per-seed values) and ``best.yaml``."""
+    """``trials.csv`` (params, objectives, state, duration, per-seed values, and ``superseded``: a
+    trial lost with its worker and run again), ``best.yaml`` and ``study.yaml``."""
+    from fmexp.trial_queue import HEARTBEAT_ATTR, superseded
+
     names = [o.metric for o in study.config.objectives]
     df = ostudy.trials_dataframe(attrs=("number", "state", "params", "values", "duration", "user_attrs"), multi_index=False)
+    df = df.drop(columns=[f"user_attrs_{HEARTBEAT_ATTR}"], errors="ignore")
+    df["superseded"] = df["number"].isin(superseded(ostudy.get_trials(deepcopy=False)))
     # Optuna names the objective columns value, values_<i> or, once set_metric_names ran, values_<name>
     renames = {"value": names[0]} if len(names) == 1 else {}
     df = df.rename(columns=renames | {f"values_{i}": n for i, n in enumerate(names)} | {f"values_{n}": n for n in names})
@@ -388,7 +484,7 @@ def write_outputs(study: Study, ostudy: optuna.Study) -> None:
     best = [{"number": t.number, "params": t.params, "values": dict(zip(names, t.values))} for t in _best(ostudy)]
     doc = {"study": study.config.study, "objectives": [{"metric": o.metric, "direction": o.direction} for o in study.config.objectives],
            "pareto_front" if len(names) > 1 else "best": best if len(names) > 1 else (best[0] if best else None),
-           "study_file": str(study.path), "n_trials": len(ostudy.trials)}
+           "study_file": str(study.path), "n_trials": len(counted(ostudy.get_trials(deepcopy=False)))}
     artifacts.write_text(study.folder / "best.yaml", yaml.safe_dump(doc, sort_keys=False))
     artifacts.write_text(study.folder / "study.yaml", yaml.safe_dump(_study_record(study), sort_keys=False))
 
@@ -396,7 +492,8 @@ def write_outputs(study: Study, ostudy: optuna.Study) -> None:
 def _study_record(study: Study) -> dict[str, Any]:
     from fmexp.config import to_plain
 
-    return {"study_file": str(study.path), "config": to_plain(study.config), "base_run": to_plain(study.base_run)}
+    config = to_plain(study.config) | {"storage": redact(study.storage)}
+    return {"study_file": str(study.path), "config": config, "base_run": to_plain(study.base_run)}
 
 
 def _best(ostudy: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -407,9 +504,12 @@ def _best(ostudy: optuna.Study) -> list[optuna.trial.FrozenTrial]:
 
 
 def summary(study: Study, ostudy: optuna.Study) -> str:
-    states = [t.state.name for t in ostudy.trials]
+    trials = ostudy.get_trials(deepcopy=False)
+    states = [t.state.name for t in counted(trials)]
     counts = ", ".join(f"{states.count(s)} {s.lower()}" for s in sorted(set(states)))
-    lines = [f"study {study.config.study}: {len(states)} trials ({counts}); storage {study.storage}"]
+    lost = len(trials) - len(states)
+    rerun = f"; {lost} lost with a worker and run again" if lost else ""
+    lines = [f"study {study.config.study}: {len(states)} trials ({counts}{rerun}); storage {redact(study.storage)}"]
     names = [o.metric for o in study.config.objectives]
     for t in _best(ostudy):
         vals = ", ".join(f"{n}={v:.4g}" for n, v in zip(names, t.values))
@@ -429,18 +529,24 @@ def run_studies(names: Sequence[str], *, reports_dir: str | Path = "reports") ->
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m fmexp.sweep", description="Run a declarative Optuna study of fmexp runs.")
     parser.add_argument("study", type=Path, help="a study file, e.g. studies/ot_vs_vp.yaml")
-    parser.add_argument("--storage", help=f"an Optuna storage URL shared by workers (or ${STORAGE_ENV}); default: sqlite under reports/sweeps/<study>/")
+    parser.add_argument("--storage", help=f"an Optuna storage shared by workers (or ${STORAGE_ENV}): postgresql://..., sqlite:///FILE or"
+                                          " journal:///FILE; default: a journal file under reports/sweeps/<study>/")
     parser.add_argument("--n-trials", type=int, help="the study's total number of trials (overrides the file)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes on this machine, each with cores // N torch threads (default 1)")
     parser.add_argument("--reports-dir", type=Path, default=Path("reports"))
     parser.add_argument("--archive-changed", action="store_true",
-                        help="when the stored study (sqlite under reports/sweeps/<study>/) was made from a different definition,"
+                        help="when the stored study (under reports/sweeps/<study>/) was made from a different definition,"
                              " move it and its trials to reports/sweeps/<study>/archive/<time>/ and start afresh; without it,"
                              " such a study is refused")
     args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error(f"--workers: must be at least 1, got {args.workers}")
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # a queue's or DVC's stop: the running trial goes back in the queue
     start = time.perf_counter()
     try:
         study = load_study(args.study, storage=args.storage, n_trials=args.n_trials, reports_dir=args.reports_dir)
-        ostudy = run_study(study, archive_changed=args.archive_changed)
+        ostudy = run_study(study, archive_changed=args.archive_changed, workers=args.workers)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -450,6 +556,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print(f"  wall time {time.perf_counter() - start:.1f} s")
     return 0
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,18 @@
-"""Tiny params and study files for the end-to-end tests."""
+"""Tiny params and study files for the end-to-end tests, and sweep workers as real processes."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import optuna
 import yaml
+from optuna.trial import TrialState
+
+from fmexp.sweep import make_storage
+from fmexp.trial_queue import counted
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,3 +54,55 @@ def write_yaml(path: Path, data: dict) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+FAST_HEARTBEAT = {"interval": 1, "grace_period": 3}
+
+
+def sweep(args: list[str], cwd: Path, threads: int = 1) -> subprocess.Popen:
+    """``python -m fmexp.sweep ARGS`` as a process of its own, with ``threads`` OpenMP threads."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    env.pop("FMEXP_STORAGE", None)
+    return subprocess.Popen([sys.executable, "-m", "fmexp.sweep", *args], cwd=cwd, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def study_trials(name: str, url: str) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name=name, storage=make_storage(url)).get_trials(deepcopy=False)
+
+
+def journal(reports: Path, name: str) -> str:
+    """The default storage of a study run with ``--reports-dir reports``."""
+    return f"journal:///{(reports / 'sweeps' / name / 'study.journal').as_posix()}"
+
+
+def check_exact(trials: list[optuna.trial.FrozenTrial], n_trials: int) -> list[optuna.trial.FrozenTrial]:
+    """Exactly n_trials counted trials, all finished, none RUNNING or WAITING, no params twice."""
+    slots = counted(trials)
+    assert len(slots) == n_trials
+    assert all(t.state == TrialState.COMPLETE for t in slots), [(t.number, t.state) for t in slots]
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    params = [tuple(sorted(t.params.items())) for t in slots]
+    assert len(set(params)) == n_trials, params
+    return slots
+
+
+def workers_share(workdir: Path, url: str, fields: dict, n_workers: int = 3) -> list[optuna.trial.FrozenTrial]:
+    """Study ``p`` run by ``n_workers`` processes started together on one storage; its trials."""
+    # trials of a few seconds, longer than a process start, so that the workers overlap
+    study = write_yaml(workdir / "p.yaml", tiny_study("p", heartbeat=FAST_HEARTBEAT, overrides=["train.steps=300", "train.eval_every=150"],
+                                                      **fields))
+    workers = [sweep([str(study), "--storage", url, "--reports-dir", f"w{i}"], workdir) for i in range(n_workers)]
+    for w in workers:
+        out, err = w.communicate(timeout=300)
+        assert w.returncode == 0, f"{out}\n{err}"
+    trials = study_trials("p", url)
+    by = [(t.number, t.state.name, t.user_attrs.get("worker")) for t in trials]
+    assert len({t.user_attrs.get("worker") for t in trials}) >= 2, by  # they did share the work
+    return trials
+
+
+GRID = {"sampler": {"name": "grid", "seed": 0}, "n_trials": 6,
+        "search_space": {"method.path": "choice(ot, vp)", "method.sigma_min": "choice(1e-4, 1e-2, 1e-1)"}}
+RANDOM = {"sampler": {"name": "random", "seed": 0}, "n_trials": 5,
+          "search_space": {"method.sigma_min": "tag(log, interval(1e-5, 1e-1))"}}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -85,3 +87,27 @@ def test_a_blowing_up_field_raises_solver_error() -> None:
 
     with pytest.raises(SolverError, match="dopri5 failed"):
         integrate(lambda x, t: x**2, torch.ones(4, 1, dtype=torch.float64), t1=1.5, rtol=1e-6, atol=1e-6)
+
+
+def test_the_step_budget_stops_a_costly_solve() -> None:
+    """dx/dt = w cos(w t) with w = 200 holds 64 periods on [0, 2]: dopri5 at rtol 1e-8 needs over a
+    thousand steps. Within the default budget (1000 steps) it stops with SolverError after at most
+    1000 steps of 6 evaluations (plus the two of the initial step selection); given room, it lands on
+    sin(w t1)."""
+    from fmexp.ode import SolverError
+
+    w = 200.0
+    calls = 0
+
+    def v(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        nonlocal calls
+        calls += 1
+        return w * torch.cos(w * t)[:, None].expand_as(x)
+
+    x = torch.zeros(1, 1, dtype=torch.float64)
+    with pytest.raises(SolverError, match="max_num_steps"):
+        integrate(v, x, t1=2.0, rtol=1e-8, atol=1e-8)
+    assert calls <= 1000 * 6 + 2
+    res = integrate(v, x, t1=2.0, rtol=1e-8, atol=1e-8, max_steps=100_000)
+    assert res.nfe > 1000 * 6 + 2
+    torch.testing.assert_close(res.x, torch.full_like(x, math.sin(2.0 * w)), rtol=0, atol=1e-6)

@@ -32,3 +32,26 @@ def test_bold_only_where_the_difference_is_significant() -> None:
     # a within the seed noise of c: the best mean is not bold
     _, display = method_table(frame({"a": [1.0, 2.0, 3.0], "c": [1.5, 2.5, 3.5]}), "d", ["a", "c"])
     assert not any(cell.startswith("**") for cell in display["NLL (nats)"])
+
+
+def test_user_strings_in_the_report_are_escaped(tmp_path, monkeypatch) -> None:
+    """A study's folder name, a param value and best.yaml's strings holding <script> reach the page as
+    text, never as markup."""
+    import yaml
+
+    from fmexp.config import load_params
+    from fmexp.report import build_report
+    from tests.helpers import tiny_params, write_yaml
+
+    monkeypatch.chdir(tmp_path)
+    write_yaml(tmp_path / "params.yaml", tiny_params())
+    evil = "<script>alert(1)</script>"
+    folder = tmp_path / "reports" / "sweeps" / "x<script>"
+    folder.mkdir(parents=True)
+    pd.DataFrame({"number": [0, 1], "state": ["COMPLETE", "COMPLETE"], "params_method.path": [evil, "ot"],
+                  "nll": [1.0, 2.0]}).to_csv(folder / "trials.csv", index=False)
+    (folder / "best.yaml").write_text(yaml.safe_dump({"study": evil, "objectives": [{"metric": "nll", "direction": "minimize"}],
+                                                      "best": {"number": 0, "params": {"method.path": evil}}}))
+    page = build_report(load_params("params.yaml"), "params.yaml").read_text()
+    assert "<script" not in page.lower()
+    assert page.count("&lt;script&gt;") >= 3  # the folder name, the table cell, best.yaml

@@ -1,4 +1,5 @@
-"""Two workers share one study through PostgreSQL, started here on loopback, and stop at n_trials."""
+"""Workers share one study through PostgreSQL, started here on loopback: exactly n_trials, and the
+server's password never printed or written."""
 
 from __future__ import annotations
 
@@ -11,10 +12,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-import optuna
 import pytest
 
-from tests.helpers import tiny_params, tiny_study, write_yaml
+from tests.helpers import GRID, check_exact, tiny_params, tiny_study, workers_share, write_yaml
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 pytestmark = [
@@ -56,18 +56,24 @@ def postgres():
         shutil.rmtree(top, ignore_errors=True)
 
 
-def test_two_workers_share_one_study(tmp_path: Path, postgres: str) -> None:
+def test_three_workers_share_one_grid_study(tmp_path: Path, postgres: str) -> None:
+    """Three worker processes on one PostgreSQL study: every grid point once, not one trial more."""
     write_yaml(tmp_path / "params.yaml", tiny_params())
-    study = write_yaml(tmp_path / "shared.yaml", tiny_study("shared", n_trials=4))
-    env = {**os.environ, "FMEXP_STORAGE": postgres}
-    workers = [subprocess.Popen([sys.executable, "-m", "fmexp.sweep", str(study), "--reports-dir", f"w{i}"], cwd=tmp_path, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
-    for w in workers:
-        out, err = w.communicate(timeout=300)
-        assert w.returncode == 0, err
-    trials = optuna.load_study(study_name="shared", storage=postgres).trials
-    # each worker stops once the shared total reaches n_trials; one trial in flight per worker may finish after
-    assert 4 <= len(trials) <= 5
-    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
-    assert len({t.user_attrs["worker"] for t in trials}) == 2  # both machines contributed
-    assert not (tmp_path / "w0" / "sweeps" / "shared" / "study.db").exists()  # nothing embedded
+    trials = workers_share(tmp_path, postgres, GRID)
+    assert len(trials) == 6
+    check_exact(trials, 6)
+    assert not [p for p in (tmp_path / "w0" / "sweeps" / "p").glob("study.*") if p.suffix in (".db", ".journal")]  # nothing embedded
+
+
+def test_password_is_redacted_everywhere(tmp_path: Path, postgres: str) -> None:
+    """A storage URL with a password: it appears in no output, file or report."""
+    write_yaml(tmp_path / "params.yaml", tiny_params())
+    secret = "s3cr3t-pw"
+    url = postgres.replace("fmexp@", f"fmexp:{secret}@")  # trust auth: any password is accepted
+    study = write_yaml(tmp_path / "pw.yaml", tiny_study("pw", n_trials=1))
+    proc = subprocess.run([sys.executable, "-m", "fmexp.sweep", str(study), "--storage", url], cwd=tmp_path,
+                          capture_output=True, text=True, env={k: v for k, v in os.environ.items() if k != "FMEXP_STORAGE"})
+    assert proc.returncode == 0, proc.stderr
+    assert "fmexp:***@" in proc.stdout and secret not in proc.stdout + proc.stderr
+    written = [p for p in (tmp_path / "reports").rglob("*") if p.is_file()]
+    assert written and not [p for p in written if secret.encode() in p.read_bytes()]

@@ -155,12 +155,12 @@ def test_archive_changed_moves_the_old_study_and_starts_afresh(workdir: Path, ca
     path = write_yaml(workdir / "drift.yaml", tiny_study("drift", n_trials=1, search_space={"method.path": "choice(ot, vp)"}))
     assert main([str(path)]) == 0
     folder = workdir / "reports" / "sweeps" / "drift"
-    old_db = (folder / "study.db").read_bytes()
+    old_db = (folder / "study.journal").read_bytes()
     write_yaml(path, tiny_study("drift", n_trials=1, search_space={"method.path": "choice(ot, vp)"},
                                 overrides=["train.steps=12", "train.eval_every=6"]))
     assert main([str(path), "--archive-changed"]) == 0
     (archived,) = (folder / "archive").iterdir()
-    assert (archived / "study.db").read_bytes() == old_db and (archived / "trials" / "0000").is_dir()
+    assert (archived / "study.journal").read_bytes() == old_db and (archived / "trials" / "0000").is_dir()
     assert "moved its storage and trials to" in capsys.readouterr().out
     assert len(pd.read_csv(folder / "trials.csv")) == 1  # the new study's one trial, not two
 
@@ -197,7 +197,7 @@ def test_dvc_repro_never_touches_a_study_run_by_hand(tmp_path: Path) -> None:
     run(sys.executable, "-m", "fmexp.sweep", "studies/mine.yaml")
     mine = tmp_path / "reports" / "sweeps" / "mine"
     before = {p.relative_to(mine): p.read_bytes() for p in mine.rglob("*") if p.is_file()}
-    assert Path("study.db") in before and Path("trials.csv") in before
+    assert Path("study.journal") in before and Path("trials.csv") in before
 
     run(str(bin_dir / "dvc"), "repro", "sweep@piped")
     piped = tmp_path / "reports" / "sweeps" / "piped"
@@ -208,7 +208,54 @@ def test_dvc_repro_never_touches_a_study_run_by_hand(tmp_path: Path) -> None:
     params["train"]["lr"] = 3e-3  # the pipeline's study is now another study: rerun, old one archived
     write_yaml(tmp_path / "params.yaml", params)
     run(str(bin_dir / "dvc"), "repro", "sweep@piped")
-    assert (piped / "study.db").exists() and len(list((piped / "archive").glob("*/study.db"))) == 1
+    assert (piped / "study.journal").exists() and len(list((piped / "archive").glob("*/study.journal"))) == 1
     after = {p.relative_to(mine): p.read_bytes() for p in mine.rglob("*") if p.is_file()}
     assert after == before
 
+
+
+def test_a_diverging_trial_fails_alone(workdir: Path) -> None:
+    """lr=1e3 diverges: its trial fails with the reason recorded, the lr=2e-3 trial completes, and
+    both outputs are written."""
+    path = write_yaml(workdir / "d.yaml", tiny_study("d", sampler={"name": "grid", "seed": 0}, n_trials=2,
+                                                    objectives=[{"metric": "nll", "direction": "minimize"}],
+                                                    search_space={"train.lr": "choice(1e3, 2e-3)"}))
+    assert main([str(path)]) == 0
+    folder = workdir / "reports" / "sweeps" / "d"
+    trials = pd.read_csv(folder / "trials.csv").set_index("params_train.lr")
+    assert trials.loc[2e-3, "state"] == "COMPLETE" and trials.loc[1e3, "state"] == "FAIL"
+    assert trials.loc[1e3, "user_attrs_error"].startswith(("TrainingDiverged", "SolverError"))
+    assert yaml.safe_load((folder / "best.yaml").read_text())["best"]["params"] == {"train.lr": 2e-3}
+
+
+def test_a_study_whose_every_trial_fails_exits_1(workdir: Path, capsys) -> None:
+    path = write_yaml(workdir / "f.yaml", tiny_study("f", sampler={"name": "grid", "seed": 0}, n_trials=1,
+                                                    objectives=[{"metric": "nll", "direction": "minimize"}],
+                                                    search_space={"train.lr": "choice(1e3)"}))
+    assert main([str(path)]) == 1
+    assert "every trial of study 'f' failed" in capsys.readouterr().err
+    assert (workdir / "reports" / "sweeps" / "f" / "trials.csv").exists()
+
+
+def test_optuna_dashboard_opens_the_study(workdir: Path) -> None:
+    """`optuna-dashboard reports/sweeps/<study>/study.journal` serves the study and its trials (its WSGI
+    app, called here as its server would)."""
+    import json
+    from wsgiref.util import setup_testing_defaults
+
+    optuna_dashboard = pytest.importorskip("optuna_dashboard")
+    path = write_yaml(workdir / "s.yaml", tiny_study("dash", n_trials=2))
+    assert main([str(path)]) == 0
+    app = optuna_dashboard.wsgi(str(workdir / "reports" / "sweeps" / "dash" / "study.journal"))
+
+    def get(route: str) -> dict:
+        environ: dict = {"PATH_INFO": route}
+        setup_testing_defaults(environ)
+        status: list[str] = []
+        body = app(environ, lambda s, h, exc_info=None: status.append(s))
+        assert status[0].startswith("200"), status
+        return json.loads(b"".join(body))
+
+    (summary,) = get("/api/studies")["study_summaries"]
+    assert summary["study_name"] == "dash"
+    assert len(get(f"/api/studies/{summary['study_id']}")["trials"]) == 2

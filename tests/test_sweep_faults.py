@@ -1,0 +1,108 @@
+"""Sweeps under faults and parallel workers, with real processes and real signals: exactly n_trials
+finished, nothing lost to a SIGKILL, no params drawn twice, every grid point once."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from optuna.trial import TrialState
+
+from fmexp.sweep import main
+from fmexp.trial_queue import superseded
+from tests.helpers import FAST_HEARTBEAT, GRID, RANDOM, check_exact, journal, study_trials, sweep, tiny_params, tiny_study, workers_share, write_yaml
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    write_yaml(tmp_path / "params.yaml", tiny_params())
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FMEXP_STORAGE", raising=False)
+    return tmp_path
+
+
+@pytest.mark.parametrize("sampler, sig", [("random", signal.SIGKILL), ("tpe", signal.SIGKILL), ("random", signal.SIGTERM)],
+                         ids=["random-SIGKILL", "tpe-SIGKILL", "random-SIGTERM"])
+def test_a_killed_worker_loses_and_repeats_nothing(workdir: Path, sampler: str, sig: signal.Signals) -> None:
+    """A worker killed by SIGKILL while trial 1 runs leaves it RUNNING; the rerun waits out the grace
+    period, fails it, runs it again with its params, and ends with exactly n_trials finished. SIGTERM
+    hands the trial back at once: FAIL, and its retry waiting."""
+    study = write_yaml(workdir / "k.yaml", tiny_study(
+        "k", sampler={"name": sampler, "seed": 0}, n_trials=4, heartbeat=FAST_HEARTBEAT,
+        objectives=[{"metric": "nll", "direction": "minimize"}],
+        search_space={"method.sigma_min": "tag(log, interval(1e-5, 1e-1))"},
+        overrides=["train.steps=300", "train.eval_every=100"]))
+    url = journal(workdir / "reports", "k")
+    worker = sweep([str(study)], workdir)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            trials = study_trials("k", url)
+        except KeyError:  # the worker has not created the study yet
+            trials = []
+        if any(t.number == 1 and t.state == TrialState.RUNNING and t.params for t in trials):
+            break
+        assert worker.poll() is None, worker.communicate()
+        time.sleep(0.05)
+    else:
+        pytest.fail("trial 1 never started")
+    worker.send_signal(sig)
+    worker.wait(timeout=60)
+    trials = study_trials("k", url)
+    lost_params = trials[1].params
+    if sig == signal.SIGKILL:
+        assert [t.number for t in trials if t.state == TrialState.RUNNING] == [1]
+    else:
+        assert worker.returncode == 128 + signal.SIGTERM
+        assert trials[1].state == TrialState.FAIL and not [t for t in trials if t.state == TrialState.RUNNING]
+        assert [t.system_attrs.get("failed_trial") for t in trials if t.state == TrialState.WAITING].count(1) == 1
+
+    rerun = sweep([str(study)], workdir)
+    out, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err
+    trials = study_trials("k", url)
+    slots = check_exact(trials, 4)
+    assert superseded(trials) == {1} and trials[1].state == TrialState.FAIL
+    (retry,) = [t for t in slots if t.system_attrs.get("failed_trial") == 1]
+    assert retry.params == lost_params
+    assert "1 lost with a worker and run again" in out
+    csv = pd.read_csv(workdir / "reports" / "sweeps" / "k" / "trials.csv")
+    assert len(csv) == 5 and csv.superseded.sum() == 1 and bool(csv.superseded[csv.number == 1].item())
+
+
+@pytest.mark.parametrize("fields", [GRID, RANDOM], ids=["grid", "random"])
+def test_three_workers_on_a_journal_file(workdir: Path, fields: dict) -> None:
+    trials = workers_share(workdir, f"journal:///{(workdir / 'p.journal').as_posix()}", fields)
+    assert len(trials) == fields["n_trials"]  # not one trial more, in the storage itself
+    check_exact(trials, fields["n_trials"])
+
+
+def test_three_workers_on_sqlite(workdir: Path) -> None:
+    trials = workers_share(workdir, f"sqlite:///{(workdir / 'p.db').as_posix()}", GRID)
+    assert len(trials) == 6
+    check_exact(trials, 6)
+
+
+def test_workers_flag_runs_processes_with_a_share_of_the_cores(workdir: Path) -> None:
+    study = write_yaml(workdir / "w.yaml", tiny_study("w", n_trials=4, heartbeat=FAST_HEARTBEAT, **{
+        k: v for k, v in RANDOM.items() if k != "n_trials"}))
+    assert main([str(study), "--workers", "2"]) == 0
+    trials = study_trials("w", journal(workdir / "reports", "w"))
+    assert len(trials) == 4
+    check_exact(trials, 4)
+    assert len({t.user_attrs["worker"] for t in trials}) == 2
+
+
+def test_one_worker_is_reproducible(workdir: Path) -> None:
+    """The sampler's seed comes from (study seed, trial number): two runs draw the same params."""
+    study = write_yaml(workdir / "r.yaml", tiny_study("r", n_trials=3, **{k: v for k, v in RANDOM.items() if k != "n_trials"}))
+    runs = []
+    for folder in ("a", "b"):
+        assert main([str(study), "--reports-dir", folder]) == 0
+        runs.append([t.params for t in study_trials("r", journal(workdir / folder, "r"))])
+    assert runs[0] == runs[1] and len({p["method.sigma_min"] for p in runs[0]}) == 3
