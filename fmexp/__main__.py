@@ -1,4 +1,7 @@
-"""``python -m fmexp <stage> [--dataset D --method M] [key=value ...]``: one pipeline stage.
+"""``fmexp <stage> [--dataset D --method M] [key=value ...]`` (or ``python -m fmexp``): one pipeline stage.
+
+``config`` prints the resolved config instead: of one run with ``--dataset`` and ``--method`` (the
+dataset's ``per_dataset`` entries applied), else the whole of params.yaml, like Hydra's ``--cfg job``.
 
 ``train``, ``sample`` and ``score`` run every seed of ``pipeline.seeds`` (override it to run one:
 ``pipeline.seeds=[0]``).
@@ -15,11 +18,11 @@ from pathlib import Path
 
 from fmexp.config import ConfigError, load_params
 
-STAGES = ("prepare", "train", "sample", "score", "report", "sweep")
+STAGES = ("prepare", "train", "sample", "score", "report", "sweep", "config")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m fmexp", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="fmexp", description=__doc__.split("\n")[0])
     parser.add_argument("stage", choices=STAGES)
     parser.add_argument("overrides", nargs="*", help="Hydra-grammar overrides of params.yaml, e.g. train.lr=1e-3")
     parser.add_argument("--params", default="params.yaml", type=Path)
@@ -32,9 +35,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_intermixed_args(argv)
     try:
         params = load_params(args.params, args.overrides)
-        if args.stage == "prepare":
+        from fmexp.artifacts import ensure_writable
+
+        if args.stage == "config":
+            import yaml
+
+            from fmexp.config import to_plain
+
+            if (args.dataset is None) != (args.method is None):
+                parser.error("config takes both --dataset and --method (one run), or neither (all of params.yaml)")
+            resolved = params.run(args.dataset, args.method, params.pipeline.seeds[0]) if args.dataset else params
+            print(yaml.safe_dump(to_plain(resolved), sort_keys=False), end="")
+        elif args.stage == "prepare":
             from fmexp.stages import prepare
 
+            ensure_writable(args.data_dir)
             prepare(params, args.data_dir)
         elif args.stage in ("train", "sample", "score"):
             from fmexp.stages import run_stage
@@ -45,10 +60,12 @@ def main(argv: list[str] | None = None) -> int:
         elif args.stage == "sweep":
             from fmexp.sweep import run_studies
 
+            ensure_writable(args.reports_dir / "sweeps")
             run_studies([args.study] if args.study else params.sweep.studies, reports_dir=args.reports_dir)
         else:
             from fmexp.report import build_report
 
+            ensure_writable(args.reports_dir)
             build_report(params, args.params, runs_dir=args.runs_dir, reports_dir=args.reports_dir)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -15,7 +15,14 @@ from typing import Any, Iterator
 
 import torch
 
-__all__ = ["atomic_path", "save_torch", "load_torch", "write_json", "read_json", "write_text", "write_csv"]
+from fmexp.overrides import ConfigError
+
+__all__ = ["ArtifactError", "atomic_path", "save_torch", "load_torch", "write_json", "read_json", "write_text", "write_csv",
+           "ensure_writable"]
+
+
+class ArtifactError(ConfigError):
+    """A stored file that cannot be read: truncated, corrupt, or not what its name says."""
 
 
 @contextlib.contextmanager
@@ -44,8 +51,15 @@ def save_torch(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
 
 
 def load_torch(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a file written by ``save_torch`` with ``torch.load(weights_only=True)``: no code is executed."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """Load a file written by ``save_torch`` with ``torch.load(weights_only=True)``: no code is executed.
+    A file that torch cannot read raises ``ArtifactError`` naming it."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # truncated zip, not a torch file, a pickle refused by weights_only
+        raise ArtifactError(f"{path}: cannot be read ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}):"
+                            " it is truncated or corrupt; rerun the stage that writes it") from None
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -58,7 +72,22 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
-    return json.loads(Path(path).read_text())
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise ArtifactError(f"{path}: not valid JSON ({e}): it is truncated or corrupt; rerun the stage that writes it") from None
+
+
+def ensure_writable(folder: str | os.PathLike[str]) -> None:
+    """Create ``folder`` and a file in it, before any work whose outputs go there; a folder that
+    cannot be written raises ``ConfigError`` naming it."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as e:
+        raise ConfigError(f"{folder}: cannot write outputs here ({e.strerror or e}); choose another folder"
+                          " (--data-dir, --runs-dir, --reports-dir) or fix its permissions") from None
 
 
 def write_csv(path: str | os.PathLike[str], rows: list[dict[str, Any]]) -> None:

@@ -8,13 +8,14 @@ syntax that ``dvc exp run -S`` writes into params.yaml.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 from omegaconf import OmegaConf
 
-from fmexp.overrides import ConfigError, apply_overrides, parse_overrides, read_yaml, structured, to_object
+from fmexp.overrides import ConfigError, apply_overrides, not_one_of, parse_overrides, read_yaml, structured, to_object
 
 __all__ = [
     "ConfigError", "PipelineConfig", "DataConfig", "MethodConfig", "ModelConfig", "TrainConfig", "SampleConfig", "ScoreConfig",
@@ -152,8 +153,11 @@ class Params:
     def run(self, dataset: str, method: str, seed: int) -> RunConfig:
         """The config of one pipeline run: one dataset, one named method, one seed, with the
         dataset's ``per_dataset`` overrides applied."""
+        datasets = _names()["dataset"]
+        if dataset not in datasets:
+            raise ConfigError(not_one_of("dataset", dataset, datasets))
         if method not in self.methods:
-            raise ConfigError(f"methods: no method {method!r}; defined are {sorted(self.methods)}")
+            raise ConfigError(not_one_of("method", method, sorted(self.methods)))
         run = RunConfig(dataset=dataset, method_name=method, method=self.methods[method], seed=seed,
                         data=self.data, model=self.model, train=self.train, sample=self.sample, score=self.score)
         overrides = self.per_dataset.get(dataset, [])
@@ -203,7 +207,7 @@ def _method_errors(key: str, m: MethodConfig, names: dict[str, list[str]]) -> li
     errors = []
     for attr, kind in (("objective", "objective"), ("path", "path"), ("coupling", "coupling")):
         if getattr(m, attr) not in names[kind]:
-            errors.append(f"{key}.{attr}: {getattr(m, attr)!r} is not one of {names[kind]}")
+            errors.append(not_one_of(f"{key}.{attr}", getattr(m, attr), names[kind]))
     if not 0 <= m.sigma_min < 1:
         errors.append(f"{key}.sigma_min: must lie in [0, 1), got {m.sigma_min}")
     if m.path == "ve" and m.sigma_min <= 0:
@@ -220,12 +224,12 @@ def _section_errors(model: ModelConfig, train: TrainConfig, sample: SampleConfig
     errors = []
 
     def positive(key: str, value: float) -> None:
-        if value <= 0:
-            errors.append(f"{key}: must be positive, got {value}")
+        if not (value > 0 and math.isfinite(value)):
+            errors.append(f"{key}: must be a positive finite number, got {value}")
 
     def one_of(key: str, value: str, kind: str) -> None:
         if value not in names[kind]:
-            errors.append(f"{key}: {value!r} is not one of {names[kind]}")
+            errors.append(not_one_of(key, value, names[kind]))
 
     for key in ("n_train", "n_test"):
         positive(f"data.{key}", getattr(data, key))
@@ -244,8 +248,8 @@ def _section_errors(model: ModelConfig, train: TrainConfig, sample: SampleConfig
     for key in ("steps", "batch_size", "lr", "eval_every", "val_batch"):
         positive(f"train.{key}", getattr(train, key))
     for key in ("warmup_steps", "grad_clip", "weight_decay", "checkpoint_every"):
-        if getattr(train, key) < 0:
-            errors.append(f"train.{key}: must be >= 0, got {getattr(train, key)}")
+        if not (getattr(train, key) >= 0 and math.isfinite(getattr(train, key))):
+            errors.append(f"train.{key}: must be a finite number >= 0, got {getattr(train, key)}")
     if not 0 <= train.ema_decay < 1:
         errors.append(f"train.ema_decay: must lie in [0, 1), got {train.ema_decay}")
     one_of("train.device", train.device, "device")
@@ -289,7 +293,7 @@ def _per_dataset_errors(p: Params, names: dict[str, list[str]]) -> list[str]:
     for dataset, overrides in p.per_dataset.items():
         key = f"per_dataset.{dataset}"
         if dataset not in names["dataset"]:
-            errors.append(f"{key}: {dataset!r} is not one of {names['dataset']}")
+            errors.append(not_one_of(key, dataset, names["dataset"]))
             continue
         for ov in parse_overrides(overrides, key):
             if ov.key_or_group.split(".")[0] not in PER_DATASET_SECTIONS or ov.is_add() or ov.is_delete():
@@ -305,8 +309,8 @@ def _per_dataset_errors(p: Params, names: dict[str, list[str]]) -> list[str]:
 def validate_params(p: Params) -> list[str]:
     """Every out-of-range value and unknown name in ``p``, as ``dotted.key: reason``."""
     names = _names()
-    errors = [f"pipeline.datasets: {d!r} is not one of {names['dataset']}" for d in p.pipeline.datasets if d not in names["dataset"]]
-    errors += [f"pipeline.methods: {m!r} is not defined under methods ({sorted(p.methods)})" for m in p.pipeline.methods if m not in p.methods]
+    errors = [not_one_of("pipeline.datasets", d, names["dataset"]) for d in p.pipeline.datasets if d not in names["dataset"]]
+    errors += [not_one_of("pipeline.methods", m, sorted(p.methods)) for m in p.pipeline.methods if m not in p.methods]
     if p.pipeline.workers < 1:
         errors.append(f"pipeline.workers: must be at least 1, got {p.pipeline.workers}")
     errors += [f"pipeline.seeds: {s} must be >= 0" for s in p.pipeline.seeds if s < 0]
@@ -321,7 +325,7 @@ def validate_params(p: Params) -> list[str]:
 
 def validate_run(r: RunConfig) -> list[str]:
     names = _names()
-    errors = [] if r.dataset in names["dataset"] else [f"dataset: {r.dataset!r} is not one of {names['dataset']}"]
+    errors = [] if r.dataset in names["dataset"] else [not_one_of("dataset", r.dataset, names["dataset"])]
     return errors + _method_errors("method", r.method, names) + _section_errors(r.model, r.train, r.sample, r.score, r.data, names)
 
 

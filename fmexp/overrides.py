@@ -14,13 +14,22 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-__all__ = ["ConfigError", "parse_overrides", "apply_overrides", "structured", "to_object", "read_yaml"]
+__all__ = ["ConfigError", "not_one_of", "parse_overrides", "apply_overrides", "structured", "to_object", "read_yaml"]
 
 T = TypeVar("T")
 
 
 class ConfigError(ValueError):
     """A config file or override is invalid; the message names the file and the dotted key."""
+
+
+def not_one_of(key: str, value: Any, allowed: Sequence[str]) -> str:
+    """``key: 'valu' is not one of [...]; did you mean 'value'?``: the one wording of a bad name."""
+    import difflib
+
+    close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"{key}: {value!r} is not one of {list(allowed)}{hint}"
 
 
 def parse_overrides(overrides: Sequence[str], source: str = "overrides") -> list[Any]:
@@ -58,7 +67,11 @@ def apply_overrides(cfg: DictConfig, overrides: Sequence[str], source: str = "ov
                 node.merge_with({leaf: ov.value()})
             else:
                 if OmegaConf.select(cfg, key, default=_MISSING) is _MISSING:
-                    raise ConfigError(f"{source}: unknown key {key!r} (use +{key}=... to add an entry to a dict)")
+                    parent, _, leaf = key.rpartition(".")
+                    node = OmegaConf.select(cfg, parent) if parent else cfg
+                    known = [f"{parent}.{k}" if parent else str(k) for k in node] if isinstance(node, DictConfig) else []
+                    raise ConfigError(f"{source}: unknown key: {not_one_of(key, key, known).split(': ', 1)[1]}"
+                                      f" (use +{key}=... to add an entry to a dict)")
                 OmegaConf.update(cfg, key, ov.value(), merge=True)
         except OmegaConfBaseException as e:
             raise ConfigError(f"{source}: {key}: {_reason(e)}") from None
@@ -89,7 +102,20 @@ def structured(schema: type[T], data: dict[str, Any] | DictConfig | None, source
         return OmegaConf.merge(base, data or {})  # type: ignore[return-value]
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None)
-        raise ConfigError(f"{source}: {key + ': ' if key else ''}{_reason(e)}") from None
+        raise ConfigError(f"{source}: {key + ': ' if key else ''}{_reason(e)}{_did_you_mean(e)}") from None
+
+
+def _did_you_mean(e: OmegaConfBaseException) -> str:
+    """For an unknown key: the schema's keys at that level, and the closest one."""
+    import dataclasses
+
+    from omegaconf.errors import ConfigKeyError
+
+    schema = getattr(e, "object_type", None)
+    if not isinstance(e, ConfigKeyError) or not dataclasses.is_dataclass(schema):
+        return ""
+    allowed = [f.name for f in dataclasses.fields(schema)]
+    return "; " + not_one_of("allowed keys", getattr(e, "key", ""), allowed).split(" is not one of ", 1)[1]
 
 
 def to_object(cfg: DictConfig, source: str) -> Any:
@@ -99,14 +125,28 @@ def to_object(cfg: DictConfig, source: str) -> Any:
         raise ConfigError(f"{source}: {getattr(e, 'full_key', '')}: {_reason(e)}") from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping (it would keep the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
-    """A YAML mapping from ``path``; a syntax error or a non-mapping raises ``ConfigError`` naming the file."""
+    """A YAML mapping from ``path``; a syntax error, a duplicate key or a non-mapping raises
+    ``ConfigError`` naming the file."""
     try:
         text = Path(path).read_text()
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: invalid YAML: {e}") from None
     if data is None:

@@ -364,6 +364,8 @@ def run_stage(stage: str, params: Params, dataset: str, method: str, *, data_dir
     seeds = params.pipeline.seeds
     workers = min(params.pipeline.workers, len(seeds))
     jobs = [(stage, params.run(dataset, method, seed), str(data_dir), str(runs_dir)) for seed in seeds]
+    check_inputs(stage, [job[1] for job in jobs], data_dir, runs_dir)
+    artifacts.ensure_writable(folder)
     if workers > 1:
         from fmexp.processes import run_in_processes
 
@@ -385,6 +387,27 @@ def run_stage(stage: str, params: Params, dataset: str, method: str, *, data_dir
         std = table.std(axis=0, ddof=1) if len(table) > 1 else np.zeros(len(numeric))
         artifacts.write_json(folder / "metrics.json", {"mean": dict(zip(numeric, table.mean(axis=0).tolist())),
                                                        "std": dict(zip(numeric, std.tolist())), "seeds": values})
+
+
+UPSTREAM = {"train": (), "sample": ("train",), "score": ("train", "sample")}
+"""The stages whose outputs each stage reads (besides ``data/<dataset>.pt``)."""
+
+
+def check_inputs(stage: str, runs: list[RunConfig], data_dir: str | Path, runs_dir: str | Path) -> None:
+    """Before any work: every file the stage reads exists, or ``ConfigError`` names the first missing
+    one and the command that writes it."""
+    run = runs[0]
+    data_file = Path(data_dir) / f"{run.dataset}.pt"
+    if not data_file.exists():
+        raise ConfigError(f"{stage} needs {data_file}, which does not exist: run `python -m fmexp prepare"
+                          f" pipeline.datasets=[{run.dataset}]` first (or `dvc repro prepare@{run.dataset}`)")
+    for up in UPSTREAM[stage]:
+        for r in runs:
+            files = RunFiles.of(runs_dir, r)
+            needed = {"train": files.model, "sample": files.samples}[up]
+            if not needed.exists():
+                raise ConfigError(f"{stage} needs {needed}, which does not exist: run `python -m fmexp {up} --dataset {r.dataset}"
+                                  f" --method {r.method_name}` first (or `dvc repro {up}@{r.dataset}-{r.method_name}`)")
 
 
 def _run_seed(stage: str, run: RunConfig, data_dir: str, runs_dir: str) -> None:

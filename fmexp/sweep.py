@@ -38,7 +38,7 @@ from omegaconf import MISSING
 from fmexp import artifacts
 from fmexp.config import RunConfig, load_params, run_config
 from fmexp.ode import SolverError
-from fmexp.overrides import ConfigError, parse_overrides, read_yaml, structured, to_object
+from fmexp.overrides import ConfigError, not_one_of, parse_overrides, read_yaml, structured, to_object
 from fmexp.training import TrainingDiverged
 from fmexp.trial_queue import Heartbeat, TrialSeededSampler, counted, enqueue_slots, run_worker
 
@@ -202,7 +202,7 @@ def load_study(path: str | Path, *, storage: str | None = None, n_trials: int | 
     base_path = Path(cfg.base)
     params = load_params(base_path)
     if cfg.method not in params.methods:
-        raise ConfigError(f"{source}: method: {cfg.method!r} is not defined in {base_path} (defined: {sorted(params.methods)})")
+        raise ConfigError(f"{source}: {not_one_of('method', cfg.method, sorted(params.methods))} (the methods of {base_path})")
     base_run = run_config(params.run(cfg.dataset, cfg.method, cfg.seeds[0]), cfg.overrides, f"{source}: overrides")
     space = {key: to_distribution(key, expr, source) for key, expr in cfg.search_space.items()}
     for key, dist in space.items():  # every key must exist, every choice and bound must be valid
@@ -263,6 +263,8 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
         path = Path(url[len("journal:///"):])
         path.parent.mkdir(parents=True, exist_ok=True)
         return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    if url.startswith("sqlite"):  # writers wait for SQLite's file lock up to 60 s, not 5
+        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
     return optuna.storages.RDBStorage(url)
 
 
@@ -435,9 +437,10 @@ def _archive(folder: Path) -> Path:
 
 def _create_or_load(study: Study, attempts: int = 5) -> tuple[optuna.Study, optuna.storages.BaseStorage, bool]:
     """Create the study (``True``), or load it when it exists (``False``), with its storage. Workers that start together
-    on a new database can race to create Optuna's tables (a unique-key violation in PostgreSQL); the
-    loser waits and tries again, and then finds the tables and the study in place."""
-    from sqlalchemy.exc import IntegrityError, ProgrammingError
+    on a new database can race to create Optuna's tables (a unique-key violation in PostgreSQL, "table
+    already exists" in SQLite); the loser waits and tries again, and then finds the tables and the
+    study in place."""
+    from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
     def attempt() -> tuple[optuna.Study, optuna.storages.BaseStorage, bool]:
         storage = make_storage(study.storage)
@@ -452,7 +455,7 @@ def _create_or_load(study: Study, attempts: int = 5) -> tuple[optuna.Study, optu
     for i in range(attempts - 1):
         try:
             return attempt()
-        except (IntegrityError, ProgrammingError):
+        except (IntegrityError, OperationalError, ProgrammingError):
             time.sleep(0.5 * (i + 1))
     return attempt()
 

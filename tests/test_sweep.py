@@ -46,7 +46,7 @@ BAD = [
     ("yaml", None, "invalid YAML"),
     ("unknown key", {"n_trial": 3}, "n_trial"),
     ("unknown path", {"search_space": {"method.path": "choice(ot, otp)"}}, r"search_space\.method\.path.*'otp'"),
-    ("unknown method", {"method": "fm_xx"}, r"method: 'fm_xx' is not defined"),
+    ("unknown method", {"method": "fm_xx"}, r"method: 'fm_xx' is not one of \[.*\]; did you mean 'fm_vp'\? \(the methods of params\.yaml\)"),
     ("unknown sampler", {"sampler": {"name": "bayes", "seed": 0}}, r"sampler\.name: 'bayes'"),
     ("unknown pruner", {"pruner": {"name": "asha"}, "objectives": [{"metric": "nll"}]}, r"pruner\.name: 'asha'"),
     ("unknown metric", {"objectives": [{"metric": "fid", "direction": "minimize"}]}, r"objectives\[0\]\.metric: 'fid'"),

@@ -1,0 +1,106 @@
+"""The command line on bad input: one paragraph naming the file, the key or the missing stage and the
+command that makes it; exit status 2; no traceback; nothing written. And ``fmexp config``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from fmexp.__main__ import main
+from tests.helpers import ROOT, tiny_params, write_yaml
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    write_yaml(tmp_path / "params.yaml", tiny_params())
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _fails(argv: list[str], capsys, *expected: str) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.startswith("error: ")
+    for text in expected:
+        assert text in err, err
+    return err
+
+
+TRAIN = ["train", "--dataset", "checkerboard", "--method", "fm_ot"]
+
+
+def test_a_misspelt_dataset_or_method(workdir: Path, capsys) -> None:
+    _fails(["train", "--dataset", "checkerbord", "--method", "fm_ot"], capsys, "dataset: 'checkerbord' is not one of",
+           "did you mean 'checkerboard'?")
+    _fails(["train", "--dataset", "checkerboard", "--method", "fm_tt"], capsys, "method: 'fm_tt' is not one of ['fm_ot', 'fm_ve', 'fm_vp', 'sm_vp']",
+           "did you mean 'fm_ot'?")
+    assert sorted(p.name for p in workdir.iterdir()) == ["params.yaml"]
+
+
+def test_a_stage_before_its_upstream_names_the_command(workdir: Path, capsys) -> None:
+    _fails(TRAIN, capsys, "data/checkerboard.pt, which does not exist", "python -m fmexp prepare pipeline.datasets=[checkerboard]",
+           "dvc repro prepare@checkerboard")
+    assert main(["prepare"]) == 0
+    _fails(["sample", "--dataset", "checkerboard", "--method", "fm_ot"], capsys, "runs/checkerboard/fm_ot/train/0/model.pt",
+           "python -m fmexp train --dataset checkerboard --method fm_ot", "dvc repro train@checkerboard-fm_ot")
+    assert not (workdir / "runs").exists()
+
+
+def test_a_truncated_file_is_named(workdir: Path, capsys) -> None:
+    assert main(["prepare"]) == 0
+    data = workdir / "data" / "checkerboard.pt"
+    data.write_bytes(data.read_bytes()[:100])
+    _fails(TRAIN, capsys, f"{Path('data') / 'checkerboard.pt'}: cannot be read", "truncated or corrupt")
+    assert not (workdir / "runs" / "checkerboard" / "fm_ot" / "train").exists()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_a_non_finite_learning_rate(workdir: Path, capsys, value: str) -> None:
+    _fails([*TRAIN, f"train.lr={value}"], capsys, "params.yaml", "train.lr: must be a positive finite number")
+
+
+def test_an_unwritable_output_folder_is_refused_before_the_work(workdir: Path, capsys) -> None:
+    assert main(["prepare"]) == 0
+    (workdir / "runs").write_text("a file where the runs folder goes")
+    _fails(TRAIN, capsys, "cannot write outputs here", "--runs-dir")
+    _fails(["prepare", "--data-dir", "runs/data"], capsys, "runs/data: cannot write outputs here")
+
+
+def test_a_duplicate_key_in_params(workdir: Path, capsys) -> None:
+    text = (workdir / "params.yaml").read_text()
+    (workdir / "params.yaml").write_text(text + "train:\n  lr: 1.0\n")
+    _fails(TRAIN, capsys, "params.yaml: invalid YAML", "duplicate key 'train'")
+
+
+def test_negative_seed_and_unknown_keys(workdir: Path, capsys) -> None:
+    _fails([*TRAIN, "pipeline.seeds=[-1]"], capsys, "pipeline.seeds: -1 must be >= 0")
+    _fails([*TRAIN, "train.stepz=3"], capsys, "unknown key: 'train.stepz'", "did you mean 'train.steps'?")
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["trian"] = params.pop("train")
+    write_yaml(workdir / "params.yaml", params)
+    _fails(TRAIN, capsys, "trian", "did you mean 'train'?")
+
+
+def test_exit_status_and_stderr_of_the_real_command(workdir: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "fmexp", "sample", "--dataset", "checkerboard", "--method", "fm_ot"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1  # one paragraph
+
+
+def test_config_prints_the_resolved_run(capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 8gaussians run takes its steps from params.yaml's per_dataset entry, and an override wins."""
+    monkeypatch.chdir(ROOT)
+    shipped = yaml.safe_load((ROOT / "params.yaml").read_text())
+    steps = int(next(e for e in shipped["per_dataset"]["8gaussians"] if e.startswith("train.steps=")).split("=")[1])
+    assert main(["config", "--dataset", "8gaussians", "--method", "fm_vp"]) == 0
+    run = yaml.safe_load(capsys.readouterr().out)
+    assert run["train"]["steps"] == steps and run["method"]["path"] == "vp" and run["dataset"] == "8gaussians"
+    assert main(["config", "--dataset", "8gaussians", "--method", "fm_vp", "train.lr=1e-4"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["train"]["lr"] == 1e-4
+    assert main(["config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["methods"].keys() == shipped["methods"].keys()
