@@ -34,7 +34,8 @@ EvalFn = Callable[[int, nn.Module], dict[str, float]]
 
 class TrainingDiverged(RuntimeError):
     """Training diverged at a known step: a non-finite loss, a loss grown past ``DIVERGENCE_FACTOR``
-    times its first curve row's, or a solver failure while evaluating the curve."""
+    times its value at the first step (the untrained network's), or a solver failure while evaluating the
+    curve."""
 
 
 DIVERGENCE_FACTOR = 100.0
@@ -147,7 +148,7 @@ def train(
     amp_dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[config.precision]
     scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
     rows: list[dict[str, float]] = []
-    start = 0
+    start, initial_loss = 0, math.nan
     if resume and checkpoint is not None and Path(checkpoint).exists():
         state = artifacts.load_torch(checkpoint, map_location=device)
         model.load_state_dict(state["model_state"])
@@ -159,6 +160,7 @@ def train(
         gen.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         rows, start = list(state["rows"]), int(state["step"])
+        initial_loss = float(state.get("initial_loss", math.nan))
     val = (val_data if val_data is not None else data)[: config.val_batch]
     if transform is not None:
         val = transform(val, torch.Generator(device=device).manual_seed(seed + 1))
@@ -178,6 +180,7 @@ def train(
             "torch_rng": torch.get_rng_state(),
             "step": step,
             "rows": rows,
+            "initial_loss": initial_loss,
         })
 
     model.train()
@@ -201,6 +204,8 @@ def train(
             loss = method.loss(model, batch, gen).float().mean()
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"non-finite loss {loss.item()} at step {step}; lower train.lr or set train.grad_clip")
+        if step == 1:  # the untrained network's loss: the scale that a diverging run leaves behind
+            initial_loss = loss.item()
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(opt)
@@ -219,9 +224,9 @@ def train(
         if step % config.eval_every == 0 or step == config.steps:
             row = {"step": step, "train_loss": float(loss_sum) / loss_count, "grad_norm": float(norm_sum) / loss_count,
                    "clipped": float(clipped) / loss_count, "val_loss": _val_loss(method, ema.module, val, seed + 1)}
-            if rows and row["train_loss"] > DIVERGENCE_FACTOR * rows[0]["train_loss"]:
+            if row["train_loss"] > DIVERGENCE_FACTOR * initial_loss:
                 raise TrainingDiverged(f"the training loss grew to {row['train_loss']:.4g} at step {step}, over {DIVERGENCE_FACTOR:g}"
-                                       f" times its first value {rows[0]['train_loss']:.4g}; lower train.lr")
+                                       f" times its value at initialization, {initial_loss:.4g}; lower train.lr")
             if evaluate is not None:
                 ema.module.eval()
                 try:
