@@ -47,12 +47,12 @@ def main(argv: list[str] | None = None) -> int:
             resolved = params.run(args.dataset, args.method, params.pipeline.seeds[0]) if args.dataset else params
             print(yaml.safe_dump(to_plain(resolved), sort_keys=False), end="")
         elif args.stage == "prepare":
-            from fmexp.stages import prepare
+            from fmexp.stages.prepare import prepare
 
             ensure_writable(args.data_dir)
             prepare(params, args.data_dir)
         elif args.stage in ("train", "sample", "score"):
-            from fmexp.stages import run_stage
+            from fmexp.stages.aggregate import run_stage
 
             if args.dataset is None or args.method is None:
                 parser.error(f"{args.stage} needs --dataset and --method")

@@ -29,7 +29,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape  # noqa: E402
 
 from fmexp import artifacts  # noqa: E402
 from fmexp.config import Params, to_plain  # noqa: E402
-from fmexp.stages import RunFiles  # noqa: E402
+from fmexp.layout import RunFiles  # noqa: E402
 
 __all__ = ["collect_metrics", "welch_p", "method_table", "build_report"]
 
@@ -227,7 +227,7 @@ def _panels(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
 def _sweeps(reports_dir: Path, fig_dir: Path) -> tuple[list[dict[str, Any]], list[Figure]]:
     import optuna
 
-    from fmexp.sweep import default_storage, make_storage
+    from fmexp.storage import default_storage, make_storage
 
     sweeps, figs = [], []
     for folder in sorted((reports_dir / "sweeps").glob("*")):

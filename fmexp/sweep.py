@@ -40,17 +40,15 @@ from fmexp.config import RunConfig, load_params, run_config
 from fmexp.ode import SolverError
 from fmexp.overrides import ConfigError, not_one_of, parse_overrides, read_yaml, structured, to_object
 from fmexp.training import TrainingDiverged
+from fmexp.storage import STORAGE_ENV, STORAGE_SCHEMES, default_storage, make_storage, redact
 from fmexp.trial_queue import Heartbeat, TrialSeededSampler, counted, enqueue_slots, run_worker
 
-__all__ = ["StudyConfig", "Study", "study_file", "load_study", "default_storage", "make_storage", "redact", "open_study",
-           "run_study", "run_studies", "main"]
+__all__ = ["StudyConfig", "Study", "study_file", "load_study", "open_study", "run_study", "run_studies", "main"]
 
 METRICS = ("nll", "distance", "nfe", "nfe_nll", "train_seconds")
 DIRECTIONS = ("minimize", "maximize")
 SAMPLERS = ("tpe", "random", "grid", "nsga2", "cmaes")
 PRUNERS = ("none", "median", "hyperband")
-STORAGE_ENV = "FMEXP_STORAGE"
-STORAGE_SCHEMES = ("journal", "sqlite", "postgresql", "mysql")
 
 TRIAL_FAILURES = (ConfigError, TrainingDiverged, SolverError, torch.OutOfMemoryError)
 """What fails one trial (recorded in its ``error`` user attr) and lets the study go on."""
@@ -229,19 +227,6 @@ def load_study(path: str | Path, *, storage: str | None = None, n_trials: int | 
     return Study(path=path, config=cfg, base_run=base_run, space=space, folder=folder, storage=url)
 
 
-def redact(url: str) -> str:
-    """The storage URL with its password masked, as everything we print or write shows it."""
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError
-
-    if url.startswith("journal://"):
-        return url
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:  # not a URL sqlalchemy can parse: hide everything between :// and @
-        return re.sub(r"://[^@/]*@", "://***@", url)
-
-
 def grid_points(space: dict[str, optuna.distributions.BaseDistribution], seed: int) -> list[dict[str, Any]]:
     """Every point of a grid study, in an order shuffled by ``seed`` (a partial grid is a random subset)."""
     axes = {}
@@ -254,18 +239,6 @@ def grid_points(space: dict[str, optuna.distributions.BaseDistribution], seed: i
     points = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
     order = np.random.default_rng(seed).permutation(len(points))
     return [points[i] for i in order]
-
-
-def make_storage(url: str) -> optuna.storages.BaseStorage:
-    """An Optuna storage for ``url``: ``journal:///FILE`` is a JournalFileBackend (the local
-    multi-process storage), anything else an RDBStorage."""
-    if url.startswith("journal:///"):
-        path = Path(url[len("journal:///"):])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
-    if url.startswith("sqlite"):  # writers wait for SQLite's file lock up to 60 s, not 5
-        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
-    return optuna.storages.RDBStorage(url)
 
 
 def _sampler(study: Study) -> optuna.samplers.BaseSampler:
@@ -298,7 +271,13 @@ def _suggest(trial: optuna.Trial, key: str, d: optuna.distributions.BaseDistribu
 
 
 def _objective(study: Study):
-    from fmexp.stages import RunFiles, load_data, run_all, with_seed
+    from dataclasses import replace
+
+    from fmexp.layout import RunFiles
+    from fmexp.resolve import load_data
+    from fmexp.stages.sample import sample_run
+    from fmexp.stages.score import score_run
+    from fmexp.stages.train import train_run
 
     cache: dict[tuple, Any] = {}
     metrics = [o.metric for o in study.config.objectives]
@@ -330,7 +309,10 @@ def _objective(study: Study):
                         raise optuna.TrialPruned(f"pruned at step {row['step']} of seed {seed}")
 
             files = RunFiles(study.folder / "trials" / f"{trial.number:04d}", seed)
-            result = run_all(with_seed(run, seed), cache[key], files, on_eval=on_eval)
+            seeded = replace(run, seed=seed)
+            train_run(seeded, cache[key], files, on_eval=on_eval, progress=False)
+            sample_run(seeded, cache[key], files)
+            result = score_run(seeded, cache[key], files, density=False)
             for m in metrics:
                 per_seed[m].append(float(result[m]))
                 trial.set_user_attr(f"seed{seed}_{m}", float(result[m]))
@@ -416,13 +398,6 @@ def _worker_process(path: Path, storage: str, reports_dir: str) -> int:
     study = load_study(path, storage=storage, reports_dir=reports_dir)
     ostudy, storage_, _ = _create_or_load(study)
     return run_worker(ostudy, storage_, _objective(study), TRIAL_FAILURES, study.config.heartbeat)
-
-
-def default_storage(folder: Path) -> str:
-    """A journal file in the study's folder; a ``study.db`` left by an earlier version is kept on."""
-    if (folder / "study.db").exists():
-        return f"sqlite:///{(folder / 'study.db').as_posix()}"
-    return f"journal:///{(folder / 'study.journal').as_posix()}"
 
 
 def _archive(folder: Path) -> Path:

@@ -11,7 +11,7 @@ import optuna
 import yaml
 from optuna.trial import TrialState
 
-from fmexp.sweep import make_storage
+from fmexp.storage import make_storage
 from fmexp.trial_queue import counted
 
 ROOT = Path(__file__).resolve().parents[1]

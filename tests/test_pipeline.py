@@ -113,6 +113,21 @@ def test_changing_the_tolerance_reruns_sampling_not_training(repo: Path) -> None
     assert stages == {"sample", "score"}, out  # no sweep@ stage: the tiny params list no study
 
 
+@pytest.mark.parametrize("module, expected", [("fmexp/stages/score.py", {"score"}), ("fmexp/metrics.py", {"prepare", "sample", "score"}),
+                                              ("fmexp/stages/train.py", {"train"})])
+def test_touching_a_stage_module_reruns_that_stage_and_what_follows(repo: Path, module: str, expected: set[str]) -> None:
+    """A score-only change lists score (and the report after it), never train."""
+    source = (repo / module).read_text()
+    (repo / module).write_text(source + "\n# touched\n")
+    try:
+        out = sh(str(BIN / "dvc"), "status", cwd=repo)
+    finally:
+        (repo / module).write_text(source)
+    changed = {line.rstrip(":").split("@")[0] for line in out.splitlines() if line and not line.startswith(("\t", " "))}
+    # the stages whose own deps changed; DVC's status lists only those, the report follows through its deps
+    assert changed == expected, out
+
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 

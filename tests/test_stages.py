@@ -11,10 +11,23 @@ import torch
 
 from fmexp.config import load_params
 from fmexp.data import load_dataset, max_pairwise_distance
-from fmexp.stages import RunFiles, build_method, run_all, run_stage, sample_run, score_run, train_run
+from fmexp.layout import RunFiles
+from fmexp.resolve import build_method
+from fmexp.stages.aggregate import run_stage
+from fmexp.stages.prepare import prepare
+from fmexp.stages.sample import sample_run
+from fmexp.stages.score import score_run
+from fmexp.stages.train import train_run
 from tests.helpers import tiny_params, write_yaml
 
 REPRODUCIBLE = ("nll", "nll_se", "distance", "nfe", "nfe_nll")
+
+
+def run_all(run, data, files: RunFiles) -> dict:
+    """Train, sample and score one seed, as a sweep trial does."""
+    train_run(run, data, files, progress=False)
+    sample_run(run, data, files)
+    return score_run(run, data, files, density=False)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +72,6 @@ def test_ve_sigma_max_defaults_to_the_largest_pairwise_distance(params, data) ->
 
 
 def test_run_stage_loops_over_seeds_and_summarizes(tmp_path: Path, params) -> None:
-    from fmexp.stages import prepare
 
     p = copy.deepcopy(params)
     p.pipeline.seeds = [0, 1]
@@ -77,7 +89,6 @@ def test_worker_processes_give_the_one_thread_results(tmp_path: Path, params, mo
     write exactly the weights that the same seed trains in this process with that many threads."""
     import os
 
-    from fmexp.stages import prepare
 
     p = copy.deepcopy(params)
     p.pipeline.seeds, p.pipeline.workers = [0, 1], 2

@@ -1,0 +1,166 @@
+"""Config into objects, decided in one place: the device, the dataset, the model's spec, the method,
+the divergence estimator, the FID backend, and the named random streams of a run.
+
+Every "auto" rule lives here, and ``resolve(run, data)`` records what it decided (train.json holds it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from fmexp import artifacts
+from fmexp.config import ConfigError, DataConfig, ModelConfig, RunConfig
+from fmexp.data import Dataset, load_dataset, max_pairwise_distance
+from fmexp.images import IMAGE_DATASETS
+from fmexp.layout import data_file
+from fmexp.methods import Method, make_method
+
+__all__ = ["Streams", "Resolved", "resolve", "device_for", "load_data", "load_prepared", "model_spec", "build_method",
+           "auto_divergence", "auto_fid_backend"]
+
+
+@dataclass(frozen=True)
+class Streams:
+    """The seeds of a run's random streams, each named for what it draws (one generator per use, so
+    that changing one use never shifts another's numbers)."""
+
+    seed: int
+
+    @property
+    def training(self) -> int:
+        """Batches, times and noise of the training loop."""
+        return self.seed
+
+    @property
+    def validation(self) -> int:
+        """The fixed validation batch and its dequantization."""
+        return self.seed + 1
+
+    @property
+    def curve(self) -> int:
+        """The curve's source noise and Hutchinson probes."""
+        return self.seed + 2
+
+    @property
+    def sampling(self) -> int:
+        """The source noise of the samples."""
+        return self.seed + 3
+
+    @property
+    def scoring(self) -> int:
+        """The dequantization of the scored points."""
+        return self.seed + 4
+
+    @property
+    def curve_points(self) -> int:
+        """The dequantization of the curve's held-out points."""
+        return self.seed + 5
+
+    @property
+    def fid_floor(self) -> int:
+        """The dequantization of the training images of the FID floor."""
+        return self.seed + 6
+
+    @property
+    def probes(self) -> int:
+        """The score stage's Hutchinson probes."""
+        return self.seed + 7
+
+    @property
+    def reference(self) -> int:
+        """The dequantization of the held-out split that samples are compared with."""
+        return self.seed
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What a run's config and data decide."""
+
+    device: torch.device
+    images: bool
+    model_spec: dict[str, object]
+    method: Method
+    divergence: str  # the score stage's (score.divergence, or the auto rule)
+    curve_divergence: str  # the training curve's: always the auto rule
+    fid_backend: str | None
+    streams: Streams
+
+    def record(self) -> dict[str, object]:
+        """The decisions as plain values (train.json's ``resolved``)."""
+        m = self.method
+        return {"device": str(self.device), "data": "images" if self.images else "flat", "model_spec": self.model_spec,
+                "method": {"objective": m.objective, "path": type(m.path).__name__, "time_sampler": m.time_sampler,
+                           "coupling": getattr(m.coupling, "__name__", type(m.coupling).__name__),
+                           "path_params": {k: float(v) for k, v in vars(m.path).items() if isinstance(v, (int, float))}},
+                "divergence": self.divergence, "curve_divergence": self.curve_divergence, "fid_backend": self.fid_backend, "reference_split": "test",
+                "streams": {name: getattr(self.streams, name) for name in ("training", "validation", "curve", "sampling", "scoring",
+                                                                           "curve_points", "fid_floor", "probes", "reference")}}
+
+
+def resolve(run: RunConfig, data: Dataset) -> Resolved:
+    """Every decision of one run, made once."""
+    images = data.levels is not None
+    divergence = run.score.divergence if run.score.divergence != "auto" else auto_divergence(data)
+    return Resolved(device=device_for(run), images=images, model_spec=model_spec(run.model, data), method=build_method(run, data),
+                    divergence=divergence, curve_divergence=auto_divergence(data), fid_backend=auto_fid_backend(run, data) if images else None, streams=Streams(run.seed))
+
+
+def auto_fid_backend(run: RunConfig, data: Dataset) -> str:
+    """``score.fid_backend: auto``: the digits classifier's features for digits, InceptionV3's otherwise."""
+    if run.score.fid_backend != "auto":
+        return run.score.fid_backend
+    return "digits-classifier" if data.name == "digits" else "inception"
+
+
+def device_for(run: RunConfig) -> torch.device:
+    name = run.train.device
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def load_data(params_data: DataConfig, name: str) -> Dataset:
+    """Dataset ``name`` as ``params_data`` sets it (image datasets read their folder and size)."""
+    return load_dataset(name, params_data.n_train, params_data.n_test, params_data.seed, **(
+        {"root": params_data.root, "size": params_data.image_size, "channels": params_data.channels,
+         "download": params_data.download} if name in IMAGE_DATASETS else {}))
+
+
+def load_prepared(data_dir: str | Path, dataset: str) -> Dataset:
+    state = artifacts.load_torch(data_file(data_dir, dataset))
+    return Dataset(name=dataset, train=state["train"], test=state["test"], levels=state.get("levels"))
+
+
+def model_spec(cfg: ModelConfig, data: Dataset) -> dict[str, object]:
+    """The model's registry name and constructor args for this data (``auto``: MLP if flat, U-Net if images)."""
+    name = cfg.name if cfg.name != "auto" else ("unet" if data.train.dim() == 4 else "mlp")
+    if name == "mlp":
+        return {"name": "mlp", "dim": data.dim, "width": cfg.width, "depth": cfg.depth,
+                "activation": cfg.activation, "time_embed_dim": cfg.time_embed_dim,
+                "fourier_features": cfg.fourier_features, "fourier_scale": cfg.fourier_scale}
+    if data.train.dim() != 4:
+        raise ConfigError(f"model.name: unet needs image data (n, C, H, W); {data.name} has shape {tuple(data.train.shape)}")
+    _, c, h, _ = data.train.shape
+    return {"name": "unet", "in_channels": c, "resolution": h, "channels": cfg.base_channels,
+            "channel_mults": list(cfg.channel_mults), "num_res_blocks": cfg.num_res_blocks,
+            "attention_resolutions": list(cfg.attention_resolutions), "dropout": cfg.dropout,
+            "time_embed_dim": cfg.time_embed_dim}
+
+
+def build_method(run: RunConfig, data: Dataset) -> Method:
+    """The run's method; a VE path without ``sigma_max`` takes the largest pairwise distance of the
+    training split as the model sees it (images dequantized with a fixed seed)."""
+    m = run.method
+    kwargs: dict[str, float] = {"sigma_min": m.sigma_min}
+    if m.path == "ve":
+        kwargs["sigma_max"] = m.sigma_max if m.sigma_max is not None else max_pairwise_distance(
+            data.model_space(data.train, torch.Generator().manual_seed(0)))
+    return make_method(m.objective, m.path, m.coupling, run.train.time_sampler, **kwargs)
+
+
+def auto_divergence(data: Dataset) -> str:
+    """``score.divergence: auto``: the exact trace for flat data, Hutchinson for images."""
+    return "exact" if data.levels is None else "hutchinson"

@@ -1,0 +1,120 @@
+"""The score stage: one seed's held-out NLL, sample distance and NFE; for images bits/dim and FID."""
+
+from __future__ import annotations
+
+import functools
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from fmexp import artifacts
+from fmexp.config import RunConfig
+from fmexp.data import Dataset
+from fmexp.layout import RunFiles, data_file
+from fmexp.likelihood import log_likelihood, log_mean_likelihood
+from fmexp.metrics import bits_per_dim, sample_distance
+from fmexp.ode import SOLVERS
+from fmexp.resolve import Resolved
+from fmexp.stages.sample import load_trained
+
+__all__ = ["score_run", "digits_classifier"]
+
+
+def _image_metrics(run: RunConfig, r: Resolved, data: Dataset, nll: Tensor, samples: Tensor, ladder: dict[str, Tensor],
+                   reference: Tensor, data_dir: str | Path, files: RunFiles) -> dict[str, float | str]:
+    """Bits/dim of the held-out images (with its standard error over points) and FID against them;
+    also the FID of each fixed-step sample set of the NFE ladder, in ``fid_ladder.csv``."""
+    from fmexp.features import DigitsClassifier, fid_against
+    from fmexp.images import data_scale
+
+    bpd = bits_per_dim(nll, data.dim, scale=data_scale(data.levels))
+    backend = r.fid_backend
+    kwargs: dict[str, object] = {"inception_weights": run.score.inception_weights}
+    if backend == "digits-classifier":
+        weights, accuracy = digits_classifier(str(data_dir))
+        classifier = DigitsClassifier()
+        classifier.load_state_dict(weights)
+        kwargs = {"classifier": classifier.eval()}
+    # The same number of training images, dequantized the same way: the FID a perfect model would
+    # score up to sampling noise, the floor to read the models' FIDs against. Its spread over the
+    # disjoint subsets of the training split is the noise of an FID at this number of images.
+    n, gen = len(samples), torch.Generator().manual_seed(r.streams.fid_floor)
+    fid = fid_against(backend, reference, **kwargs)
+    floors = [fid(data.model_space(data.train[i : i + n], gen)) for i in range(0, len(data.train) - n + 1, n)]
+    out: dict[str, float | str] = {"bpd": float(bpd.mean()), "bpd_se": float(bpd.std() / len(bpd) ** 0.5),
+                                   "fid": fid(samples.float()), "fid_backend": backend, "fid_train_split": floors[0],
+                                   "fid_floor_std": float(np.std(floors, ddof=1)) if len(floors) > 1 else float("nan")}
+    rows = []
+    for key, x in ladder.items():
+        solver, steps = key.split(":")
+        rows.append({"solver": solver, "steps": int(steps), "nfe": int(steps) * SOLVERS[solver].evals_per_step, "fid": fid(x.float())})
+    artifacts.write_csv(files.fid_ladder, rows)
+    if backend == "digits-classifier":
+        out["fid_classifier_accuracy"] = accuracy
+    return out
+
+
+@functools.cache
+def digits_classifier(data_dir: str | Path) -> tuple[dict[str, Tensor], float]:
+    """The FID classifier that ``prepare`` stored with the digits; trained here if there is none (a sweep)."""
+    from fmexp.features import train_digits_classifier
+
+    path = data_file(data_dir, "digits")
+    state = artifacts.load_torch(path) if path.exists() else {}
+    if "classifier" not in state:
+        model, accuracy = train_digits_classifier(seed=0)
+        return model.state_dict(), accuracy
+    return state["classifier"], float(state["classifier_accuracy"])
+
+
+def score_run(run: RunConfig, data: Dataset, files: RunFiles, *, density: bool = True, data_dir: str | Path = "data") -> dict[str, float]:
+    """Write ``metrics.json``: held-out NLL (nats), sample distance, NFE, training time and speed; for
+    images also bits/dim with its standard error, and FID with its feature backend.
+
+    With ``density``, also writes ``density.pt``: the model's log-density on a ``score.density_grid``
+    square over the data's range (2-D data only; dopri5 at 1e-4), for the paper's Fig. 4 panels.
+    """
+    r, model = load_trained(run, data, files)
+    method, device = r.method, r.device
+    v = method.velocity(model)
+    gen = torch.Generator(device=device).manual_seed(r.streams.scoring)
+    points = data.test[: run.score.n_points].to(device)
+    draws = run.score.dequant_draws if r.images else 1
+    start = time.perf_counter()
+    ll = log_mean_likelihood(v, [data.model_space(points, gen) for _ in range(draws)], probe_seed=r.streams.probes, divergence=r.divergence,
+                             probe=run.score.probe, probes=run.score.probes, prior_std=method.path.prior_std, **run.sample.tolerances)
+    logp, nfe_nll = ll.logp, ll.nfe
+    nll_seconds = time.perf_counter() - start
+    sampled_state = artifacts.load_torch(files.samples)
+    samples = sampled_state["samples"]
+    sampled, trained = artifacts.read_json(files.sample_info), artifacts.read_json(files.train_info)
+    reference = data.model_space(data.test, torch.Generator().manual_seed(r.streams.reference))  # the held-out split, as the model sees it
+    nll = -logp.cpu()
+    metrics: dict[str, float | str] = {
+        "nll": float(nll.mean()),
+        "nll_se": float(nll.std() / len(nll) ** 0.5),
+        "distance": sample_distance(run.score.distance, samples, reference),
+        "distance_name": run.score.distance,
+        "nfe": sampled["nfe"],
+        "nfe_nll": nfe_nll,
+        "nll_seconds": nll_seconds,
+        "train_seconds": trained["seconds"],
+        "steps_per_second": trained["steps_per_second"],
+    }
+    if r.images:
+        metrics.update(_image_metrics(run, r, data, nll, samples, sampled_state.get("ladder", {}), reference, data_dir, files))
+    if density:  # the pipeline's output; empty where it does not apply (grid 0 or data not 2-D)
+        grid_n = run.score.density_grid if data.dim == 2 else 0
+        payload: dict[str, Tensor] = {}
+        if grid_n > 0:
+            lo, hi = data.test.min(0).values - 0.5, data.test.max(0).values + 0.5
+            axes = [torch.linspace(float(lo[i]), float(hi[i]), grid_n) for i in range(2)]
+            grid = torch.stack(torch.meshgrid(*axes, indexing="xy"), -1).reshape(-1, 2).to(device)
+            logp = log_likelihood(v, grid, prior_std=method.path.prior_std, rtol=1e-4, atol=1e-4).logp
+            payload = {"x": axes[0], "y": axes[1], "logp": logp.reshape(grid_n, grid_n).cpu()}
+        artifacts.save_torch(files.density, payload)
+    artifacts.write_json(files.metrics, metrics)
+    return metrics

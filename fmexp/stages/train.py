@@ -1,0 +1,63 @@
+"""The train stage: one seed's model, curve and record."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from fmexp import artifacts
+from fmexp.config import RunConfig, to_plain
+from fmexp.data import Dataset
+from fmexp.layout import RunFiles
+from fmexp.likelihood import log_likelihood
+from fmexp.methods import Method
+from fmexp.models import build_model
+from fmexp.ode import integrate
+from fmexp.resolve import resolve
+from fmexp.training import TrainResult, train
+
+__all__ = ["OnEval", "train_run"]
+
+OnEval = Callable[[dict[str, float]], None]
+
+
+def _curve_columns(run: RunConfig, method: Method, test: Tensor, divergence: str, gen_seed: int,
+                   on_eval: OnEval | None) -> Callable[[int, torch.nn.Module], dict[str, float]]:
+    """NLL (with one probe where ``divergence`` is Hutchinson) and dopri5 NFE on a few held-out points
+    at each eval: the convergence curves (Fig. 10)."""
+    points, tol = test[: run.train.curve_points], run.train.curve_tol
+
+    def evaluate(step: int, model: torch.nn.Module) -> dict[str, float]:
+        row: dict[str, float] = {}
+        if len(points):
+            v = method.velocity(model)
+            ll = log_likelihood(v, points, divergence=divergence, prior_std=method.path.prior_std, rtol=tol, atol=tol,
+                                generator=torch.Generator(device=points.device).manual_seed(gen_seed))
+            with torch.no_grad():
+                x_0 = method.sample_source(tuple(points.shape), torch.Generator(device=points.device).manual_seed(gen_seed), points.device)
+                row = {"nll": float(-ll.logp.mean()), "nfe": float(integrate(v, x_0, rtol=tol, atol=tol).nfe)}
+        if on_eval is not None:
+            on_eval({"step": step, **row})
+        return row
+
+    return evaluate
+
+
+def train_run(run: RunConfig, data: Dataset, files: RunFiles, *, on_eval: OnEval | None = None, progress: bool | None = None) -> TrainResult:
+    """Train one seed; write ``model.pt`` (EMA weights, spec, resumable state), ``curve.csv`` and
+    ``train.json`` (time, speed, the run's config and what ``resolve`` decided)."""
+    r = resolve(run, data)
+    train_data, test = data.train.to(r.device), data.test.to(r.device)
+    torch.manual_seed(r.streams.training)
+    model = build_model(**r.model_spec).to(r.device)
+    curve_points = data.model_space(test, torch.Generator(device=r.device).manual_seed(r.streams.curve_points))
+    result = train(r.method, model, train_data, run.train, seed=r.streams.training, val_data=test,
+                   evaluate=_curve_columns(run, r.method, curve_points, r.curve_divergence, r.streams.curve, on_eval),
+                   checkpoint=files.model, model_spec=r.model_spec, progress=progress, transform=data.model_space if r.images else None)
+    artifacts.write_csv(files.curve, result.rows)
+    artifacts.write_json(files.train_info, {"seconds": result.seconds, "steps": run.train.steps,
+                                            "steps_per_second": result.steps_per_second, "device": str(r.device),
+                                            "run": to_plain(run), "resolved": r.record()})
+    return result

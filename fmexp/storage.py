@@ -1,0 +1,46 @@
+"""Optuna storages by URL: a journal file (``journal:///FILE``, the default, in the study's folder),
+SQLite, or a shared PostgreSQL or MySQL database; and the URL as we print it, password masked."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import optuna
+
+__all__ = ["STORAGE_ENV", "STORAGE_SCHEMES", "default_storage", "make_storage", "redact"]
+
+STORAGE_ENV = "FMEXP_STORAGE"
+STORAGE_SCHEMES = ("journal", "sqlite", "postgresql", "mysql")
+
+
+def default_storage(folder: Path) -> str:
+    """A journal file in the study's folder; a ``study.db`` left by an earlier version is kept on."""
+    if (folder / "study.db").exists():
+        return f"sqlite:///{(folder / 'study.db').as_posix()}"
+    return f"journal:///{(folder / 'study.journal').as_posix()}"
+
+
+def make_storage(url: str) -> optuna.storages.BaseStorage:
+    """An Optuna storage for ``url``: ``journal:///FILE`` is a JournalFileBackend (the local
+    multi-process storage), anything else an RDBStorage."""
+    if url.startswith("journal:///"):
+        path = Path(url[len("journal:///"):])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+    if url.startswith("sqlite"):  # writers wait for SQLite's file lock up to 60 s, not 5
+        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+    return optuna.storages.RDBStorage(url)
+
+
+def redact(url: str) -> str:
+    """The storage URL with its password masked, as everything we print or write shows it."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    if url.startswith("journal://"):
+        return url
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:  # not a URL sqlalchemy can parse: hide everything between :// and @
+        return re.sub(r"://[^@/]*@", "://***@", url)
