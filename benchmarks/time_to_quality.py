@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from fmexp.config import load_params
 from fmexp.data import load_dataset
 from fmexp.likelihood import log_likelihood
-from fmexp.resolve import build_method, model_spec
+from fmexp.plan import build_method, model_spec
 from fmexp.models import build_model
 from fmexp.training import train
 

@@ -33,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs-dir", default="runs", type=Path)
     parser.add_argument("--reports-dir", default="reports", type=Path)
     args = parser.parse_intermixed_args(argv)
+    if argv is None:  # the command, not a call from Python: progress lines on stderr
+        from fmexp.processes import log_to_stderr
+
+        log_to_stderr()
     try:
         params = load_params(args.params, args.overrides)
         from fmexp.artifacts import ensure_writable

@@ -6,14 +6,27 @@ slower. Each of ``workers`` spawned processes gets ``cores // workers`` threads 
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Callable, Sequence
 
 import torch
 
-__all__ = ["threads_per_worker", "run_in_processes"]
+__all__ = ["threads_per_worker", "run_in_processes", "log_to_stderr"]
+
+
+def log_to_stderr(level: int = logging.INFO) -> None:
+    """Progress lines on stderr, each with the time: the command's, and its worker processes'."""
+    logging.basicConfig(level=level, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stderr)
+
+
+def _init_worker(threads: int, log_level: int | None) -> None:
+    torch.set_num_threads(threads)
+    if log_level is not None:
+        log_to_stderr(log_level)
 
 
 def threads_per_worker(workers: int) -> int:
@@ -24,7 +37,9 @@ def threads_per_worker(workers: int) -> int:
 def run_in_processes(fn: Callable[..., Any], jobs: Sequence[tuple[Any, ...]], workers: int) -> list[Any]:
     """``fn(*job)`` for every job in ``workers`` spawned processes; the results in job order. An
     exception in a job is raised here once every job has ended."""
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=torch.set_num_threads,
-                             initargs=(threads_per_worker(workers),)) as pool:
+    root = logging.getLogger()
+    log_level = root.level if root.handlers else None  # workers log as this process does
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                             initargs=(threads_per_worker(workers), log_level)) as pool:
         futures = [pool.submit(fn, *job) for job in jobs]
         return [f.result() for f in futures]

@@ -274,7 +274,7 @@ def _objective(study: Study):
     from dataclasses import replace
 
     from fmexp.layout import RunFiles
-    from fmexp.resolve import load_data
+    from fmexp.plan import load_data
     from fmexp.stages.sample import sample_run
     from fmexp.stages.score import score_run
     from fmexp.stages.train import train_run

@@ -8,6 +8,7 @@ optimizer and scheduler, the step, both RNG states and the curve rows so far.
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import sys
 import time
@@ -39,6 +40,7 @@ class TrainingDiverged(RuntimeError):
 
 
 DIVERGENCE_FACTOR = 100.0
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -235,6 +237,10 @@ def train(
                     raise TrainingDiverged(f"evaluating the curve at step {step}: {e}; lower train.lr") from e
             rows.append(row)
             bar.set_postfix(loss=f"{row['train_loss']:.4f}", val=f"{row['val_loss']:.4f}")
+            if not show:  # no bar (stderr is no terminal: DVC, CI, a queue): a log line per row
+                extra = "".join(f" {k} {row[k]:.4g}" for k in ("nll", "nfe") if k in row)
+                log.info("train seed %d step %d/%d: loss %.4g, val %.4g%s (%.1f s)", seed, step, config.steps, row["train_loss"],
+                         row["val_loss"], extra, time.perf_counter() - t_start)
             loss_sum, norm_sum, clipped, loss_count = zero(), zero(), zero(), 0
         if config.checkpoint_every and step % config.checkpoint_every == 0 and step != config.steps:
             save(step)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -71,3 +72,15 @@ class Counter:
 
 
 LOG_2PI = math.log(2 * math.pi)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder with tiny params.yaml as the working directory (where study files resolve
+    ``base: params.yaml``), with no shared storage from the environment."""
+    from tests.helpers import tiny_params, write_yaml
+
+    write_yaml(tmp_path / "params.yaml", tiny_params())
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FMEXP_STORAGE", raising=False)
+    return tmp_path

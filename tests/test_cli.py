@@ -11,14 +11,7 @@ import pytest
 import yaml
 
 from fmexp.__main__ import main
-from tests.helpers import ROOT, tiny_params, write_yaml
-
-
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    write_yaml(tmp_path / "params.yaml", tiny_params())
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
+from tests.helpers import ROOT, write_yaml
 
 
 def _fails(argv: list[str], capsys, *expected: str) -> str:
@@ -104,3 +97,17 @@ def test_config_prints_the_resolved_run(capsys, monkeypatch: pytest.MonkeyPatch)
     assert yaml.safe_load(capsys.readouterr().out)["train"]["lr"] == 1e-4
     assert main(["config"]) == 0
     assert yaml.safe_load(capsys.readouterr().out)["methods"].keys() == shipped["methods"].keys()
+
+
+def test_progress_lines_when_stderr_is_no_terminal(workdir: Path) -> None:
+    """Under DVC or CI stderr is a pipe: a line per curve row of each seed (from the worker processes
+    too) and one at the end of the stage, with timings."""
+    assert main(["prepare"]) == 0
+    proc = subprocess.run([sys.executable, "-m", "fmexp", *TRAIN, "pipeline.seeds=[0,1]", "pipeline.workers=2"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    steps = yaml.safe_load((workdir / "params.yaml").read_text())["train"]["steps"]
+    assert {line.split(" step ")[0].split()[-1] for line in lines if f"step {steps}/{steps}: loss" in line} == {"0", "1"}
+    assert sum("train checkerboard/fm_ot seed" in line and "done in" in line for line in lines) == 2
+    assert "train checkerboard/fm_ot: done in" in lines[-1]

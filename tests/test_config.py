@@ -131,7 +131,7 @@ def test_bad_per_dataset_entries_name_file_and_key(tmp_path: Path, entry: dict, 
 def test_cifar10_gets_the_papers_setting() -> None:
     """per_dataset.cifar10 gives Table 3's optimization and U-Net (256 channels, multipliers 1,2,2,2)."""
     from fmexp.data import Dataset
-    from fmexp.resolve import model_spec
+    from fmexp.plan import model_spec
 
     run = load_params(ROOT / "params.yaml").run("cifar10", "fm_ot", 0)
     assert (run.train.lr, run.train.batch_size, run.train.warmup_steps, run.train.steps) == (5e-4, 256, 45000, 391000)

@@ -12,7 +12,7 @@ import torch
 from fmexp.config import load_params
 from fmexp.data import load_dataset, max_pairwise_distance
 from fmexp.layout import RunFiles
-from fmexp.resolve import build_method
+from fmexp.plan import build_method
 from fmexp.stages.aggregate import run_stage
 from fmexp.stages.prepare import prepare
 from fmexp.stages.sample import sample_run

@@ -15,15 +15,6 @@ from fmexp.sweep import load_study, main, to_distribution
 from tests.helpers import ROOT, tiny_params, tiny_study, write_yaml
 
 
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A folder with tiny params.yaml, where study files resolve ``base: params.yaml``."""
-    write_yaml(tmp_path / "params.yaml", tiny_params())
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("FMEXP_STORAGE", raising=False)
-    return tmp_path
-
-
 @pytest.mark.parametrize("expr, expected", [
     ("choice(ot, vp)", optuna.distributions.CategoricalDistribution(["ot", "vp"])),
     ("interval(1e-5, 1e-1)", optuna.distributions.FloatDistribution(1e-5, 1e-1)),

@@ -13,17 +13,9 @@ from optuna.trial import TrialState
 
 from fmexp.sweep import main
 from fmexp.trial_queue import superseded
-from tests.helpers import FAST_HEARTBEAT, GRID, RANDOM, check_exact, journal, study_trials, sweep, tiny_params, tiny_study, workers_share, write_yaml
+from tests.helpers import FAST_HEARTBEAT, GRID, RANDOM, check_exact, journal, study_trials, sweep, tiny_study, workers_share, write_yaml
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    write_yaml(tmp_path / "params.yaml", tiny_params())
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("FMEXP_STORAGE", raising=False)
-    return tmp_path
 
 
 @pytest.mark.parametrize("sampler, sig", [("random", signal.SIGKILL), ("tpe", signal.SIGKILL), ("random", signal.SIGTERM)],

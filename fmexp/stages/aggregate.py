@@ -4,6 +4,8 @@ worker processes with ``pipeline.workers``), and summarize them for DVC's plots 
 from __future__ import annotations
 
 import importlib
+import logging
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +13,10 @@ import numpy as np
 from fmexp import artifacts
 from fmexp.config import ConfigError, Params, RunConfig
 from fmexp.layout import RunFiles, data_file
-from fmexp.resolve import load_prepared
+from fmexp.plan import load_prepared
 
 __all__ = ["UPSTREAM", "check_inputs", "run_stage"]
+log = logging.getLogger(__name__)
 
 
 def run_stage(stage: str, params: Params, dataset: str, method: str, *, data_dir: str | Path = "data",
@@ -36,6 +39,8 @@ def run_stage(stage: str, params: Params, dataset: str, method: str, *, data_dir
     jobs = [(stage, params.run(dataset, method, seed), str(data_dir), str(runs_dir)) for seed in seeds]
     check_inputs(stage, [job[1] for job in jobs], data_dir, runs_dir)
     artifacts.ensure_writable(folder)
+    start = time.perf_counter()
+    log.info("%s %s/%s: seeds %s, %d worker process(es)", stage, dataset, method, seeds, workers)
     if workers > 1:
         from fmexp.processes import run_in_processes
 
@@ -57,6 +62,7 @@ def run_stage(stage: str, params: Params, dataset: str, method: str, *, data_dir
         std = table.std(axis=0, ddof=1) if len(table) > 1 else np.zeros(len(numeric))
         artifacts.write_json(folder / "metrics.json", {"mean": dict(zip(numeric, table.mean(axis=0).tolist())),
                                                        "std": dict(zip(numeric, std.tolist())), "seeds": values})
+    log.info("%s %s/%s: done in %.1f s", stage, dataset, method, time.perf_counter() - start)
 
 
 UPSTREAM = {"train": (), "sample": ("train",), "score": ("train", "sample")}
@@ -82,9 +88,11 @@ def check_inputs(stage: str, runs: list[RunConfig], data_dir: str | Path, runs_d
 
 def _run_seed(stage: str, run: RunConfig, data_dir: str, runs_dir: str) -> None:
     """One stage for one seed (a top-level function, so that worker processes can run it)."""
+    start = time.perf_counter()
     data = load_prepared(data_dir, run.dataset)
     stage_fn = getattr(importlib.import_module(f"fmexp.stages.{stage}"), f"{stage}_run")  # only this stage's code is loaded
     stage_fn(run, data, RunFiles.of(runs_dir, run), **({"data_dir": data_dir} if stage == "score" else {}))
+    log.info("%s %s/%s seed %d: done in %.1f s", stage, run.dataset, run.method_name, run.seed, time.perf_counter() - start)
 
 
 def _concat_csv(path: Path, sources: dict[int, Path]) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from fmexp import artifacts
 from fmexp.config import Params, to_plain
 from fmexp.layout import data_file
-from fmexp.resolve import load_data
+from fmexp.plan import load_data
 
 __all__ = ["prepare"]
 

@@ -12,16 +12,16 @@ from fmexp.data import Dataset
 from fmexp.layout import RunFiles
 from fmexp.metrics import sliced_wasserstein
 from fmexp.ode import SOLVERS, integrate
-from fmexp.resolve import Resolved, resolve
+from fmexp.plan import Plan, resolve
 from fmexp.training import load_model
 
 __all__ = ["sample_run", "load_trained"]
 
 
-def load_trained(run: RunConfig, data: Dataset, files: RunFiles) -> tuple[Resolved, torch.nn.Module]:
+def load_trained(run: RunConfig, data: Dataset, files: RunFiles) -> tuple[Plan, torch.nn.Module]:
     """The run's decisions and its trained (EMA) network, on the run's device."""
-    r = resolve(run, data)
-    return r, load_model(files.model, map_location=r.device)
+    plan = resolve(run, data)
+    return plan, load_model(files.model, map_location=plan.device)
 
 
 def sample_run(run: RunConfig, data: Dataset, files: RunFiles) -> dict[str, float]:
@@ -32,10 +32,10 @@ def sample_run(run: RunConfig, data: Dataset, files: RunFiles) -> dict[str, floa
     NFE budget, the mean distance of the endpoints to the dopri5 endpoints from the same noise (the
     paper's error against an accurate solve), and the sliced W2 distance to the held-out data.
     """
-    r, model = load_trained(run, data, files)
-    method, device = r.method, r.device
+    plan, model = load_trained(run, data, files)
+    method, device = plan.method, plan.device
     v = method.velocity(model)
-    gen = torch.Generator(device=device).manual_seed(r.streams.sampling)
+    gen = torch.Generator(device=device).manual_seed(plan.streams.sampling)
     x_0 = method.sample_source((run.sample.n_samples, *data.train.shape[1:]), gen, device)
     adaptive = SOLVERS[run.sample.method].adaptive
     solve = {"method": run.sample.method, **run.sample.tolerances, "steps": None if adaptive else run.sample.steps}
@@ -46,7 +46,7 @@ def sample_run(run: RunConfig, data: Dataset, files: RunFiles) -> dict[str, floa
         n_traj = min(run.sample.n_trajectories, run.sample.n_samples)
         save_at = [i / 16 for i in range(1, 16)] if adaptive else None
         traj = integrate(v, x_0[:n_traj], **solve, save_at=save_at).xs if n_traj else x_0[:0]
-        test = data.model_space(data.test, torch.Generator().manual_seed(r.streams.reference)).to(device)
+        test = data.model_space(data.test, torch.Generator().manual_seed(plan.streams.reference)).to(device)
         ladder, ladder_samples = [], {}
         for name in run.sample.fixed_solvers:
             for budget in run.sample.nfe_ladder:
@@ -54,7 +54,7 @@ def sample_run(run: RunConfig, data: Dataset, files: RunFiles) -> dict[str, floa
                 if steps < 1:
                     continue
                 res = integrate(v, x_0, method=name, steps=steps)
-                if r.images:  # kept for FID against NFE, which the score stage computes
+                if plan.images:  # kept for FID against NFE, which the score stage computes
                     ladder_samples[f"{name}:{steps}"] = res.x.cpu()
                 ladder.append({"solver": name, "steps": steps, "nfe": res.nfe,
                                "error": float((res.x - ref.x).flatten(1).norm(dim=1).mean()),

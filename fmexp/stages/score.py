@@ -17,13 +17,13 @@ from fmexp.layout import RunFiles, data_file
 from fmexp.likelihood import log_likelihood, log_mean_likelihood
 from fmexp.metrics import bits_per_dim, sample_distance
 from fmexp.ode import SOLVERS
-from fmexp.resolve import Resolved
+from fmexp.plan import Plan
 from fmexp.stages.sample import load_trained
 
 __all__ = ["score_run", "digits_classifier"]
 
 
-def _image_metrics(run: RunConfig, r: Resolved, data: Dataset, nll: Tensor, samples: Tensor, ladder: dict[str, Tensor],
+def _image_metrics(run: RunConfig, plan: Plan, data: Dataset, nll: Tensor, samples: Tensor, ladder: dict[str, Tensor],
                    reference: Tensor, data_dir: str | Path, files: RunFiles) -> dict[str, float | str]:
     """Bits/dim of the held-out images (with its standard error over points) and FID against them;
     also the FID of each fixed-step sample set of the NFE ladder, in ``fid_ladder.csv``."""
@@ -31,7 +31,7 @@ def _image_metrics(run: RunConfig, r: Resolved, data: Dataset, nll: Tensor, samp
     from fmexp.images import data_scale
 
     bpd = bits_per_dim(nll, data.dim, scale=data_scale(data.levels))
-    backend = r.fid_backend
+    backend = plan.fid_backend
     kwargs: dict[str, object] = {"inception_weights": run.score.inception_weights}
     if backend == "digits-classifier":
         weights, accuracy = digits_classifier(str(data_dir))
@@ -41,7 +41,7 @@ def _image_metrics(run: RunConfig, r: Resolved, data: Dataset, nll: Tensor, samp
     # The same number of training images, dequantized the same way: the FID a perfect model would
     # score up to sampling noise, the floor to read the models' FIDs against. Its spread over the
     # disjoint subsets of the training split is the noise of an FID at this number of images.
-    n, gen = len(samples), torch.Generator().manual_seed(r.streams.fid_floor)
+    n, gen = len(samples), torch.Generator().manual_seed(plan.streams.fid_floor)
     fid = fid_against(backend, reference, **kwargs)
     floors = [fid(data.model_space(data.train[i : i + n], gen)) for i in range(0, len(data.train) - n + 1, n)]
     out: dict[str, float | str] = {"bpd": float(bpd.mean()), "bpd_se": float(bpd.std() / len(bpd) ** 0.5),
@@ -77,21 +77,21 @@ def score_run(run: RunConfig, data: Dataset, files: RunFiles, *, density: bool =
     With ``density``, also writes ``density.pt``: the model's log-density on a ``score.density_grid``
     square over the data's range (2-D data only; dopri5 at 1e-4), for the paper's Fig. 4 panels.
     """
-    r, model = load_trained(run, data, files)
-    method, device = r.method, r.device
+    plan, model = load_trained(run, data, files)
+    method, device = plan.method, plan.device
     v = method.velocity(model)
-    gen = torch.Generator(device=device).manual_seed(r.streams.scoring)
+    gen = torch.Generator(device=device).manual_seed(plan.streams.scoring)
     points = data.test[: run.score.n_points].to(device)
-    draws = run.score.dequant_draws if r.images else 1
+    draws = run.score.dequant_draws if plan.images else 1
     start = time.perf_counter()
-    ll = log_mean_likelihood(v, [data.model_space(points, gen) for _ in range(draws)], probe_seed=r.streams.probes, divergence=r.divergence,
+    ll = log_mean_likelihood(v, [data.model_space(points, gen) for _ in range(draws)], probe_seed=plan.streams.probes, divergence=plan.divergence,
                              probe=run.score.probe, probes=run.score.probes, prior_std=method.path.prior_std, **run.sample.tolerances)
     logp, nfe_nll = ll.logp, ll.nfe
     nll_seconds = time.perf_counter() - start
     sampled_state = artifacts.load_torch(files.samples)
     samples = sampled_state["samples"]
     sampled, trained = artifacts.read_json(files.sample_info), artifacts.read_json(files.train_info)
-    reference = data.model_space(data.test, torch.Generator().manual_seed(r.streams.reference))  # the held-out split, as the model sees it
+    reference = data.model_space(data.test, torch.Generator().manual_seed(plan.streams.reference))  # the held-out split, as the model sees it
     nll = -logp.cpu()
     metrics: dict[str, float | str] = {
         "nll": float(nll.mean()),
@@ -104,8 +104,8 @@ def score_run(run: RunConfig, data: Dataset, files: RunFiles, *, density: bool =
         "train_seconds": trained["seconds"],
         "steps_per_second": trained["steps_per_second"],
     }
-    if r.images:
-        metrics.update(_image_metrics(run, r, data, nll, samples, sampled_state.get("ladder", {}), reference, data_dir, files))
+    if plan.images:
+        metrics.update(_image_metrics(run, plan, data, nll, samples, sampled_state.get("ladder", {}), reference, data_dir, files))
     if density:  # the pipeline's output; empty where it does not apply (grid 0 or data not 2-D)
         grid_n = run.score.density_grid if data.dim == 2 else 0
         payload: dict[str, Tensor] = {}

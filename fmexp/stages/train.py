@@ -15,7 +15,7 @@ from fmexp.likelihood import log_likelihood
 from fmexp.methods import Method
 from fmexp.models import build_model
 from fmexp.ode import integrate
-from fmexp.resolve import resolve
+from fmexp.plan import resolve
 from fmexp.training import TrainResult, train
 
 __all__ = ["OnEval", "train_run"]
@@ -48,16 +48,16 @@ def _curve_columns(run: RunConfig, method: Method, test: Tensor, divergence: str
 def train_run(run: RunConfig, data: Dataset, files: RunFiles, *, on_eval: OnEval | None = None, progress: bool | None = None) -> TrainResult:
     """Train one seed; write ``model.pt`` (EMA weights, spec, resumable state), ``curve.csv`` and
     ``train.json`` (time, speed, the run's config and what ``resolve`` decided)."""
-    r = resolve(run, data)
-    train_data, test = data.train.to(r.device), data.test.to(r.device)
-    torch.manual_seed(r.streams.training)
-    model = build_model(**r.model_spec).to(r.device)
-    curve_points = data.model_space(test, torch.Generator(device=r.device).manual_seed(r.streams.curve_points))
-    result = train(r.method, model, train_data, run.train, seed=r.streams.training, val_data=test,
-                   evaluate=_curve_columns(run, r.method, curve_points, r.curve_divergence, r.streams.curve, on_eval),
-                   checkpoint=files.model, model_spec=r.model_spec, progress=progress, transform=data.model_space if r.images else None)
+    plan = resolve(run, data)
+    train_data, test = data.train.to(plan.device), data.test.to(plan.device)
+    torch.manual_seed(plan.streams.training)
+    model = build_model(**plan.model_spec).to(plan.device)
+    curve_points = data.model_space(test, torch.Generator(device=plan.device).manual_seed(plan.streams.curve_points))
+    result = train(plan.method, model, train_data, run.train, seed=plan.streams.training, val_data=test,
+                   evaluate=_curve_columns(run, plan.method, curve_points, plan.curve_divergence, plan.streams.curve, on_eval),
+                   checkpoint=files.model, model_spec=plan.model_spec, progress=progress, transform=data.model_space if plan.images else None)
     artifacts.write_csv(files.curve, result.rows)
     artifacts.write_json(files.train_info, {"seconds": result.seconds, "steps": run.train.steps,
-                                            "steps_per_second": result.steps_per_second, "device": str(r.device),
-                                            "run": to_plain(run), "resolved": r.record()})
+                                            "steps_per_second": result.steps_per_second, "device": str(plan.device),
+                                            "run": to_plain(run), "plan": plan.record()})
     return result

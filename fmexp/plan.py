@@ -1,7 +1,7 @@
 """Config into objects, decided in one place: the device, the dataset, the model's spec, the method,
 the divergence estimator, the FID backend, and the named random streams of a run.
 
-Every "auto" rule lives here, and ``resolve(run, data)`` records what it decided (train.json holds it).
+Every "auto" rule lives here; ``resolve(run, data)`` returns the ``Plan``, which train.json records.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from fmexp.images import IMAGE_DATASETS
 from fmexp.layout import data_file
 from fmexp.methods import Method, make_method
 
-__all__ = ["Streams", "Resolved", "resolve", "device_for", "load_data", "load_prepared", "model_spec", "build_method",
+__all__ = ["Streams", "Plan", "resolve", "device_for", "load_data", "load_prepared", "model_spec", "build_method",
            "auto_divergence", "auto_fid_backend"]
 
 
@@ -76,7 +76,7 @@ class Streams:
 
 
 @dataclass(frozen=True)
-class Resolved:
+class Plan:
     """What a run's config and data decide."""
 
     device: torch.device
@@ -89,7 +89,7 @@ class Resolved:
     streams: Streams
 
     def record(self) -> dict[str, object]:
-        """The decisions as plain values (train.json's ``resolved``)."""
+        """The decisions as plain values (train.json's ``plan``)."""
         m = self.method
         return {"device": str(self.device), "data": "images" if self.images else "flat", "model_spec": self.model_spec,
                 "method": {"objective": m.objective, "path": type(m.path).__name__, "time_sampler": m.time_sampler,
@@ -100,11 +100,11 @@ class Resolved:
                                                                            "curve_points", "fid_floor", "probes", "reference")}}
 
 
-def resolve(run: RunConfig, data: Dataset) -> Resolved:
+def resolve(run: RunConfig, data: Dataset) -> Plan:
     """Every decision of one run, made once."""
     images = data.levels is not None
     divergence = run.score.divergence if run.score.divergence != "auto" else auto_divergence(data)
-    return Resolved(device=device_for(run), images=images, model_spec=model_spec(run.model, data), method=build_method(run, data),
+    return Plan(device=device_for(run), images=images, model_spec=model_spec(run.model, data), method=build_method(run, data),
                     divergence=divergence, curve_divergence=auto_divergence(data), fid_backend=auto_fid_backend(run, data) if images else None, streams=Streams(run.seed))
 
 
