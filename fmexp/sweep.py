@@ -436,11 +436,11 @@ def _create_or_load(study: Study, attempts: int = 5) -> tuple[optuna.Study, optu
 
 
 def _definition(study: Study) -> dict[str, Any]:
-    """What makes trials comparable: everything but the trial budget and the storage."""
+    """What makes trials comparable: everything but the trial budget, the storage and the heartbeat."""
     from fmexp.config import to_plain
 
     cfg = to_plain(study.config)
-    return {k: v for k, v in cfg.items() if k not in ("n_trials", "storage")} | {"base_run": to_plain(study.base_run)}
+    return {k: v for k, v in cfg.items() if k not in ("n_trials", "storage", "heartbeat")} | {"base_run": to_plain(study.base_run)}
 
 
 def write_outputs(study: Study, ostudy: optuna.Study) -> None:

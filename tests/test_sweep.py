@@ -252,3 +252,14 @@ def test_optuna_dashboard_opens_the_study(workdir: Path) -> None:
     (summary,) = get("/api/studies")["study_summaries"]
     assert summary["study_name"] == "dash"
     assert len(get(f"/api/studies/{summary['study_id']}")["trials"]) == 2
+
+
+def test_heartbeat_settings_are_not_part_of_the_definition(workdir: Path) -> None:
+    """Trials stay comparable when only the heartbeat changes: the stored study resumes, nothing is refused
+    or archived (a study made before heartbeats, like the committed ot_vs_vp, resumes the same way)."""
+    path = write_yaml(workdir / "h.yaml", tiny_study("h", n_trials=1))
+    assert main([str(path)]) == 0
+    write_yaml(path, tiny_study("h", n_trials=2, heartbeat={"interval": 2, "grace_period": 9}))
+    assert main([str(path), "--archive-changed"]) == 0
+    assert not (workdir / "reports" / "sweeps" / "h" / "archive").exists()
+    assert list(pd.read_csv(workdir / "reports" / "sweeps" / "h" / "trials.csv").number) == [0, 1]
