@@ -14,7 +14,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-__all__ = ["ConfigError", "not_one_of", "parse_overrides", "apply_overrides", "structured", "to_object", "read_yaml"]
+__all__ = ["ConfigError", "did_you_mean", "not_one_of", "parse_overrides", "apply_overrides", "structured", "to_object", "read_yaml"]
 
 T = TypeVar("T")
 
@@ -23,13 +23,17 @@ class ConfigError(ValueError):
     """A config file or override is invalid; the message names the file and the dotted key."""
 
 
-def not_one_of(key: str, value: Any, allowed: Sequence[str]) -> str:
-    """``key: 'valu' is not one of [...]; did you mean 'value'?``: the one wording of a bad name."""
+def did_you_mean(value: Any, allowed: Sequence[Any]) -> str:
+    """``; did you mean 'value'?`` for the closest allowed name, or nothing."""
     import difflib
 
     close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    return f"{key}: {value!r} is not one of {list(allowed)}{hint}"
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def not_one_of(key: str, value: Any, allowed: Sequence[Any]) -> str:
+    """``key: 'valu' is not one of [...]; did you mean 'value'?``: the one wording of a bad name."""
+    return f"{key}: {value!r} is not one of {list(allowed)}{did_you_mean(value, allowed)}"
 
 
 def parse_overrides(overrides: Sequence[str], source: str = "overrides") -> list[Any]:
@@ -70,7 +74,7 @@ def apply_overrides(cfg: DictConfig, overrides: Sequence[str], source: str = "ov
                     parent, _, leaf = key.rpartition(".")
                     node = OmegaConf.select(cfg, parent) if parent else cfg
                     known = [f"{parent}.{k}" if parent else str(k) for k in node] if isinstance(node, DictConfig) else []
-                    raise ConfigError(f"{source}: unknown key: {not_one_of(key, key, known).split(': ', 1)[1]}"
+                    raise ConfigError(f"{source}: unknown key: {key!r} is not one of {known}{did_you_mean(key, known)}"
                                       f" (use +{key}=... to add an entry to a dict)")
                 OmegaConf.update(cfg, key, ov.value(), merge=True)
         except OmegaConfBaseException as e:
@@ -115,7 +119,7 @@ def _did_you_mean(e: OmegaConfBaseException) -> str:
     if not isinstance(e, ConfigKeyError) or not dataclasses.is_dataclass(schema):
         return ""
     allowed = [f.name for f in dataclasses.fields(schema)]
-    return "; " + not_one_of("allowed keys", getattr(e, "key", ""), allowed).split(" is not one of ", 1)[1]
+    return f"; allowed keys: {allowed}{did_you_mean(getattr(e, 'key', ''), allowed)}"
 
 
 def to_object(cfg: DictConfig, source: str) -> Any:

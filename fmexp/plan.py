@@ -6,7 +6,7 @@ Every "auto" rule lives here; ``resolve(run, data)`` returns the ``Plan``, which
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -27,52 +27,20 @@ class Streams:
     """The seeds of a run's random streams, each named for what it draws (one generator per use, so
     that changing one use never shifts another's numbers)."""
 
-    seed: int
+    training: int  # batches, times and noise of the training loop
+    validation: int  # the fixed validation batch and its dequantization
+    curve: int  # the curve's source noise and Hutchinson probes
+    sampling: int  # the source noise of the samples
+    scoring: int  # the dequantization of the scored points
+    curve_points: int  # the dequantization of the curve's held-out points
+    fid_floor: int  # the dequantization of the training images of the FID floor
+    probes: int  # the score stage's Hutchinson probes
+    reference: int  # the dequantization of the held-out split that samples are compared with
 
-    @property
-    def training(self) -> int:
-        """Batches, times and noise of the training loop."""
-        return self.seed
-
-    @property
-    def validation(self) -> int:
-        """The fixed validation batch and its dequantization."""
-        return self.seed + 1
-
-    @property
-    def curve(self) -> int:
-        """The curve's source noise and Hutchinson probes."""
-        return self.seed + 2
-
-    @property
-    def sampling(self) -> int:
-        """The source noise of the samples."""
-        return self.seed + 3
-
-    @property
-    def scoring(self) -> int:
-        """The dequantization of the scored points."""
-        return self.seed + 4
-
-    @property
-    def curve_points(self) -> int:
-        """The dequantization of the curve's held-out points."""
-        return self.seed + 5
-
-    @property
-    def fid_floor(self) -> int:
-        """The dequantization of the training images of the FID floor."""
-        return self.seed + 6
-
-    @property
-    def probes(self) -> int:
-        """The score stage's Hutchinson probes."""
-        return self.seed + 7
-
-    @property
-    def reference(self) -> int:
-        """The dequantization of the held-out split that samples are compared with."""
-        return self.seed
+    @classmethod
+    def of(cls, seed: int) -> Streams:
+        return cls(training=seed, validation=seed + 1, curve=seed + 2, sampling=seed + 3, scoring=seed + 4,
+                   curve_points=seed + 5, fid_floor=seed + 6, probes=seed + 7, reference=seed)
 
 
 @dataclass(frozen=True)
@@ -96,8 +64,7 @@ class Plan:
                            "coupling": getattr(m.coupling, "__name__", type(m.coupling).__name__),
                            "path_params": {k: float(v) for k, v in vars(m.path).items() if isinstance(v, (int, float))}},
                 "divergence": self.divergence, "curve_divergence": self.curve_divergence, "fid_backend": self.fid_backend, "reference_split": "test",
-                "streams": {name: getattr(self.streams, name) for name in ("training", "validation", "curve", "sampling", "scoring",
-                                                                           "curve_points", "fid_floor", "probes", "reference")}}
+                "streams": asdict(self.streams)}
 
 
 def resolve(run: RunConfig, data: Dataset) -> Plan:
@@ -105,7 +72,7 @@ def resolve(run: RunConfig, data: Dataset) -> Plan:
     images = data.levels is not None
     divergence = run.score.divergence if run.score.divergence != "auto" else auto_divergence(data)
     return Plan(device=device_for(run), images=images, model_spec=model_spec(run.model, data), method=build_method(run, data),
-                    divergence=divergence, curve_divergence=auto_divergence(data), fid_backend=auto_fid_backend(run, data) if images else None, streams=Streams(run.seed))
+                    divergence=divergence, curve_divergence=auto_divergence(data), fid_backend=auto_fid_backend(run, data) if images else None, streams=Streams.of(run.seed))
 
 
 def auto_fid_backend(run: RunConfig, data: Dataset) -> str:

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from fmexp.sweep import load_study, main, to_distribution
+from fmexp.study import load_study, to_distribution
+from fmexp.sweep import main
 from tests.helpers import ROOT, tiny_params, tiny_study, write_yaml
 
 

@@ -50,7 +50,7 @@ def test_a_killed_worker_loses_and_repeats_nothing(workdir: Path, sampler: str, 
     if sig == signal.SIGKILL:
         assert [t.number for t in trials if t.state == TrialState.RUNNING] == [1]
     else:
-        assert worker.returncode == 128 + signal.SIGTERM
+        assert worker.returncode == 128 + signal.SIGTERM, worker.communicate()
         assert trials[1].state == TrialState.FAIL and not [t for t in trials if t.state == TrialState.RUNNING]
         assert [t.system_attrs.get("failed_trial") for t in trials if t.state == TrialState.WAITING].count(1) == 1
 
