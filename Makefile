@@ -11,7 +11,8 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,postgres,dashboard]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,postgres,dashboard,plots]'
+	$(PY) -m fmexp offline-plots
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -3,6 +3,8 @@
 ``config`` prints the resolved config instead: of one run with ``--dataset`` and ``--method`` (the
 dataset's ``per_dataset`` entries applied), else the whole of params.yaml, like Hydra's ``--cfg job``.
 
+``offline-plots`` makes ``dvc plots show`` work without internet (``fmexp.dvc_plots``).
+
 ``train``, ``sample`` and ``score`` run every seed of ``pipeline.seeds`` (override it to run one:
 ``pipeline.seeds=[0]``).
 
@@ -18,7 +20,7 @@ from pathlib import Path
 
 from fmexp.config import ConfigError, load_params
 
-STAGES = ("prepare", "train", "sample", "score", "report", "sweep", "config")
+STAGES = ("prepare", "train", "sample", "score", "report", "sweep", "config", "offline-plots")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error("config takes both --dataset and --method (one run), or neither (all of params.yaml)")
             resolved = params.run(args.dataset, args.method, params.pipeline.seeds[0]) if args.dataset else params
             print(yaml.safe_dump(to_plain(resolved), sort_keys=False), end="")
+        elif args.stage == "offline-plots":
+            from fmexp.dvc_plots import write_offline_template
+
+            print(f"wrote {write_offline_template()}; `dvc plots show` now uses it")
         elif args.stage == "prepare":
             from fmexp.stages.prepare import prepare
 

@@ -58,7 +58,7 @@ class ModelConfig:
     fourier_features: int = 0  # mlp: random Fourier features of x (0: none)
     fourier_scale: float = 1.0  # mlp: their frequencies' std, in cycles per unit of x
     time_embed_dim: int = 32
-    base_channels: int = 32  # unet (the paper's CIFAR-10: 256)
+    channels: int = 32  # unet (the paper's CIFAR-10: 256)
     channel_mults: list[int] = field(default_factory=lambda: [1, 2])  # unet (CIFAR-10: [1, 2, 2, 2])
     num_res_blocks: int = 1  # unet (CIFAR-10: 2)
     attention_resolutions: list[int] = field(default_factory=list)  # unet (CIFAR-10: [16])
@@ -119,6 +119,7 @@ class ScoreConfig:
     inception_weights: str | None = None  # local InceptionV3 weights file for the inception backend
     distance: str = "w2"  # w2 | sliced_w2
     density_grid: int = 40  # side of the grid on which 2-D densities are drawn (Fig. 4); 0: none
+    density_times: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])  # the times t of p_t drawn (Fig. 4)
 
 
 @dataclass
@@ -234,7 +235,7 @@ def _section_errors(model: ModelConfig, train: TrainConfig, sample: SampleConfig
     for key in ("n_train", "n_test"):
         positive(f"data.{key}", getattr(data, key))
     one_of("model.name", model.name, "model")
-    for key in ("base_channels", "num_res_blocks"):
+    for key in ("channels", "num_res_blocks"):
         positive(f"model.{key}", getattr(model, key))
     if not model.channel_mults or min(model.channel_mults) < 1:
         errors.append(f"model.channel_mults: must be a non-empty list of positive ints, got {model.channel_mults}")
@@ -270,6 +271,8 @@ def _section_errors(model: ModelConfig, train: TrainConfig, sample: SampleConfig
     positive("score.n_points", score.n_points)
     if score.density_grid < 0:
         errors.append(f"score.density_grid: must be >= 0, got {score.density_grid}")
+    if not score.density_times or not all(0.0 <= t <= 1.0 for t in score.density_times):
+        errors.append(f"score.density_times: must be a non-empty list of times in [0, 1], got {score.density_times}")
     if train.curve_points < 0:
         errors.append(f"train.curve_points: must be >= 0, got {train.curve_points}")
     positive("train.curve_tol", train.curve_tol)

@@ -11,6 +11,7 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import Tensor
+from fmexp.registry import lookup
 
 __all__ = ["COUPLINGS", "get_coupling"]
 
@@ -40,7 +41,4 @@ COUPLINGS: dict[str, Coupling] = {"independent": independent, "ot": minibatch_ot
 
 def get_coupling(name: str) -> Coupling:
     """The registered coupling ``name``; an unknown name raises ``ValueError`` listing the choices."""
-    try:
-        return COUPLINGS[name]
-    except KeyError:
-        raise ValueError(f"unknown coupling {name!r}; choose one of {sorted(COUPLINGS)}") from None
+    return lookup("coupling", name, COUPLINGS)

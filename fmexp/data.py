@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import Tensor
+from fmexp.registry import check_name
 
 __all__ = ["Dataset", "DATASETS", "LOG_DENSITIES", "load_dataset", "entropy", "max_pairwise_distance"]
 
@@ -114,10 +115,8 @@ def load_dataset(name: str, n_train: int = 50_000, n_test: int = 5_000, seed: in
     if name in IMAGE_DATASETS:
         splits = load_images(name, seed=seed, **image_args)  # type: ignore[arg-type]
         return Dataset(name=name, train=splits.train, test=splits.test, levels=splits.levels)
-    try:
-        make = DATASETS[name]
-    except KeyError:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(DATASETS) + list(IMAGE_DATASETS)}") from None
+    check_name("dataset", name, [*DATASETS, *IMAGE_DATASETS])
+    make = DATASETS[name]
     if n_train < 1 or n_test < 1:
         raise ValueError(f"n_train and n_test must be positive, got {n_train}, {n_test}")
     train_rng, test_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))

@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from fmexp.metrics import frechet_distance, gaussian_stats
+from fmexp.registry import check_name
 
 __all__ = ["FEATURE_BACKENDS", "DigitsClassifier", "train_digits_classifier", "fid_against", "fid"]
 
@@ -95,6 +96,7 @@ def _inception_features(images: Tensor, weights: str | Path | None) -> Tensor:
 
 def features(backend: str, images: Tensor, *, classifier: DigitsClassifier | None = None, inception_weights: str | Path | None = None) -> Tensor:
     """Feature vectors ``(n, k)`` of images in ``[-1, 1]`` from the named backend."""
+    check_name("feature backend", backend, FEATURE_BACKENDS)
     if backend == "digits-classifier":
         if classifier is None:
             raise ValueError("the digits-classifier backend needs the classifier trained by the prepare stage")
@@ -102,7 +104,7 @@ def features(backend: str, images: Tensor, *, classifier: DigitsClassifier | Non
             return classifier.features(images.float())
     if backend == "inception":
         return _inception_features(images, inception_weights)
-    raise ValueError(f"unknown feature backend {backend!r}; choose one of {list(FEATURE_BACKENDS)}")
+    raise AssertionError(f"FEATURE_BACKENDS lists {backend!r} without features")
 
 
 def fid_against(backend: str, reference: Tensor, **kwargs: object) -> Callable[[Tensor], float]:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
+from fmexp.registry import check_name
 
 __all__ = ["ImageSplits", "IMAGE_DATASETS", "load_images", "dequantize", "data_scale", "load_digits", "load_image_folder"]
 
@@ -118,4 +119,5 @@ def load_images(name: str, *, root: str | Path = "data/raw", size: int = 32, cha
         return load_image_folder(root, size, channels, seed)
     if name in ("cifar10", "mnist"):
         return load_torchvision(name, root, download)
-    raise ValueError(f"unknown image dataset {name!r}; choose one of {list(IMAGE_DATASETS)}")
+    check_name("image dataset", name, IMAGE_DATASETS)
+    raise AssertionError(f"IMAGE_DATASETS lists {name!r} without a loader")

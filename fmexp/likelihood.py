@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from fmexp.ode import integrate
+from fmexp.registry import check_name
 
 __all__ = ["DIVERGENCES", "PROBES", "LikelihoodResult", "velocity_and_divergence", "log_likelihood", "log_mean_likelihood",
            "gaussian_log_prob"]
@@ -85,17 +86,17 @@ def log_likelihood(
     steps: int | None = None,
     prior_std: float = 1.0,
     generator: torch.Generator | None = None,
+    t: float = 1.0,
 ) -> LikelihoodResult:
-    """``log p_1(x_1)`` in nats under the CNF ``v`` with source ``N(0, prior_std^2 I)`` (eq. 1 and Sec. 2).
+    """``log p_t(x_t)`` in nats under the CNF ``v`` with source ``N(0, prior_std^2 I)`` (eq. 1 and Sec. 2),
+    solving the flow and its divergence from time ``t`` (default 1: the model's density) back to 0.
 
     ``divergence="hutchinson"`` draws ``probes`` probes of kind ``probe`` (``rademacher`` or ``gaussian``)
     per sample from ``generator`` and holds them fixed for the whole solve, so the estimate is
     unbiased; its variance falls as 1/``probes``.
     """
-    if divergence not in DIVERGENCES:
-        raise ValueError(f"unknown divergence {divergence!r}; choose one of {list(DIVERGENCES)}")
-    if probe not in PROBES:
-        raise ValueError(f"unknown probe {probe!r}; choose one of {list(PROBES)}")
+    check_name("divergence", divergence, DIVERGENCES)
+    check_name("probe", probe, PROBES)
     if probes < 1:
         raise ValueError(f"probes must be at least 1, got {probes}")
     z = _probes(x_1, probe, probes, generator) if divergence == "hutchinson" else None
@@ -106,9 +107,13 @@ def log_likelihood(
         dx, div = velocity_and_divergence(v, x.detach(), t, z)
         return torch.cat([dx.flatten(1), div[:, None]], dim=1).detach()
 
+    if not 0.0 <= t <= 1.0:
+        raise ValueError(f"t must lie in [0, 1], got {t}")
+    if t == 0.0:  # p_0 is the source itself
+        return LikelihoodResult(logp=gaussian_log_prob(x_1, prior_std), x_0=x_1, nfe=0)
     state_1 = torch.cat([x_1.flatten(1), x_1.new_zeros(shape[0], 1)], dim=1)
     with torch.no_grad():
-        res = integrate(augmented, state_1, method=method, rtol=rtol, atol=atol, steps=steps, t0=1.0, t1=0.0)
+        res = integrate(augmented, state_1, method=method, rtol=rtol, atol=atol, steps=steps, t0=t, t1=0.0)
     x_0 = res.x[:, :d].reshape(shape)
     logp = gaussian_log_prob(x_0, prior_std) + res.x[:, d]
     return LikelihoodResult(logp=logp, x_0=x_0, nfe=res.nfe)

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from fmexp.couplings import Coupling, get_coupling
 from fmexp.losses import Field, cfm_loss, dsm_loss, epsilon_to_velocity
 from fmexp.paths import ProbabilityPath, get_path
+from fmexp.registry import check_name
 
 __all__ = ["OBJECTIVES", "TIME_SAMPLERS", "Method", "make_method"]
 
@@ -45,10 +46,8 @@ class Method:
     time_sampler: str = "uniform"
 
     def __post_init__(self) -> None:
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"unknown objective {self.objective!r}; choose one of {list(OBJECTIVES)}")
-        if self.time_sampler not in TIME_SAMPLERS:
-            raise ValueError(f"unknown time sampler {self.time_sampler!r}; choose one of {list(TIME_SAMPLERS)}")
+        check_name("objective", self.objective, OBJECTIVES)
+        check_name("time sampler", self.time_sampler, TIME_SAMPLERS)
         a_0 = float(self.path.schedule(torch.zeros(1))[0])
         if self.objective == "sm" and a_0 <= 0.0:
             raise ValueError(

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 from torch import Tensor
+from fmexp.registry import lookup
 
 __all__ = ["bits_per_dim", "sliced_wasserstein", "wasserstein2", "DISTANCES", "sample_distance", "gaussian_stats", "frechet_distance"]
 
@@ -41,10 +42,7 @@ DISTANCES = {"w2": wasserstein2, "sliced_w2": sliced_wasserstein}
 
 def sample_distance(name: str, x: Tensor, y: Tensor) -> float:
     """The registered distance ``name`` between samples ``x`` and ``y``."""
-    try:
-        fn = DISTANCES[name]
-    except KeyError:
-        raise ValueError(f"unknown distance {name!r}; choose one of {sorted(DISTANCES)}") from None
+    fn = lookup("distance", name, DISTANCES)
     return fn(x, y)
 
 

@@ -12,6 +12,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from fmexp.registry import check_name, lookup
 
 __all__ = ["ACTIVATIONS", "SinusoidalTimeEmbedding", "MLP", "UNet", "MODELS", "build_model"]
 
@@ -50,8 +51,7 @@ class MLP(nn.Module):
     def __init__(self, dim: int, width: int = 256, depth: int = 3, activation: str = "silu", time_embed_dim: int = 32,
                  fourier_features: int = 0, fourier_scale: float = 1.0) -> None:
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; choose one of {sorted(ACTIVATIONS)}")
+        check_name("activation", activation, ACTIVATIONS)
         if dim < 1 or width < 1 or depth < 1 or fourier_features < 0:
             raise ValueError(f"dim, width and depth must be positive and fourier_features >= 0, got {dim}, {width}, {depth}, {fourier_features}")
         self.embed = SinusoidalTimeEmbedding(time_embed_dim)
@@ -181,8 +181,4 @@ MODELS: dict[str, type[nn.Module]] = {"mlp": MLP, "unet": UNet}
 
 def build_model(name: str, **args: object) -> nn.Module:
     """Construct the registered model ``name`` from its constructor arguments."""
-    try:
-        cls = MODELS[name]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}") from None
-    return cls(**args)
+    return lookup("model", name, MODELS)(**args)

@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 from torchdiffeq import odeint
+from fmexp.registry import lookup
 
 __all__ = ["Solver", "SOLVERS", "ODEResult", "SolverError", "integrate"]
 
@@ -59,10 +60,7 @@ class ODEResult:
 
 def get_solver(method: str) -> Solver:
     """Look up ``method`` in ``SOLVERS``; an unknown name raises ``ValueError`` listing the choices."""
-    try:
-        return SOLVERS[method]
-    except KeyError:
-        raise ValueError(f"unknown ODE method {method!r}; choose one of {sorted(SOLVERS)}") from None
+    return lookup("ODE method", method, SOLVERS)
 
 
 def integrate(

@@ -14,21 +14,15 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-__all__ = ["ConfigError", "did_you_mean", "not_one_of", "parse_overrides", "apply_overrides", "structured", "to_object", "read_yaml"]
+from fmexp.registry import did_you_mean
+
+__all__ = ["ConfigError", "not_one_of", "parse_overrides", "apply_overrides", "structured", "to_object", "read_yaml"]
 
 T = TypeVar("T")
 
 
 class ConfigError(ValueError):
     """A config file or override is invalid; the message names the file and the dotted key."""
-
-
-def did_you_mean(value: Any, allowed: Sequence[Any]) -> str:
-    """``; did you mean 'value'?`` for the closest allowed name, or nothing."""
-    import difflib
-
-    close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def not_one_of(key: str, value: Any, allowed: Sequence[Any]) -> str:

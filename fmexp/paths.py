@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from fmexp.registry import lookup
 
 __all__ = ["PathSample", "ProbabilityPath", "CondOTPath", "VPPath", "VEPath", "PATHS", "get_path"]
 
@@ -163,8 +164,5 @@ PATHS: dict[str, type[ProbabilityPath]] = {"ot": CondOTPath, "vp": VPPath, "ve":
 
 def get_path(name: str, **kwargs: float) -> ProbabilityPath:
     """Build the path registered as ``name`` (one of ``PATHS``) with its keyword parameters."""
-    try:
-        cls = PATHS[name]
-    except KeyError:
-        raise ValueError(f"unknown path {name!r}; choose one of {sorted(PATHS)}") from None
+    cls = lookup("path", name, PATHS)
     return cls(**kwargs)

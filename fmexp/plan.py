@@ -101,20 +101,21 @@ def load_prepared(data_dir: str | Path, dataset: str) -> Dataset:
     return Dataset(name=dataset, train=state["train"], test=state["test"], levels=state.get("levels"))
 
 
+MODEL_ARGS = {  # the config keys each model reads: its constructor's arguments of the same names
+    "mlp": ("width", "depth", "activation", "time_embed_dim", "fourier_features", "fourier_scale"),
+    "unet": ("channels", "channel_mults", "num_res_blocks", "attention_resolutions", "dropout", "time_embed_dim"),
+}
+"""Besides these, the data decides ``dim`` (mlp) and ``in_channels`` and ``resolution`` (unet)."""
+
+
 def model_spec(cfg: ModelConfig, data: Dataset) -> dict[str, object]:
     """The model's registry name and constructor args for this data (``auto``: MLP if flat, U-Net if images)."""
     name = cfg.name if cfg.name != "auto" else ("unet" if data.train.dim() == 4 else "mlp")
-    if name == "mlp":
-        return {"name": "mlp", "dim": data.dim, "width": cfg.width, "depth": cfg.depth,
-                "activation": cfg.activation, "time_embed_dim": cfg.time_embed_dim,
-                "fourier_features": cfg.fourier_features, "fourier_scale": cfg.fourier_scale}
-    if data.train.dim() != 4:
+    if name == "unet" and data.train.dim() != 4:
         raise ConfigError(f"model.name: unet needs image data (n, C, H, W); {data.name} has shape {tuple(data.train.shape)}")
-    _, c, h, _ = data.train.shape
-    return {"name": "unet", "in_channels": c, "resolution": h, "channels": cfg.base_channels,
-            "channel_mults": list(cfg.channel_mults), "num_res_blocks": cfg.num_res_blocks,
-            "attention_resolutions": list(cfg.attention_resolutions), "dropout": cfg.dropout,
-            "time_embed_dim": cfg.time_embed_dim}
+    derived = {"dim": data.dim} if name == "mlp" else {"in_channels": data.train.shape[1], "resolution": data.train.shape[2]}
+    args = {k: (list(v) if isinstance(v := getattr(cfg, k), (list, tuple)) else v) for k in MODEL_ARGS[name]}
+    return {"name": name, **derived, **args}
 
 
 def build_method(run: RunConfig, data: Dataset) -> Method:

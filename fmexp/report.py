@@ -31,7 +31,7 @@ from fmexp import artifacts  # noqa: E402
 from fmexp.config import Params, to_plain  # noqa: E402
 from fmexp.layout import RunFiles  # noqa: E402
 
-__all__ = ["collect_metrics", "welch_p", "method_table", "build_report"]
+__all__ = ["collect_metrics", "welch_p", "method_table", "write_plot_data", "build_report"]
 
 COLUMNS = {"nll": "NLL (nats)", "distance": "distance", "nfe": "NFE"}
 IMAGE_COLUMNS = {"bpd": "NLL (bits/dim)", "fid": "FID", "nfe": "NFE"}  # the paper's Table 1
@@ -53,10 +53,10 @@ def _folders(params: Params, runs_dir: Path):
 
 
 def collect_metrics(params: Params, runs_dir: Path) -> pd.DataFrame:
-    """One row per scored seed: dataset, method, seed and every metric (from each ``metrics.json`` summary)."""
-    rows = [{"dataset": d, "method": m, "seed": int(seed), **values}
-            for d, m, folder in _folders(params, runs_dir) if (folder / "metrics.json").exists()
-            for seed, values in artifacts.read_json(folder / "metrics.json")["seeds"].items()]
+    """One row per scored seed: dataset, method, seed and every metric (from each seed's ``metrics.json``)."""
+    rows = [{"dataset": d, "method": m, "seed": seed, **artifacts.read_json(files.metrics)}
+            for d, m, folder in _folders(params, runs_dir) for seed in params.pipeline.seeds
+            if (files := RunFiles(folder, seed)).metrics.exists()]
     return pd.DataFrame(rows)
 
 
@@ -115,6 +115,27 @@ def _read_csvs(params: Params, runs_dir: Path, name: str) -> pd.DataFrame:
     frames = [pd.read_csv(f / name).assign(dataset=d, method=m)
               for d, m, f in _folders(params, runs_dir) if (f / name).exists() and (f / name).stat().st_size > 1]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+PLOT_DATA = {  # reports/plots/<name>.csv: (per-run summary file, the rows' keys, the values averaged over seeds)
+    "convergence": ("curve.csv", ["step"], ["val_loss", "nll", "nfe"]),
+    "nfe": ("ladder.csv", ["solver", "steps", "nfe"], ["error", "distance"]),
+    "fid_nfe": ("score/fid_ladder.csv", ["solver", "steps", "nfe"], ["fid"]),
+}
+
+
+def write_plot_data(params: Params, runs_dir: Path, plot_dir: Path) -> list[Path]:
+    """The data of ``dvc.yaml``'s top-level plots, which compare methods: one long CSV per figure, each
+    row a dataset, method (and solver) and x value, with the mean over seeds."""
+    written = []
+    for name, (source, keys, values) in PLOT_DATA.items():
+        frame = _read_csvs(params, runs_dir, source)
+        if frame.empty:
+            continue
+        mean = frame.groupby(["dataset", "method", *keys], sort=False)[[v for v in values if v in frame]].mean().reset_index()
+        artifacts.write_text(plot_dir / f"{name}.csv", mean.to_csv(index=False))
+        written.append(plot_dir / f"{name}.csv")
+    return written
 
 
 def _convergence(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
@@ -190,37 +211,62 @@ def _image_grids(params: Params, runs_dir: Path, fig_dir: Path, metrics: pd.Data
     return figs
 
 
+def _few_nfe(ladder: dict[str, Any], k: int = 3) -> list[tuple[str, int]]:
+    """The ``k`` smallest step counts of the midpoint solver in a sample ladder (else of its first solver)."""
+    keys = [(name, int(steps)) for name, steps in (key.split(":") for key in ladder)]
+    solver = "midpoint" if any(n == "midpoint" for n, _ in keys) else (keys[0][0] if keys else "")
+    return sorted((n, s) for n, s in keys if n == solver)[:k] if solver else []
+
+
 def _panels(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
-    """The paper's Fig. 4: per method, its density, its samples and a few ODE trajectories (first seed)."""
+    """The paper's Fig. 4, per method (first seed): the model's density p_t at several times t, samples
+    of a fixed-step solver at a few NFE beside the dopri5 samples, and ODE trajectories; every panel on
+    the density grid's axes."""
     figs = []
     seed = params.pipeline.seeds[0]
     for dataset in params.pipeline.datasets:
         files = {m: RunFiles(runs_dir / dataset / m, seed) for m in params.pipeline.methods}
-        methods = [m for m, f in files.items() if f.samples.exists() and f.density.exists()
-                   and "logp" in artifacts.load_torch(f.density)]
-        if not methods:
+        loaded = {m: (artifacts.load_torch(f.samples), artifacts.load_torch(f.density)) for m, f in files.items()
+                  if f.samples.exists() and f.density.exists()}
+        loaded = {m: (s, d) for m, (s, d) in loaded.items() if "logp" in d}
+        if not loaded:
             continue
-        fig, axes = plt.subplots(len(methods), 3, figsize=(9, 3 * len(methods)), squeeze=False)
-        for row, method in zip(axes, methods):
-            samples = artifacts.load_torch(files[method].samples)
-            d = artifacts.load_torch(files[method].density) if files[method].density.exists() else {}
-            if "logp" in d:
-                row[0].imshow(np.exp(d["logp"].numpy()), origin="lower", cmap="viridis",
-                              extent=[float(d["x"][0]), float(d["x"][-1]), float(d["y"][0]), float(d["y"][-1])])
-            x = samples["samples"].numpy()
-            lims = np.quantile(x, [0.005, 0.995], axis=0).T  # a few diverged samples must not flatten the plot
-            row[1].hist2d(x[:, 0], x[:, 1], bins=80, range=lims, cmap="viridis")
+        times = next(iter(loaded.values()))[1]["t"].tolist()
+        first = next(iter(loaded))
+        few = _few_nfe(loaded[first][0].get("ladder", {}))
+        nfe = {(r.solver, r.steps): r.nfe for r in pd.read_csv(files[first].ladder).itertuples()} if few else {}
+        titles = ([f"density, t = {t:g}" for t in times] + [f"{n}, NFE {nfe[n, s]}" for n, s in few]
+                  + ["dopri5", "trajectories"])
+        fig, axes = plt.subplots(len(loaded), len(titles), figsize=(1.9 * len(titles), 2.0 * len(loaded)), squeeze=False)
+        for row, (method, (samples, d)) in zip(axes, loaded.items()):
+            extent = [float(d["x"][0]), float(d["x"][-1]), float(d["y"][0]), float(d["y"][-1])]
+            lims = [extent[:2], extent[2:]]
+            for ax, logp in zip(row, d["logp"]):
+                p = np.exp(logp.numpy())  # a colour scale to the 99.5th percentile: one sharp peak must not darken the rest
+                ax.imshow(p, origin="lower", cmap="viridis", extent=extent, vmin=0, vmax=np.quantile(p, 0.995))
+            clouds = [samples["ladder"][f"{n}:{s}"] for n, s in few] + [samples["samples"]]
+            for ax, x in zip(row[len(times):], clouds):
+                x = x.numpy()
+                ax.hist2d(x[:, 0], x[:, 1], bins=40, range=lims, cmap="viridis")
+            ax = row[-1]
+            p = np.exp(d["logp"][-1].numpy())
+            ax.imshow(p, origin="lower", cmap="Greys", extent=extent, alpha=0.5, vmin=0, vmax=np.quantile(p, 0.995))
             traj = samples["trajectories"].numpy()
             for i in range(traj.shape[1]):
-                row[2].plot(traj[:, i, 0], traj[:, i, 1], lw=1)
-                row[2].scatter(traj[-1, i, 0], traj[-1, i, 1], s=8)
+                ax.plot(traj[:, i, 0], traj[:, i, 1], lw=1)
+                ax.scatter(traj[-1, i, 0], traj[-1, i, 1], s=8)
+            ax.set_xlim(lims[0]), ax.set_ylim(lims[1])
             row[0].set_ylabel(method)
-        for ax, title in zip(axes[0], ("density", "samples (dopri5)", "trajectories")):
-            ax.set_title(title)
+        for ax, title in zip(axes[0], titles):
+            ax.set_title(title, fontsize=8)
         for ax in axes.flat:
-            ax.set_xticks([]), ax.set_yticks([])
-        figs.append(Figure(f"{dataset}: densities, samples and trajectories",
-                           f"Seed {seed}; the paper's Fig. 4 layout.", f"panels_{dataset}", _png(fig, fig_dir / f"panels_{dataset}.png")))
+            ax.set_xticks([]), ax.set_yticks([]), ax.set_aspect("equal")
+        figs.append(Figure(f"{dataset}: densities along the path, samples and trajectories",
+                           f"Seed {seed}; the paper's Fig. 4 layout. Left: the model's density p_t at each time t (exact"
+                           f" divergence, dopri5 at 1e-4). Then samples from the same noise by {few[0][0] if few else 'a fixed-step solver'}"
+                           " at a few NFE, by dopri5, and the ODE trajectories of a few of them over the t = 1 density;"
+                           " every panel on the same axes.",
+                           f"panels_{dataset}", _png(fig, fig_dir / f"panels_{dataset}.png")))
     return figs
 
 
@@ -304,7 +350,8 @@ def _provenance(params_path: Path) -> dict[str, Any]:
 
 
 def build_report(params: Params, params_path: str | Path, *, runs_dir: str | Path = "runs", reports_dir: str | Path = "reports") -> Path:
-    """Write ``reports/summary.html``, ``reports/tables/*`` and ``reports/figures/*``; return the page's path."""
+    """Write ``reports/summary.html``, ``reports/tables/*``, ``reports/figures/*`` and the data of DVC's
+    plots, ``reports/plots/*``; return the page's path."""
     runs_dir, reports_dir = Path(runs_dir), Path(reports_dir)
     table_dir, fig_dir = reports_dir / "tables", reports_dir / "figures"
     sns.set_theme(style="whitegrid", context="paper")
@@ -329,6 +376,7 @@ def build_report(params: Params, params_path: str | Path, *, runs_dir: str | Pat
     figures = (_convergence(params, runs_dir, fig_dir) + _ladder(params, runs_dir, fig_dir) + _panels(params, runs_dir, fig_dir)
                + _image_grids(params, runs_dir, fig_dir, metrics))
     sweeps, sweep_figs = _sweeps(reports_dir, fig_dir)
+    write_plot_data(params, runs_dir, reports_dir / "plots")
     env = Environment(loader=PackageLoader("fmexp"), autoescape=select_autoescape(["html"]))
     page = env.get_template("summary.html").render(
         tables=tables, figures=figures + sweep_figs, sweeps=sweeps, provenance=_provenance(Path(params_path)),

@@ -24,6 +24,7 @@ from fmexp import artifacts
 from fmexp.config import TrainConfig
 from fmexp.methods import Method
 from fmexp.ode import SolverError
+from fmexp.registry import check_name
 
 __all__ = ["LR_SCHEDULES", "DIVERGENCE_FACTOR", "EMA", "TrainingDiverged", "TrainResult", "ema_decay_at", "lr_factor", "train", "load_model"]
 
@@ -61,8 +62,7 @@ class TrainResult:
 def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
     """The learning rate of step ``step`` (0-based) as a fraction of the peak: a linear warmup over
     ``warmup`` steps, then ``constant``, or a ``cosine`` or ``linear`` decay reaching 0 after ``total`` steps."""
-    if schedule not in LR_SCHEDULES:
-        raise ValueError(f"unknown lr schedule {schedule!r}; choose one of {list(LR_SCHEDULES)}")
+    check_name("lr schedule", schedule, LR_SCHEDULES)
     if step < warmup:
         return (step + 1) / warmup
     if schedule == "constant" or total <= warmup:

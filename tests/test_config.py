@@ -22,6 +22,14 @@ def test_shipped_params_load() -> None:
     assert run.method.path == "vp" and run.seed == 2 and run.train == p.train
 
 
+def test_shipped_convergence_curves_have_twenty_rows() -> None:
+    """Issue 11: a curve needs 20 or more rows to be seen as one (a row at every eval_every steps)."""
+    p = load_params(ROOT / "params.yaml")
+    for dataset in p.pipeline.datasets:
+        train = p.run(dataset, "fm_ot", 0).train
+        assert train.steps // train.eval_every >= 20, (dataset, train.steps, train.eval_every)
+
+
 def test_overrides_use_hydra_grammar(tmp_path: Path) -> None:
     path = write_yaml(tmp_path / "params.yaml", tiny_params())
     p = load_params(path, ["train.lr=3e-4", "pipeline.seeds=[0,1,2]", "+methods.fm_ot_mb={objective: fm, path: ot, coupling: ot}"])
@@ -43,6 +51,7 @@ def test_overrides_use_hydra_grammar(tmp_path: Path) -> None:
         (lambda p: p["pipeline"].update(methods=["fm_xx"]), r"pipeline\.methods: 'fm_xx' is not one of \['fm_ot', 'fm_ve', 'fm_vp', 'sm_vp'\]"),
         (lambda p: p["pipeline"].update(datasets=["mnist2d"]), r"pipeline\.datasets"),
         (lambda p: p["score"].update(divergence="skilling"), r"score\.divergence"),
+        (lambda p: p["score"].update(density_times=[0.5, 1.5]), r"score\.density_times: must be a non-empty list of times in \[0, 1\]"),
     ],
 )
 def test_bad_values_name_file_and_key(tmp_path: Path, edit, expected: str) -> None:
@@ -90,7 +99,7 @@ def test_cli_exits_2_and_writes_nothing(tmp_path: Path) -> None:
 def test_per_dataset_overrides_apply_to_their_dataset_only() -> None:
     p = load_params(ROOT / "params.yaml")
     digits, board = p.run("digits", "fm_ot", 0), p.run("checkerboard", "fm_ot", 0)
-    assert (digits.model.base_channels, digits.train.batch_size, digits.sample.n_samples) == (16, 64, 359)
+    assert (digits.model.channels, digits.train.batch_size, digits.sample.n_samples) == (16, 64, 359)
     assert (board.model, board.train, board.sample) == (p.model, p.train, p.sample)
 
 
@@ -98,9 +107,9 @@ def test_command_line_overrides_win_over_per_dataset(tmp_path: Path) -> None:
     params = tiny_params()
     params["per_dataset"]["digits"] = ["train.steps=500", "train.batch_size=16", "model.channel_mults=[1,2,2]"]
     path = write_yaml(tmp_path / "params.yaml", params)
-    run = load_params(path, ["train.steps=7", "model=" + "{base_channels: 4}"]).run("digits", "fm_ot", 0)
+    run = load_params(path, ["train.steps=7", "model=" + "{channels: 4}"]).run("digits", "fm_ot", 0)
     assert (run.train.steps, run.train.batch_size) == (7, 16)  # the command line's steps, the file's batch size
-    assert run.model.base_channels == 4 and run.model.channel_mults == [1, 2]  # the section was given: per_dataset model.* dropped
+    assert run.model.channels == 4 and run.model.channel_mults == [1, 2]  # the section was given: per_dataset model.* dropped
 
 
 def test_every_dataset_has_a_per_dataset_entry() -> None:

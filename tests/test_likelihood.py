@@ -32,6 +32,17 @@ def test_exact_divergence_of_linear_field() -> None:
     assert res.nfe == v.calls
 
 
+@pytest.mark.parametrize("t", [0.0, 0.3, 0.75])
+def test_density_at_time_t_of_linear_field(t: float) -> None:
+    """x_t = expm(A t) x_0: log p_t(x) = log N(expm(-A t) x; 0, I) - t tr A (the Fig. 4 densities)."""
+    x_t = torch.randn(32, 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    v = Counter(linear)
+    res = log_likelihood(v, x_t, rtol=1e-9, atol=1e-9, t=t)
+    x_0 = x_t @ torch.linalg.matrix_exp(-A * t).T
+    torch.testing.assert_close(res.logp, -0.5 * (x_0**2).sum(1) - LOG_2PI - t * torch.trace(A), rtol=1e-7, atol=1e-7)
+    assert res.nfe == v.calls and (t > 0 or v.calls == 0)
+
+
 @pytest.mark.parametrize("probe", ["rademacher", "gaussian"])
 def test_hutchinson_is_unbiased_within_three_standard_errors(probe: str) -> None:
     n = 4000

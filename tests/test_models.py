@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import dataclasses
+import inspect
+
 import pytest
 import torch
 
@@ -23,10 +26,23 @@ def test_time_embedding_makes_the_field_depend_on_t() -> None:
     assert not torch.allclose(model(x, torch.zeros(3)), model(x, torch.ones(3)))
 
 
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_config_keys_are_the_constructor_arguments(name: str) -> None:
+    """model.<key> in params.yaml is the constructor argument <key>: no renaming between config and model."""
+    from fmexp.config import ModelConfig
+    from fmexp.plan import MODEL_ARGS
+
+    derived = {"mlp": {"dim"}, "unet": {"in_channels", "resolution"}}[name]  # from the data
+    assert set(inspect.signature(MODELS[name]).parameters) == derived | set(MODEL_ARGS[name])
+    assert set(MODEL_ARGS[name]) <= {f.name for f in dataclasses.fields(ModelConfig)}
+
+
 def test_registry_errors() -> None:
     assert "mlp" in MODELS
-    with pytest.raises(ValueError, match=r"unknown model 'resnet'"):
-        build_model("resnet", dim=2)
+    with pytest.raises(ValueError, match=r"unknown model 'transformer'; choose one of \['mlp', 'unet'\]$"):
+        build_model("transformer", dim=2)
+    with pytest.raises(ValueError, match=r"unknown model 'mlpp'; choose one of \['mlp', 'unet'\]; did you mean 'mlp'\?"):
+        build_model("mlpp", dim=2)
     with pytest.raises(ValueError, match=r"unknown activation 'swish'"):
         build_model("mlp", dim=2, activation="swish")
 

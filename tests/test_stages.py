@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -59,7 +60,11 @@ def test_every_method_through_the_stages(tmp_path: Path, params, data, method: s
     assert metrics["nfe"] == sample["nfe"] > 0
     assert all(torch.isfinite(torch.tensor(float(metrics[k]))) for k in REPRODUCIBLE)
     density = torch.load(files.density, weights_only=True)
-    assert density["logp"].shape == (12, 12)
+    assert density["logp"].shape == (len(run.score.density_times), 12, 12) and density["t"].tolist() == run.score.density_times
+    grid = torch.stack(torch.meshgrid(density["x"], density["y"], indexing="xy"), -1)  # p_0 is the source N(0, prior_std^2 I)
+    prior_std = build_method(run, data).path.prior_std
+    torch.testing.assert_close(density["logp"][0], -grid.pow(2).sum(-1) / (2 * prior_std**2) - math.log(2 * math.pi * prior_std**2))
+    assert set(torch.load(files.samples, weights_only=True)["ladder"]) == {"euler:4", "euler:8", "rk4:1", "rk4:2"}
     ladder = files.ladder.read_text().splitlines()
     assert ladder[0] == "solver,steps,nfe,error,distance" and len(ladder) == 1 + 2 * 2  # euler, rk4 at NFE 4 and 8
     assert json.loads(files.train_info.read_text())["run"]["method_name"] == method
@@ -78,10 +83,17 @@ def test_run_stage_loops_over_seeds_and_summarizes(tmp_path: Path, params) -> No
     prepare(p, tmp_path / "data")
     for stage in ("train", "sample", "score"):
         run_stage(stage, p, "checkerboard", "fm_ot", data_dir=tmp_path / "data", runs_dir=tmp_path / "runs")
-    summary = json.loads((tmp_path / "runs" / "checkerboard" / "fm_ot" / "metrics.json").read_text())
-    nll = [summary["seeds"][s]["nll"] for s in ("0", "1")]
-    assert summary["mean"]["nll"] == pytest.approx(sum(nll) / 2)
-    assert summary["std"]["nll"] == pytest.approx(abs(nll[0] - nll[1]) / 2**0.5)
+    folder = tmp_path / "runs" / "checkerboard" / "fm_ot"
+    seeds = [json.loads((folder / "score" / s / "metrics.json").read_text()) for s in ("0", "1")]
+    nll, w2 = [m["nll"] for m in seeds], [m["distance"] for m in seeds]
+    summary = json.loads((folder / "score" / "summary.json").read_text())
+    assert summary["seeds"] == {"0": seeds[0], "1": seeds[1]}
+    assert summary["mean"]["train_seconds"] == pytest.approx((seeds[0]["train_seconds"] + seeds[1]["train_seconds"]) / 2)
+    metrics = json.loads((folder / "metrics.json").read_text())  # DVC's metrics: the science, no timings, no seeds
+    assert set(metrics) == {"nll", "nll_se", "w2", "nfe", "nfe_nll"}
+    assert metrics["nll"] == pytest.approx({"mean": sum(nll) / 2, "std": abs(nll[0] - nll[1]) / 2**0.5})
+    assert metrics["w2"] == pytest.approx({"mean": sum(w2) / 2, "std": abs(w2[0] - w2[1]) / 2**0.5})
+    assert metrics["nll_se"] == pytest.approx({"mean": (seeds[0]["nll_se"] + seeds[1]["nll_se"]) / 2})
 
 
 def test_worker_processes_give_the_one_thread_results(tmp_path: Path, params, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -74,8 +74,9 @@ def score_run(run: RunConfig, data: Dataset, files: RunFiles, *, density: bool =
     """Write ``metrics.json``: held-out NLL (nats), sample distance, NFE, training time and speed; for
     images also bits/dim with its standard error, and FID with its feature backend.
 
-    With ``density``, also writes ``density.pt``: the model's log-density on a ``score.density_grid``
-    square over the data's range (2-D data only; dopri5 at 1e-4), for the paper's Fig. 4 panels.
+    With ``density``, also writes ``density.pt``: the log-density ``log p_t`` of the model's path at each
+    time of ``score.density_times``, on a ``score.density_grid`` square over the data's range (2-D data
+    only; dopri5 at 1e-4), for the paper's Fig. 4 panels.
     """
     plan, model = load_trained(run, data, files)
     method, device = plan.method, plan.device
@@ -113,8 +114,10 @@ def score_run(run: RunConfig, data: Dataset, files: RunFiles, *, density: bool =
             lo, hi = data.test.min(0).values - 0.5, data.test.max(0).values + 0.5
             axes = [torch.linspace(float(lo[i]), float(hi[i]), grid_n) for i in range(2)]
             grid = torch.stack(torch.meshgrid(*axes, indexing="xy"), -1).reshape(-1, 2).to(device)
-            logp = log_likelihood(v, grid, prior_std=method.path.prior_std, rtol=1e-4, atol=1e-4).logp
-            payload = {"x": axes[0], "y": axes[1], "logp": logp.reshape(grid_n, grid_n).cpu()}
+            times = run.score.density_times
+            logp = torch.stack([log_likelihood(v, grid, prior_std=method.path.prior_std, rtol=1e-4, atol=1e-4, t=t).logp
+                                for t in times])
+            payload = {"x": axes[0], "y": axes[1], "t": torch.tensor(times), "logp": logp.reshape(len(times), grid_n, grid_n).cpu()}
         artifacts.save_torch(files.density, payload)
     artifacts.write_json(files.metrics, metrics)
     return metrics
