@@ -99,6 +99,7 @@ class SampleConfig:
     fixed_solvers: list[str] = field(default_factory=lambda: ["euler", "midpoint", "rk4"])
     nfe_ladder: list[int] = field(default_factory=lambda: [4, 8, 16, 32, 64])
     n_trajectories: int = 12
+    batch_size: int | None = None  # samples per ODE solve: peak memory is bounded by it (null: all at once)
 
     @property
     def tolerances(self) -> dict[str, float]:
@@ -119,6 +120,7 @@ class ScoreConfig:
     inception_weights: str | None = None  # local InceptionV3 weights file for the inception backend
     distance: str = "w2"  # w2 | sliced_w2
     density_grid: int = 40  # side of the grid on which 2-D densities are drawn (Fig. 4); 0: none
+    batch_size: int | None = None  # held-out points per likelihood solve (null: all at once)
     density_times: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])  # the times t of p_t drawn (Fig. 4)
 
 
@@ -260,8 +262,9 @@ def _section_errors(model: ModelConfig, train: TrainConfig, sample: SampleConfig
     one_of("sample.method", sample.method, "solver")
     for key in ("rtol", "steps", "n_samples"):
         positive(f"sample.{key}", getattr(sample, key))
-    if sample.atol is not None:
-        positive("sample.atol", sample.atol)
+    for key, value in (("sample.atol", sample.atol), ("sample.batch_size", sample.batch_size), ("score.batch_size", score.batch_size)):
+        if value is not None:
+            positive(key, value)
     for s in sample.fixed_solvers:
         one_of("sample.fixed_solvers", s, "fixed")
     for n in sample.nfe_ladder:

@@ -36,6 +36,12 @@ class RunFiles:
     def model(self) -> Path:
         return self.stage("train") / "model.pt"
 
+    def checkpoint(self, key: str) -> Path:
+        """The resumable checkpoint of an unfinished training run whose config hashes to ``key``
+        (``plan.training_key``). It lives beside the stage folders, not in ``train/``, which DVC
+        deletes before it reruns the stage; a finished run moves it to ``model.pt``."""
+        return self.root / "checkpoints" / f"{self.seed}-{key}.pt"
+
     @property
     def curve(self) -> Path:
         return self.stage("train") / "curve.csv"

@@ -20,6 +20,13 @@ __all__ = ["Solver", "SOLVERS", "ODEResult", "SolverError", "integrate"]
 Field = Callable[[Tensor, Tensor], Tensor]
 
 
+def chunks(n: int, size: int | None) -> list[slice]:
+    """``n`` items in consecutive slices of at most ``size`` (``None``: one slice): the batches of a
+    solve whose memory must not grow with ``n``."""
+    size = n if size is None else size
+    return [slice(i, min(i + size, n)) for i in range(0, n, max(size, 1))]
+
+
 class SolverError(RuntimeError):
     """The solver could not integrate the field: the adaptive step underflowed, or the state became
     non-finite (a diverged or untrained field)."""

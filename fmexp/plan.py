@@ -6,19 +6,21 @@ Every "auto" rule lives here; ``resolve(run, data)`` returns the ``Plan``, which
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
 from fmexp import artifacts
-from fmexp.config import ConfigError, DataConfig, ModelConfig, RunConfig
+from fmexp.config import ConfigError, DataConfig, ModelConfig, RunConfig, to_plain
 from fmexp.data import Dataset, load_dataset, max_pairwise_distance
 from fmexp.images import IMAGE_DATASETS
 from fmexp.layout import data_file
 from fmexp.methods import Method, make_method
 
-__all__ = ["Streams", "Plan", "resolve", "device_for", "load_data", "load_prepared", "model_spec", "build_method",
+__all__ = ["Streams", "Plan", "resolve", "device_for", "load_data", "load_prepared", "model_spec", "training_key", "build_method",
            "auto_divergence", "auto_fid_backend"]
 
 
@@ -73,6 +75,14 @@ def resolve(run: RunConfig, data: Dataset) -> Plan:
     divergence = run.score.divergence if run.score.divergence != "auto" else auto_divergence(data)
     return Plan(device=device_for(run), images=images, model_spec=model_spec(run.model, data), method=build_method(run, data),
                     divergence=divergence, curve_divergence=auto_divergence(data), fid_backend=auto_fid_backend(run, data) if images else None, streams=Streams.of(run.seed))
+
+
+def training_key(run: RunConfig) -> str:
+    """A hash of everything that decides a run's training (all but the ``sample`` and ``score`` sections
+    and ``train.checkpoint_every``): a checkpoint is resumed only by a run with the same key."""
+    plain = to_plain(run)
+    del plain["sample"], plain["score"], plain["train"]["checkpoint_every"]
+    return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def auto_fid_backend(run: RunConfig, data: Dataset) -> str:

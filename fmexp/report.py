@@ -124,18 +124,15 @@ PLOT_DATA = {  # reports/plots/<name>.csv: (per-run summary file, the rows' keys
 }
 
 
-def write_plot_data(params: Params, runs_dir: Path, plot_dir: Path) -> list[Path]:
+def write_plot_data(params: Params, runs_dir: Path, plot_dir: Path) -> None:
     """The data of ``dvc.yaml``'s top-level plots, which compare methods: one long CSV per figure, each
     row a dataset, method (and solver) and x value, with the mean over seeds."""
-    written = []
     for name, (source, keys, values) in PLOT_DATA.items():
         frame = _read_csvs(params, runs_dir, source)
         if frame.empty:
             continue
         mean = frame.groupby(["dataset", "method", *keys], sort=False)[[v for v in values if v in frame]].mean().reset_index()
         artifacts.write_text(plot_dir / f"{name}.csv", mean.to_csv(index=False))
-        written.append(plot_dir / f"{name}.csv")
-    return written
 
 
 def _convergence(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
@@ -218,6 +215,12 @@ def _few_nfe(ladder: dict[str, Any], k: int = 3) -> list[tuple[str, int]]:
     return sorted((n, s) for n, s in keys if n == solver)[:k] if solver else []
 
 
+def _show_density(ax: plt.Axes, logp: Any, extent: list[float], **kwargs: Any) -> None:
+    """``exp(logp)`` on ``extent``, its colour scale to the 99.5th percentile: one sharp peak must not darken the rest."""
+    p = np.exp(logp.numpy())
+    ax.imshow(p, origin="lower", extent=extent, vmin=0, vmax=np.quantile(p, 0.995), **kwargs)
+
+
 def _panels(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
     """The paper's Fig. 4, per method (first seed): the model's density p_t at several times t, samples
     of a fixed-step solver at a few NFE beside the dopri5 samples, and ODE trajectories; every panel on
@@ -242,15 +245,13 @@ def _panels(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
             extent = [float(d["x"][0]), float(d["x"][-1]), float(d["y"][0]), float(d["y"][-1])]
             lims = [extent[:2], extent[2:]]
             for ax, logp in zip(row, d["logp"]):
-                p = np.exp(logp.numpy())  # a colour scale to the 99.5th percentile: one sharp peak must not darken the rest
-                ax.imshow(p, origin="lower", cmap="viridis", extent=extent, vmin=0, vmax=np.quantile(p, 0.995))
+                _show_density(ax, logp, extent, cmap="viridis")
             clouds = [samples["ladder"][f"{n}:{s}"] for n, s in few] + [samples["samples"]]
             for ax, x in zip(row[len(times):], clouds):
                 x = x.numpy()
                 ax.hist2d(x[:, 0], x[:, 1], bins=40, range=lims, cmap="viridis")
             ax = row[-1]
-            p = np.exp(d["logp"][-1].numpy())
-            ax.imshow(p, origin="lower", cmap="Greys", extent=extent, alpha=0.5, vmin=0, vmax=np.quantile(p, 0.995))
+            _show_density(ax, d["logp"][-1], extent, cmap="Greys", alpha=0.5)
             traj = samples["trajectories"].numpy()
             for i in range(traj.shape[1]):
                 ax.plot(traj[:, i, 0], traj[:, i, 1], lw=1)

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from fmexp import artifacts
-from fmexp.config import TrainConfig
+from fmexp.config import ConfigError, TrainConfig
 from fmexp.methods import Method
 from fmexp.ode import SolverError
 from fmexp.registry import check_name
@@ -151,6 +151,13 @@ def train(
     scaler = torch.amp.GradScaler(device.type, enabled=config.precision == "fp16")
     rows: list[dict[str, float]] = []
     start, initial_loss = 0, math.nan
+
+    def zero() -> Tensor:
+        return torch.zeros((), device=device)
+
+    # Sums over the steps since the last row, kept on the device: the finiteness check is the one host
+    # synchronisation per step. A checkpoint holds them, so a resumed run writes the same rows.
+    loss_sum, norm_sum, clipped, loss_count = zero(), zero(), zero(), 0
     if resume and checkpoint is not None and Path(checkpoint).exists():
         state = artifacts.load_torch(checkpoint, map_location=device)
         model.load_state_dict(state["model_state"])
@@ -163,6 +170,9 @@ def train(
         torch.set_rng_state(state["torch_rng"])
         rows, start = list(state["rows"]), int(state["step"])
         initial_loss = float(state.get("initial_loss", math.nan))
+        if "sums" in state:
+            loss_sum, norm_sum, clipped = (x.to(device) for x in state["sums"]["tensors"])
+            loss_count = int(state["sums"]["count"])
     val = (val_data if val_data is not None else data)[: config.val_batch]
     if transform is not None:
         val = transform(val, torch.Generator(device=device).manual_seed(seed + 1))
@@ -183,19 +193,13 @@ def train(
             "step": step,
             "rows": rows,
             "initial_loss": initial_loss,
+            "sums": {"tensors": [loss_sum, norm_sum, clipped], "count": loss_count},
         })
 
     model.train()
     show = sys.stderr.isatty() if progress is None else progress
     bar = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not show, desc="train")
     params = [p for p in model.parameters() if p.requires_grad]
-
-    def zero() -> Tensor:
-        return torch.zeros((), device=device)
-
-    # Sums over the steps since the last row, kept on the device: the finiteness check is the one host
-    # synchronisation per step.
-    loss_sum, norm_sum, clipped, loss_count = zero(), zero(), zero(), 0
     t_start = time.perf_counter()
     for i in bar:
         step = i + 1
@@ -250,11 +254,15 @@ def train(
     return TrainResult(model=model, ema=ema.module, rows=rows, seconds=seconds, steps_run=config.steps - start)
 
 
-def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild a checkpoint's model from its stored spec and load its EMA weights, in eval mode."""
+def load_model(path: str | Path, map_location: str | torch.device = "cpu", *, steps: int | None = None) -> nn.Module:
+    """Rebuild a checkpoint's model from its stored spec and load its EMA weights, in eval mode. With
+    ``steps``, a checkpoint trained for fewer steps is refused with ``ConfigError``."""
     from fmexp.models import build_model
 
     state = artifacts.load_torch(path, map_location=map_location)
+    if steps is not None and int(state.get("step", steps)) < steps:
+        raise ConfigError(f"{path} was trained for {state['step']} steps, short of train.steps={steps}: its run was cut short"
+                          " or the config changed since. Rerun the train stage (`dvc repro`, or `python -m fmexp train`)")
     spec = dict(state["model_spec"])
     model = build_model(spec.pop("name"), **spec)
     model.load_state_dict(state["ema_weights"])

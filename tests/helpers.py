@@ -15,6 +15,36 @@ from fmexp.storage import make_storage
 from fmexp.trial_queue import counted
 
 ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent  # dvc, beside this interpreter
+
+
+def sh(*args: str, cwd: Path) -> str:
+    """Run a command with this venv's ``bin`` first on PATH; its stdout, or a failed assertion with its output."""
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
+    proc = subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout
+
+
+def dvc_repo(root: Path, params: dict) -> Path:
+    """A git + DVC copy of the project in ``root`` (code, dvc.yaml, the plot templates) with ``params``, committed."""
+    import shutil
+
+    for name in ("fmexp", "studies"):
+        shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "dvc.yaml", root / "dvc.yaml")
+    (root / "reports" / "sweeps").mkdir(parents=True)
+    shutil.copy(ROOT / "reports" / "sweeps" / "README.md", root / "reports" / "sweeps" / "README.md")
+    (root / ".dvc" / "plots").mkdir(parents=True)
+    shutil.copy(ROOT / ".dvc" / "config", root / ".dvc" / "config")
+    for template in (ROOT / ".dvc" / "plots").glob("by_*.json"):
+        shutil.copy(template, root / ".dvc" / "plots" / template.name)
+    write_yaml(root / "params.yaml", params)
+    sh("git", "init", "-q", cwd=root)
+    sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "init", cwd=root)
+    sh("git", "add", "-A", cwd=root)
+    sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "tiny", cwd=root)
+    return root
 
 
 def tiny_params(**pipeline: list) -> dict:

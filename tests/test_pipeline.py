@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shutil
 import subprocess
@@ -15,42 +14,20 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.helpers import ROOT, tiny_params, write_yaml
+from tests.helpers import BIN, dvc_repo, sh, tiny_params
 
 pytestmark = pytest.mark.slow
-BIN = Path(sys.executable).parent
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync"]
 
 
-def sh(*args: str, cwd: Path) -> str:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
-    proc = subprocess.run(list(args), cwd=cwd, env=env, capture_output=True, text=True)
-    assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout
-
-
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("pipeline")
-    for name in ("fmexp", "studies"):
-        shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "dvc.yaml", root / "dvc.yaml")
-    (root / "reports" / "sweeps").mkdir(parents=True)
-    shutil.copy(ROOT / "reports" / "sweeps" / "README.md", root / "reports" / "sweeps" / "README.md")
-    (root / ".dvc" / "plots").mkdir(parents=True)
-    shutil.copy(ROOT / ".dvc" / "config", root / ".dvc" / "config")
-    for template in (ROOT / ".dvc" / "plots").glob("by_*.json"):
-        shutil.copy(template, root / ".dvc" / "plots" / template.name)
     params = tiny_params(seeds=[0, 1], datasets=["checkerboard", "digits"])
     params["per_dataset"]["digits"] = ["model.channels=8", "train.batch_size=32", "sample.n_samples=64",
                                        "sample.nfe_ladder=[4,8]", "score.n_points=32"]
-    write_yaml(root / "params.yaml", params)
-    sh("git", "init", "-q", cwd=root)
-    sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "init", cwd=root)
-    sh("git", "add", "-A", cwd=root)
-    sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "tiny", cwd=root)
+    root = dvc_repo(tmp_path_factory.mktemp("pipeline"), params)
     sh(str(BIN / "dvc"), "repro", cwd=root)
     return root
 

@@ -13,7 +13,7 @@ import yaml
 
 from fmexp.study import load_study, to_distribution
 from fmexp.sweep import main
-from tests.helpers import ROOT, tiny_params, tiny_study, write_yaml
+from tests.helpers import BIN, ROOT, dvc_repo, sh, tiny_params, tiny_study, write_yaml
 
 
 @pytest.mark.parametrize("expr, expected", [
@@ -158,34 +158,21 @@ def test_archive_changed_moves_the_old_study_and_starts_afresh(workdir: Path, ca
 
 
 @pytest.mark.slow
-def test_dvc_repro_never_touches_a_study_run_by_hand(tmp_path: Path) -> None:
+def test_dvc_repro_never_touches_a_study_run_by_hand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A study run by hand survives `dvc repro` byte for byte; a new study file does not rerun the
     pipeline's studies; a params change reruns the pipeline's study and archives its old database."""
-    import os
-    import shutil
 
-    shutil.copytree(ROOT / "fmexp", tmp_path / "fmexp", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
-    (tmp_path / "reports" / "sweeps").mkdir(parents=True)
-    (tmp_path / ".dvc").mkdir()
-    shutil.copy(ROOT / ".dvc" / "config", tmp_path / ".dvc" / "config")
     params = tiny_params()
     params["sweep"]["studies"] = ["piped"]
-    write_yaml(tmp_path / "params.yaml", params)
+    monkeypatch.delenv("FMEXP_STORAGE", raising=False)
+    dvc_repo(tmp_path, params)
     write_yaml(tmp_path / "studies" / "piped.yaml", tiny_study("piped", n_trials=1))
     write_yaml(tmp_path / "studies" / "mine.yaml", tiny_study("mine", n_trials=2))
-    bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
-    env.pop("FMEXP_STORAGE", None)
+    bin_dir = BIN
 
     def run(*args: str) -> str:
-        proc = subprocess.run(list(args), cwd=tmp_path, env=env, capture_output=True, text=True)
-        assert proc.returncode == 0, f"{args}:\n{proc.stdout}\n{proc.stderr}"
-        return proc.stdout
+        return sh(*args, cwd=tmp_path)
 
-    run("git", "init", "-q")
-    run("git", "add", "-A")
-    run("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "init")
     run(sys.executable, "-m", "fmexp.sweep", "studies/mine.yaml")
     mine = tmp_path / "reports" / "sweeps" / "mine"
     before = {p.relative_to(mine): p.read_bytes() for p in mine.rglob("*") if p.is_file()}

@@ -59,7 +59,7 @@ def run_stage(stage: str, params: Params, dataset: str, method: str, *, data_dir
         values = {str(s): artifacts.read_json(f.metrics) for s, f in per_seed.items()}
         summary = summarize(values)
         artifacts.write_json(folder / "score" / "summary.json", summary)
-        artifacts.write_json(folder / "metrics.json", science(summary, values))
+        artifacts.write_json(folder / "metrics.json", science(summary))
     log.info("%s %s/%s: done in %.1f s", stage, dataset, method, time.perf_counter() - start)
 
 
@@ -71,12 +71,12 @@ def summarize(values: dict[str, dict[str, float | str]]) -> dict[str, dict]:
     return {"mean": dict(zip(numeric, table.mean(axis=0).tolist())), "std": dict(zip(numeric, std.tolist())), "seeds": values}
 
 
-def science(summary: dict[str, dict], values: dict[str, dict[str, float | str]]) -> dict[str, dict[str, float]]:
+def science(summary: dict[str, dict]) -> dict[str, dict[str, float]]:
     """The DVC metrics of one run: the paper's numbers, as mean and std over seeds. For 2-D data the
     NLL (nats), its standard error over points and the sample distance under its own name (``w2``);
     for images bits/dim, its standard error, and FID; for both the NFE of sampling and of the NLL.
     No timings and no per-seed values: ``dvc metrics diff`` and ``dvc exp show`` compare science."""
-    first = next(iter(values.values()))
+    first = next(iter(summary["seeds"].values()))
     images = "bpd" in first
     keys = ["bpd", "bpd_se", "fid"] if images else ["nll", "nll_se", "distance"]
     out = {}

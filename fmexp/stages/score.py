@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import statistics
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from fmexp.data import Dataset
 from fmexp.layout import RunFiles, data_file
 from fmexp.likelihood import log_likelihood, log_mean_likelihood
 from fmexp.metrics import bits_per_dim, sample_distance
-from fmexp.ode import SOLVERS
+from fmexp.ode import SOLVERS, chunks
 from fmexp.plan import Plan
 from fmexp.stages.sample import load_trained
 
@@ -70,9 +71,16 @@ def digits_classifier(data_dir: str | Path) -> tuple[dict[str, Tensor], float]:
     return state["classifier"], float(state["classifier_accuracy"])
 
 
+def _probe_seed(seed: int, chunk: int) -> int:
+    """The Hutchinson probes' seed for chunk ``chunk`` of the held-out points: the probe stream's own for
+    the first, one spawned from (seed, chunk) for each other, so that no two chunks share probes."""
+    return seed if chunk == 0 else int(np.random.SeedSequence([seed, chunk]).generate_state(1)[0])
+
+
 def score_run(run: RunConfig, data: Dataset, files: RunFiles, *, density: bool = True, data_dir: str | Path = "data") -> dict[str, float]:
     """Write ``metrics.json``: held-out NLL (nats), sample distance, NFE, training time and speed; for
-    images also bits/dim with its standard error, and FID with its feature backend.
+    images also bits/dim with its standard error, and FID with its feature backend. The likelihood
+    solves run in chunks of ``score.batch_size`` points; ``nfe_nll`` is then the mean over chunks.
 
     With ``density``, also writes ``density.pt``: the log-density ``log p_t`` of the model's path at each
     time of ``score.density_times``, on a ``score.density_grid`` square over the data's range (2-D data
@@ -83,11 +91,12 @@ def score_run(run: RunConfig, data: Dataset, files: RunFiles, *, density: bool =
     v = method.velocity(model)
     gen = torch.Generator(device=device).manual_seed(plan.streams.scoring)
     points = data.test[: run.score.n_points].to(device)
-    draws = run.score.dequant_draws if plan.images else 1
+    draws = [data.model_space(points, gen) for _ in range(run.score.dequant_draws if plan.images else 1)]
     start = time.perf_counter()
-    ll = log_mean_likelihood(v, [data.model_space(points, gen) for _ in range(draws)], probe_seed=plan.streams.probes, divergence=plan.divergence,
-                             probe=run.score.probe, probes=run.score.probes, prior_std=method.path.prior_std, **run.sample.tolerances)
-    logp, nfe_nll = ll.logp, ll.nfe
+    results = [log_mean_likelihood(v, [d[part] for d in draws], probe_seed=_probe_seed(plan.streams.probes, j), divergence=plan.divergence,
+                                   probe=run.score.probe, probes=run.score.probes, prior_std=method.path.prior_std, **run.sample.tolerances)
+               for j, part in enumerate(chunks(len(points), run.score.batch_size))]
+    logp, nfe_nll = torch.cat([r.logp for r in results]), statistics.mean(r.nfe for r in results)
     nll_seconds = time.perf_counter() - start
     sampled_state = artifacts.load_torch(files.samples)
     samples = sampled_state["samples"]

@@ -1,0 +1,92 @@
+"""Long runs survive a kill (issue 9, section 2): a training run killed by SIGKILL under `dvc repro`
+resumes from its checkpoint on the rerun, and ends with the weights of an uninterrupted run, bit for bit."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from fmexp.config import ConfigError, load_params
+from fmexp.data import load_dataset
+from fmexp.layout import RunFiles
+from fmexp.plan import training_key
+from fmexp.stages.sample import sample_run
+from fmexp.stages.train import train_run
+from tests.helpers import BIN, dvc_repo, sh, tiny_params, write_yaml
+
+
+def _states_equal(a: Path, b: Path) -> None:
+    sa, sb = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
+    for key in ("model_state", "ema_weights"):
+        assert sa[key].keys() == sb[key].keys()
+        for name in sa[key]:
+            assert torch.equal(sa[key][name], sb[key][name]), (key, name)
+    assert sa["rows"] == sb["rows"] and sa["step"] == sb["step"]
+
+
+@pytest.mark.slow
+def test_sigkill_under_dvc_repro_then_rerun_gives_the_uninterrupted_weights(tmp_path: Path) -> None:
+    params = tiny_params(methods=["fm_ot"], seeds=[0], workers=1)
+    params["train"].update(steps=4000, eval_every=200, checkpoint_every=100)
+    repo = dvc_repo(tmp_path / "repo", params)
+    sh(str(BIN / "dvc"), "repro", "prepare@checkerboard", cwd=repo)
+    checkpoints = repo / "runs" / "checkerboard" / "fm_ot" / "checkpoints"
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
+    proc = subprocess.Popen([str(BIN / "dvc"), "repro", "train@checkerboard-fm_ot"], cwd=repo, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not list(checkpoints.glob("0-*.pt")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)  # dvc and the stage's python, mid-training
+    proc.wait()
+    model = repo / "runs" / "checkerboard" / "fm_ot" / "train" / "0" / "model.pt"
+    assert not model.exists(), "the run finished before the kill; the test needs a longer run"
+    (ckpt,) = checkpoints.glob("0-*.pt")
+    killed_at = torch.load(ckpt, weights_only=True)["step"]
+    assert 0 < killed_at < 4000
+
+    sh(str(BIN / "dvc"), "repro", "train@checkerboard-fm_ot", cwd=repo)  # DVC deletes train/ first; the checkpoint is not in it
+    info = json.loads((repo / "runs" / "checkerboard" / "fm_ot" / "train" / "0" / "train.json").read_text())
+    assert info["resumed_from"] >= killed_at and not list(checkpoints.glob("*.pt"))
+
+    sh(sys.executable, "-m", "fmexp", "train", "--dataset", "checkerboard", "--method", "fm_ot", "--runs-dir", "uninterrupted", cwd=repo)
+    _states_equal(model, repo / "uninterrupted" / "checkerboard" / "fm_ot" / "train" / "0" / "model.pt")
+    assert (repo / "runs" / "checkerboard" / "fm_ot" / "curve.csv").read_text() == (repo / "uninterrupted" / "checkerboard" / "fm_ot" / "curve.csv").read_text()
+
+
+def _run(tmp_path: Path, **train):
+    path = write_yaml(tmp_path / "params.yaml", tiny_params())
+    run = load_params(path, [f"train.{k}={v}" for k, v in train.items()]).run("checkerboard", "fm_ot", 0)
+    return run, load_dataset("checkerboard", run.data.n_train, run.data.n_test, run.data.seed)
+
+
+def test_a_checkpoint_of_another_config_is_never_resumed(tmp_path: Path) -> None:
+    run, data = _run(tmp_path, steps=40, checkpoint_every=10)
+    files = RunFiles(tmp_path / "runs", 0)
+    other, _ = _run(tmp_path, steps=40, checkpoint_every=10, lr=1e-3)
+    assert training_key(other) != training_key(run)
+    assert training_key(_run(tmp_path, steps=40, checkpoint_every=20)[0]) == training_key(run)  # how often it saves is not config
+    planted = files.checkpoint(training_key(other))
+    planted.parent.mkdir(parents=True)
+    planted.write_bytes(b"the unfinished run of another lr")
+    train_run(run, data, files, progress=False)
+    info = json.loads(files.train_info.read_text())
+    assert info["resumed_from"] == 0 and info["plan"]["training_key"] == training_key(run)
+    assert not planted.exists() and not list(planted.parent.iterdir())
+
+
+def test_sample_refuses_a_model_short_of_train_steps(tmp_path: Path) -> None:
+    run, data = _run(tmp_path, steps=20)
+    files = RunFiles(tmp_path / "runs", 0)
+    train_run(run, data, files, progress=False)
+    longer, _ = _run(tmp_path, steps=30)
+    with pytest.raises(ConfigError, match=r"model\.pt was trained for 20 steps, short of train\.steps=30"):
+        sample_run(longer, data, files)
