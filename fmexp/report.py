@@ -142,7 +142,7 @@ def _convergence(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
     ys = [c for c in ("val_loss", "nll", "nfe") if c in curves]
     long = curves.melt(id_vars=["dataset", "method", "seed", "step"], value_vars=ys, var_name="quantity")
     g = sns.relplot(data=long, x="step", y="value", hue="method", row="quantity", col="dataset", kind="line",
-                    errorbar="sd", facet_kws={"sharey": False}, height=2.4, aspect=1.5, marker="o")
+                    errorbar="sd", facet_kws={"sharey": False, "sharex": False}, height=2.4, aspect=1.5, marker="o")
     for (quantity, _), ax in g.axes_dict.items():
         if quantity == "val_loss":  # fm and sm losses differ in scale by orders of magnitude
             ax.set_yscale("log")
