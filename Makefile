@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/time_to_quality.py
 	$(PY) benchmarks/divergence.py
 	$(PY) benchmarks/sweep_workers.py
+	$(PY) benchmarks/unet_throughput.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 from omegaconf import OmegaConf
 
 from fmexp.overrides import ConfigError, apply_overrides, not_one_of, parse_overrides, read_yaml, structured, to_object
+from fmexp.signals import held
 
 __all__ = [
     "ConfigError", "PipelineConfig", "DataConfig", "MethodConfig", "ModelConfig", "TrainConfig", "SampleConfig", "ScoreConfig",
@@ -356,9 +357,10 @@ def load_params(path: str | Path = "params.yaml", overrides: Sequence[str] = ())
 
 def run_config(base: RunConfig, overrides: Sequence[str], source: str) -> RunConfig:
     """``base`` with Hydra-grammar overrides applied and validated."""
-    cfg = OmegaConf.structured(base)
-    apply_overrides(cfg, overrides, source)
-    run: RunConfig = to_object(cfg, source)
+    with held():  # a SIGTERM inside OmegaConf would surface as an unrelated error (fmexp/signals.py)
+        cfg = OmegaConf.structured(base)
+        apply_overrides(cfg, overrides, source)
+        run: RunConfig = to_object(cfg, source)
     errors = validate_run(run)
     if errors:
         raise ConfigError(f"{source}: " + "; ".join(errors))
@@ -367,4 +369,5 @@ def run_config(base: RunConfig, overrides: Sequence[str], source: str) -> RunCon
 
 def to_plain(obj: Any) -> Any:
     """A dataclass config as plain dicts and lists (for JSON, checkpoints and reports)."""
-    return OmegaConf.to_container(OmegaConf.structured(obj), resolve=True)
+    with held():
+        return OmegaConf.to_container(OmegaConf.structured(obj), resolve=True)

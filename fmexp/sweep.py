@@ -31,6 +31,7 @@ from fmexp import artifacts
 from fmexp.config import run_config
 from fmexp.ode import SolverError
 from fmexp.overrides import ConfigError
+from fmexp.signals import exit_on_sigterm
 from fmexp.storage import STORAGE_ENV, default_storage, make_storage, redact
 from fmexp.study import Study, grid_points, load_study, override, study_file
 from fmexp.training import TrainingDiverged
@@ -317,7 +318,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error(f"--workers: must be at least 1, got {args.workers}")
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # a queue's or DVC's stop: the running trial goes back in the queue
+    signal.signal(signal.SIGTERM, exit_on_sigterm)  # a queue's or DVC's stop: the running trial goes back in the queue
     start = time.perf_counter()
     try:
         study = load_study(args.study, storage=args.storage, n_trials=args.n_trials, reports_dir=args.reports_dir)
@@ -331,10 +332,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print(f"  wall time {time.perf_counter() - start:.1f} s")
     return 0
-
-
-def _exit_on_sigterm(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)
 
 
 if __name__ == "__main__":

@@ -144,6 +144,7 @@ def test_cifar10_gets_the_papers_setting() -> None:
 
     run = load_params(ROOT / "params.yaml").run("cifar10", "fm_ot", 0)
     assert (run.train.lr, run.train.batch_size, run.train.warmup_steps, run.train.steps) == (5e-4, 256, 45000, 391000)
+    assert (run.train.weight_decay, run.train.grad_clip, run.train.precision, run.model.dropout) == (0.0, 0.0, "fp32", 0.0)  # Adam, fp32
     images = Dataset("cifar10", torch.zeros(2, 3, 32, 32), torch.zeros(2, 3, 32, 32), levels=256)
     spec = model_spec(run.model, images)
     assert spec["name"] == "unet" and spec["channels"] == 256 and spec["channel_mults"] == [1, 2, 2, 2]
