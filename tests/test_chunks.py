@@ -49,19 +49,32 @@ def test_chunked_likelihood_agrees_with_one_solve(tmp_path: Path) -> None:
 
 
 PEAK_RSS = """
-import resource, sys
+import os, sys, threading
 from pathlib import Path
 from fmexp.config import load_params
 from fmexp.data import load_dataset
 from fmexp.layout import RunFiles
 from fmexp.stages.sample import sample_run
 run = load_params(sys.argv[1], sys.argv[3:]).run("digits", "fm_ot", 0)
-sample_run(run, load_dataset("digits", run.data.n_train, run.data.n_test, run.data.seed), RunFiles(Path(sys.argv[2]), 0))
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+data = load_dataset("digits", run.data.n_train, run.data.n_test, run.data.seed)
+page = os.sysconf("SC_PAGE_SIZE")
+def rss():
+    return int(open("/proc/self/statm").read().split()[1]) * page
+before, peak, done = rss(), [0], threading.Event()
+def watch():  # torch releases the GIL in its kernels, so this samples the RSS while they run
+    while not done.is_set():
+        peak[0] = max(peak[0], rss())
+        done.wait(0.0005)
+watcher = threading.Thread(target=watch)
+watcher.start()
+sample_run(run, data, RunFiles(Path(sys.argv[2]), 0))
+done.set(); watcher.join()
+print((max(peak[0], rss()) - before) // 1024)
 """
 
 
-def _peak_rss_kib(path: Path, files: RunFiles, *overrides: str) -> int:
+def _rss_growth_kib(path: Path, files: RunFiles, *overrides: str) -> int:
+    """How far the resident set grew above its size before the sample stage, at its peak (Linux /proc)."""
     out = subprocess.run([sys.executable, "-c", PEAK_RSS, str(path), str(files.root), *overrides],
                          capture_output=True, text=True, check=True).stdout
     return int(out.split()[-1])
@@ -69,13 +82,14 @@ def _peak_rss_kib(path: Path, files: RunFiles, *overrides: str) -> int:
 
 @pytest.mark.slow
 def test_peak_memory_of_sampling_is_bounded_by_the_chunk(tmp_path: Path) -> None:
-    """Issue 9: a sample stage with 100x the samples stays within a small factor of the base run's peak
-    RSS when it runs in chunks, while one solve of them all does not (the U-Net's activations)."""
+    """Issue 9: a sample stage with 100x the samples, in chunks, grows the process's resident memory
+    within a small factor of what the base run grows it by (measured here: 56 MB base, 108 MB chunked);
+    one solve of them all grows it by the U-Net's activations at batch 6400 (229 MB)."""
     path, *_, files = _trained(tmp_path, "digits")
     ladder = ["sample.method=euler", "sample.steps=8", "sample.nfe_ladder=[4]", "sample.fixed_solvers=[euler]", "sample.n_trajectories=0"]
-    base = _peak_rss_kib(path, files, *ladder, "sample.n_samples=64")
-    chunked = _peak_rss_kib(path, files, *ladder, "sample.n_samples=6400", "sample.batch_size=64")
-    whole = _peak_rss_kib(path, files, *ladder, "sample.n_samples=6400")
-    print(json.dumps({"base_kib": base, "chunked_kib": chunked, "whole_kib": whole}))
-    assert chunked < 1.25 * base, (base, chunked)
-    assert whole > chunked + 50_000, (chunked, whole)  # the test can tell: without chunks the peak grows
+    base = _rss_growth_kib(path, files, *ladder, "sample.n_samples=64")
+    chunked = _rss_growth_kib(path, files, *ladder, "sample.n_samples=6400", "sample.batch_size=64")
+    whole = _rss_growth_kib(path, files, *ladder, "sample.n_samples=6400")
+    print(json.dumps({"base_growth_kib": base, "chunked_growth_kib": chunked, "whole_growth_kib": whole}))
+    assert chunked < 3 * base, (base, chunked)  # within a small factor of the base run (measured here: 1.9x)
+    assert whole - base > 2 * (chunked - base), (base, chunked, whole)  # the test can tell: one solve grows far more
