@@ -6,7 +6,9 @@ dataset's ``per_dataset`` entries applied), else the whole of params.yaml, like 
 ``offline-plots`` makes ``dvc plots show`` work without internet (``fmexp.dvc_plots``).
 
 ``train``, ``sample`` and ``score`` run every seed of ``pipeline.seeds`` (override it to run one:
-``pipeline.seeds=[0]``).
+``pipeline.seeds=[0]``). With ``train.nproc`` N > 1, ``train`` runs itself under ``torchrun
+--standalone --nproc-per-node N`` (one node); started by torchrun (several nodes), it trains in its
+process group as launched.
 
 Overrides use Hydra's grammar (``train.lr=1e-3``), the same as ``dvc exp run -S``. A bad config
 exits with status 2 and a message naming the file and the key.
@@ -15,6 +17,7 @@ exits with status 2 and a message naming the file and the key.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -62,10 +65,14 @@ def main(argv: list[str] | None = None) -> int:
             ensure_writable(args.data_dir)
             prepare(params, args.data_dir)
         elif args.stage in ("train", "sample", "score"):
+            from fmexp.launch import launched, torchrun_command
             from fmexp.stages.aggregate import run_stage
 
             if args.dataset is None or args.method is None:
                 parser.error(f"{args.stage} needs --dataset and --method")
+            nproc = params.run(args.dataset, args.method, params.pipeline.seeds[0]).train.nproc
+            if args.stage == "train" and nproc > 1 and not launched():  # this process becomes torchrun's, which runs this command N times
+                os.execv(sys.executable, torchrun_command(nproc, sys.argv[1:] if argv is None else argv))
             run_stage(args.stage, params, args.dataset, args.method, data_dir=args.data_dir, runs_dir=args.runs_dir)
         elif args.stage == "sweep":
             from fmexp.sweep import run_studies

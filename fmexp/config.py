@@ -85,6 +85,7 @@ class TrainConfig:
     curve_points: int = 256  # held-out points for the NLL and dopri5-NFE columns of the curve; 0: none
     curve_tol: float = 1e-5  # dopri5 rtol = atol for those columns
     device: str = "auto"  # auto | cpu | cuda
+    nproc: int = 1  # processes (GPUs) that share each batch: the train stage launches torchrun when > 1
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast for the loss; fp16 adds a gradient scaler)
 
 
@@ -249,8 +250,10 @@ def _section_errors(model: ModelConfig, train: TrainConfig, sample: SampleConfig
         positive(f"model.{key}", getattr(model, key))
     if model.fourier_features < 0:
         errors.append(f"model.fourier_features: must be >= 0, got {model.fourier_features}")
-    for key in ("steps", "batch_size", "lr", "eval_every", "val_batch"):
+    for key in ("steps", "batch_size", "lr", "eval_every", "val_batch", "nproc"):
         positive(f"train.{key}", getattr(train, key))
+    if train.nproc > 0 and train.batch_size % train.nproc:
+        errors.append(f"train.batch_size: {train.batch_size} must split evenly over train.nproc={train.nproc} processes")
     for key in ("warmup_steps", "grad_clip", "weight_decay", "checkpoint_every"):
         if not (getattr(train, key) >= 0 and math.isfinite(getattr(train, key))):
             errors.append(f"train.{key}: must be a finite number >= 0, got {getattr(train, key)}")

@@ -7,14 +7,14 @@ way ``velocity(model)`` is the field that ``ode.integrate`` and ``likelihood.log
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 from torch import Tensor, nn
 
 from fmexp.couplings import Coupling, get_coupling
 from fmexp.losses import Field, cfm_loss, dsm_loss, epsilon_to_velocity
-from fmexp.paths import ProbabilityPath, get_path
+from fmexp.paths import PathSample, ProbabilityPath, get_path
 from fmexp.registry import check_name
 
 __all__ = ["OBJECTIVES", "TIME_SAMPLERS", "Method", "make_method"]
@@ -58,12 +58,17 @@ class Method:
         """Draw from the source ``N(0, prior_std^2 I)`` that sampling starts from at t=0."""
         return self.path.prior_std * torch.randn(shape, generator=generator, device=device)
 
-    def loss(self, model: nn.Module, x_1: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Per-sample loss ``(B,)`` at ``t`` from the time sampler, ``x_0 ~ N(0, I)`` coupled to the data batch ``x_1``."""
+    def loss(self, model: nn.Module, x_1: Tensor, generator: torch.Generator | None = None, rows: slice | None = None) -> Tensor:
+        """Per-sample loss ``(B,)`` at ``t`` from the time sampler, ``x_0 ~ N(0, I)`` coupled to the data batch ``x_1``.
+
+        With ``rows``, the draws (and the coupling) are made for the whole batch and only those rows go
+        through the model: a rank's share of a distributed batch (``fmexp.distributed``)."""
         x_0 = torch.randn(x_1.shape, generator=generator, device=x_1.device, dtype=x_1.dtype)
         t = TIME_SAMPLERS[self.time_sampler](x_1.shape[0], generator, x_1.device, x_1.dtype)
         x_0, x_1 = self.coupling(x_0, x_1)
         sample = self.path.sample(x_0, x_1, t)
+        if rows is not None:
+            sample = PathSample(*(getattr(sample, f.name)[rows] for f in fields(PathSample)))
         return cfm_loss(model, sample) if self.objective == "fm" else dsm_loss(model, sample)
 
     def velocity(self, model: nn.Module) -> Field:

@@ -78,10 +78,11 @@ def resolve(run: RunConfig, data: Dataset) -> Plan:
 
 
 def training_key(run: RunConfig) -> str:
-    """A hash of everything that decides a run's training (all but the ``sample`` and ``score`` sections
-    and ``train.checkpoint_every``): a checkpoint is resumed only by a run with the same key."""
+    """A hash of everything that decides a run's training (all but the ``sample`` and ``score`` sections,
+    ``train.checkpoint_every`` and ``train.nproc``, which make the same draws): a checkpoint is resumed
+    only by a run with the same key."""
     plain = to_plain(run)
-    del plain["sample"], plain["score"], plain["train"]["checkpoint_every"]
+    del plain["sample"], plain["score"], plain["train"]["checkpoint_every"], plain["train"]["nproc"]
     return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -93,6 +94,7 @@ def auto_fid_backend(run: RunConfig, data: Dataset) -> str:
 
 
 def device_for(run: RunConfig) -> torch.device:
+    """``train.device`` (``auto``: a GPU where there is one)."""
     name = run.train.device
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"

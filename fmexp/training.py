@@ -22,6 +22,8 @@ from tqdm.auto import tqdm
 
 from fmexp import artifacts
 from fmexp.config import ConfigError, TrainConfig
+from fmexp.distributed import mean_over_ranks
+from fmexp.launch import World
 from fmexp.methods import Method
 from fmexp.ode import SolverError
 from fmexp.registry import check_name
@@ -130,6 +132,7 @@ def train(
     resume: bool = False,
     progress: bool | None = None,
     transform: Callable[[Tensor, torch.Generator], Tensor] | None = None,
+    world: World = World(),
 ) -> TrainResult:
     """Minimize ``method.loss`` over minibatches of ``data`` for ``config.steps`` steps.
 
@@ -141,6 +144,10 @@ def train(
     name and constructor args) is stored in the checkpoint for ``load_model``. ``progress``
     defaults to showing a tqdm bar when stderr is a terminal. ``transform(batch, generator)`` maps
     each batch before the loss (the dequantization of images), drawing from the training generator.
+
+    In a process group of several ranks (``world``; ``fmexp.distributed``), the model trains under
+    DistributedDataParallel: each rank draws the global batch of ``config.batch_size`` and puts its share
+    through the model, and only rank 0 evaluates and writes the checkpoint.
     """
     device = data.device
     gen = torch.Generator(device=device).manual_seed(seed)
@@ -173,12 +180,14 @@ def train(
         if "sums" in state:
             loss_sum, norm_sum, clipped = (x.to(device) for x in state["sums"]["tensors"])
             loss_count = int(state["sums"]["count"])
+    net = model if world.size == 1 else nn.parallel.DistributedDataParallel(model, device_ids=[torch.cuda.current_device()] if device.type == "cuda" else None)
+    share = None if world.size == 1 else world.share(config.batch_size)
     val = (val_data if val_data is not None else data)[: config.val_batch]
     if transform is not None:
         val = transform(val, torch.Generator(device=device).manual_seed(seed + 1))
 
     def save(step: int) -> None:
-        if checkpoint is None:
+        if checkpoint is None or not world.main:
             return
         artifacts.save_torch(checkpoint, {
             "model_spec": model_spec or {},
@@ -196,8 +205,8 @@ def train(
             "sums": {"tensors": [loss_sum, norm_sum, clipped], "count": loss_count},
         })
 
-    model.train()
-    show = sys.stderr.isatty() if progress is None else progress
+    net.train()
+    show = (sys.stderr.isatty() if progress is None else progress) and world.main
     bar = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not show, desc="train")
     params = [p for p in model.parameters() if p.requires_grad]
     t_start = time.perf_counter()
@@ -207,13 +216,14 @@ def train(
         if transform is not None:
             batch = transform(batch, gen)
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            loss = method.loss(model, batch, gen).float().mean()
+            loss_here = method.loss(net, batch, gen, share).float().mean()
+        loss = mean_over_ranks(loss_here, world)  # the global batch's: every rank sees the same value
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"non-finite loss {loss.item()} at step {step}; lower train.lr or set train.grad_clip")
         if step == 1:  # the untrained network's loss: the scale that a diverging run leaves behind
             initial_loss = loss.item()
         opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
+        scaler.scale(loss_here).backward()  # DDP averages the ranks' gradients
         scaler.unscale_(opt)
         grads = [p.grad for p in params if p.grad is not None]
         norm = nn.utils.get_total_norm(grads, foreach=True)
@@ -233,7 +243,7 @@ def train(
             if row["train_loss"] > DIVERGENCE_FACTOR * initial_loss:
                 raise TrainingDiverged(f"the training loss grew to {row['train_loss']:.4g} at step {step}, over {DIVERGENCE_FACTOR:g}"
                                        f" times its value at initialization, {initial_loss:.4g}; lower train.lr")
-            if evaluate is not None:
+            if evaluate is not None and world.main:
                 ema.module.eval()
                 try:
                     row.update(evaluate(step, ema.module))
@@ -241,7 +251,7 @@ def train(
                     raise TrainingDiverged(f"evaluating the curve at step {step}: {e}; lower train.lr") from e
             rows.append(row)
             bar.set_postfix(loss=f"{row['train_loss']:.4f}", val=f"{row['val_loss']:.4f}")
-            if not show:  # no bar (stderr is no terminal: DVC, CI, a queue): a log line per row
+            if not show and world.main:  # no bar (stderr is no terminal: DVC, CI, a queue): a log line per row
                 extra = "".join(f" {k} {row[k]:.4g}" for k in ("nll", "nfe") if k in row)
                 log.info("train seed %d step %d/%d: loss %.4g, val %.4g%s (%.1f s)", seed, step, config.steps, row["train_loss"],
                          row["val_loss"], extra, time.perf_counter() - t_start)

@@ -51,6 +51,8 @@ def test_overrides_use_hydra_grammar(tmp_path: Path) -> None:
         (lambda p: p["pipeline"].update(methods=["fm_xx"]), r"pipeline\.methods: 'fm_xx' is not one of \['fm_ot', 'fm_ve', 'fm_vp', 'sm_vp'\]"),
         (lambda p: p["pipeline"].update(datasets=["mnist2d"]), r"pipeline\.datasets"),
         (lambda p: p["score"].update(divergence="skilling"), r"score\.divergence"),
+        (lambda p: p["train"].update(nproc=3), r"train\.batch_size: 64 must split evenly over train\.nproc=3 processes"),
+        (lambda p: p["train"].update(nproc=0), r"train\.nproc: must be a positive finite number"),
         (lambda p: p["score"].update(density_times=[0.5, 1.5]), r"score\.density_times: must be a non-empty list of times in \[0, 1\]"),
     ],
 )

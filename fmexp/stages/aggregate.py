@@ -12,6 +12,7 @@ import numpy as np
 
 from fmexp import artifacts
 from fmexp.config import ConfigError, Params, RunConfig
+from fmexp.launch import launched, world
 from fmexp.layout import RunFiles, data_file
 from fmexp.plan import load_prepared
 
@@ -35,7 +36,7 @@ def run_stage(stage: str, params: Params, dataset: str, method: str, *, data_dir
     """
     folder = Path(runs_dir) / dataset / method
     seeds = params.pipeline.seeds
-    workers = min(params.pipeline.workers, len(seeds))
+    workers = 1 if launched() else min(params.pipeline.workers, len(seeds))  # under torchrun the ranks share each seed
     jobs = [(stage, params.run(dataset, method, seed), str(data_dir), str(runs_dir)) for seed in seeds]
     check_inputs(stage, [job[1] for job in jobs], data_dir, runs_dir)
     artifacts.ensure_writable(folder)
@@ -48,6 +49,8 @@ def run_stage(stage: str, params: Params, dataset: str, method: str, *, data_dir
     else:
         for job in jobs:
             _run_seed(*job)
+    if not world().main:
+        return
     per_seed = {seed: RunFiles.of(runs_dir, job[1]) for seed, job in zip(seeds, jobs)}
     if stage == "train":  # every seed's curve in one file: a DVC plot
         _concat_csv(folder / "curve.csv", {s: f.curve for s, f in per_seed.items()})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -12,12 +13,14 @@ from torch import Tensor
 from fmexp import artifacts
 from fmexp.config import RunConfig, to_plain
 from fmexp.data import Dataset
+from fmexp.distributed import process_group
+from fmexp.launch import World
 from fmexp.layout import RunFiles
 from fmexp.likelihood import log_likelihood
 from fmexp.methods import Method
 from fmexp.models import build_model
 from fmexp.ode import integrate
-from fmexp.plan import resolve, training_key
+from fmexp.plan import Plan, resolve, training_key
 from fmexp.training import TrainResult, train
 
 __all__ = ["OnEval", "train_run"]
@@ -57,29 +60,40 @@ def train_run(run: RunConfig, data: Dataset, files: RunFiles, *, on_eval: OnEval
     preempted run, then ``dvc repro``) resumes from it, bit for bit on CPU; a checkpoint of any other
     config of this seed is never resumed, and is deleted. The finished run's checkpoint becomes
     ``model.pt``.
+
+    Under torchrun (``train.nproc``), every rank trains and rank 0 alone writes.
     """
     plan = resolve(run, data)
     key = training_key(run)
     checkpoint = files.checkpoint(key)
-    for stale in [*checkpoint.parent.glob(f"{run.seed}-*.pt"), *checkpoint.parent.glob(f".{run.seed}-*.tmp")]:  # .tmp: a write cut by a kill
-        if stale != checkpoint:
-            log.info("train %s/%s seed %d: deleting %s, the checkpoint of another config", run.dataset, run.method_name, run.seed, stale)
-            stale.unlink()
-    resumed_from = int(artifacts.load_torch(checkpoint)["step"]) if checkpoint.exists() else 0
-    if resumed_from:
-        log.info("train %s/%s seed %d: resuming from step %d of %s", run.dataset, run.method_name, run.seed, resumed_from, checkpoint)
-    train_data, test = data.train.to(plan.device), data.test.to(plan.device)
-    torch.manual_seed(plan.streams.training)
-    model = build_model(**plan.model_spec).to(plan.device)
-    curve_points = data.model_space(test, torch.Generator(device=plan.device).manual_seed(plan.streams.curve_points))
-    result = train(plan.method, model, train_data, run.train, seed=plan.streams.training, val_data=test,
-                   evaluate=_curve_columns(run, plan.method, curve_points, plan.curve_divergence, plan.streams.curve, on_eval),
-                   checkpoint=checkpoint, resume=True, model_spec=plan.model_spec, progress=progress,
-                   transform=data.model_space if plan.images else None)
+    with process_group(plan.device) as ranks:
+        if not ranks.main:
+            return _train(run, data, plan, checkpoint, ranks, on_eval, progress)
+        for stale in [*checkpoint.parent.glob(f"{run.seed}-*.pt"), *checkpoint.parent.glob(f".{run.seed}-*.tmp")]:  # .tmp: a write cut by a kill
+            if stale != checkpoint:
+                log.info("train %s/%s seed %d: deleting %s, the checkpoint of another config", run.dataset, run.method_name, run.seed, stale)
+                stale.unlink()
+        resumed_from = int(artifacts.load_torch(checkpoint)["step"]) if checkpoint.exists() else 0
+        if resumed_from:
+            log.info("train %s/%s seed %d: resuming from step %d of %s", run.dataset, run.method_name, run.seed, resumed_from, checkpoint)
+        result = _train(run, data, plan, checkpoint, ranks, on_eval, progress)
     files.model.parent.mkdir(parents=True, exist_ok=True)
     os.replace(checkpoint, files.model)  # the same file system: the finished state appears whole, or not at all
     artifacts.write_csv(files.curve, result.rows)
     artifacts.write_json(files.train_info, {"seconds": result.seconds, "steps": run.train.steps, "resumed_from": resumed_from,
-                                            "steps_per_second": result.steps_per_second, "device": str(plan.device),
+                                            "steps_per_second": result.steps_per_second, "device": str(plan.device), "processes": ranks.size,
                                             "run": to_plain(run), "plan": {**plan.record(), "training_key": key}})
     return result
+
+
+def _train(run: RunConfig, data: Dataset, plan: Plan, checkpoint: Path, ranks: World, on_eval: OnEval | None,
+           progress: bool | None) -> TrainResult:
+    """The model built and trained from the run's seeds (resumed from ``checkpoint`` where it exists)."""
+    train_data, test = data.train.to(plan.device), data.test.to(plan.device)
+    torch.manual_seed(plan.streams.training)
+    model = build_model(**plan.model_spec).to(plan.device)
+    curve_points = data.model_space(test, torch.Generator(device=plan.device).manual_seed(plan.streams.curve_points))
+    return train(plan.method, model, train_data, run.train, seed=plan.streams.training, val_data=test,
+                 evaluate=_curve_columns(run, plan.method, curve_points, plan.curve_divergence, plan.streams.curve, on_eval),
+                 checkpoint=checkpoint, resume=True, model_spec=plan.model_spec, progress=progress,
+                 transform=data.model_space if plan.images else None, world=ranks)

@@ -1,0 +1,33 @@
+"""One training run of ``fmexp.training.train`` in float64, for tests/test_distributed.py: run it with plain
+``python -m tests.ddp_worker OUT`` (one process) or under ``torchrun --nproc-per-node N`` (N ranks)."""
+
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from fmexp.config import TrainConfig
+from fmexp.data import load_dataset
+from fmexp.distributed import process_group
+from fmexp.methods import make_method
+from fmexp.models import build_model
+from fmexp.training import train
+
+CONFIG = TrainConfig(steps=30, batch_size=64, lr=1e-3, warmup_steps=5, lr_schedule="cosine", eval_every=10, val_batch=64,
+                     ema_decay=0.9, grad_clip=1.0, curve_points=0)
+
+
+def main(out: str, coupling: str = "ot") -> None:
+    torch.manual_seed(0)
+    model = build_model("mlp", dim=2, width=32, depth=2, time_embed_dim=8).double()
+    data = load_dataset("checkerboard", 1000, 64, 0)
+    with process_group(torch.device("cpu")) as ranks:
+        result = train(make_method("fm", "ot", coupling, sigma_min=1e-4), model, data.train.double(), CONFIG, seed=0,
+                       val_data=data.test.double(), progress=False, world=ranks)
+    if ranks.main:
+        torch.save({"model": model.state_dict(), "ema": result.ema.state_dict(), "rows": result.rows}, out)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
