@@ -102,6 +102,7 @@ class SampleConfig:
     nfe_ladder: list[int] = field(default_factory=lambda: [4, 8, 16, 32, 64])
     n_trajectories: int = 12
     batch_size: int | None = None  # samples per ODE solve: peak memory is bounded by it (null: all at once)
+    ladder_samples: int | None = None  # the first this many samples also run the NFE ladder (null: all of them)
 
     @property
     def tolerances(self) -> dict[str, float]:
@@ -266,7 +267,8 @@ def _section_errors(model: ModelConfig, train: TrainConfig, sample: SampleConfig
     one_of("sample.method", sample.method, "solver")
     for key in ("rtol", "steps", "n_samples"):
         positive(f"sample.{key}", getattr(sample, key))
-    for key, value in (("sample.atol", sample.atol), ("sample.batch_size", sample.batch_size), ("score.batch_size", score.batch_size)):
+    for key, value in (("sample.atol", sample.atol), ("sample.batch_size", sample.batch_size), ("sample.ladder_samples", sample.ladder_samples),
+                       ("score.batch_size", score.batch_size)):
         if value is not None:
             positive(key, value)
     for s in sample.fixed_solvers:

@@ -45,6 +45,23 @@ class Dataset:
 
         return dequantize(x, self.levels, generator)
 
+    def stored(self, y: Tensor) -> Tensor:
+        """Samples ``y`` in model space as the sample stage keeps them: as they are, or for images their
+        integer levels in one byte each (a quarter of float32's size)."""
+        if self.levels is None:
+            return y
+        from fmexp.images import to_uint8
+
+        return to_uint8(y, self.levels)
+
+    def unstored(self, x: Tensor) -> Tensor:
+        """Stored samples back in model space: as they are, or for images the centres of their levels."""
+        if self.levels is None:
+            return x
+        from fmexp.images import level_centres
+
+        return level_centres(x, self.levels)
+
 
 def _seed(rng: np.random.Generator) -> int:
     return int(rng.integers(2**31 - 1))

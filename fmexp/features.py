@@ -6,7 +6,10 @@
 - ``inception``: InceptionV3 pool features through torch-fidelity (``pip install '.[fid]'``, which
   needs torchvision), from a weights file at a configured local path; never a download.
 
-Every backend takes images in model space, ``[-1, 1]``, shape ``(n, C, H, W)``.
+Every backend takes images as integer levels, shape ``(n, C, H, W)``, with their number of levels:
+the data as ``prepare`` stores it and the samples as the sample stage stores them (``uint8``). Both
+go through the same map, the standard protocol of torch-fidelity and clean-fid, which compare uint8
+images: InceptionV3 reads bytes, the digits classifier the centres of the levels.
 """
 
 from __future__ import annotations
@@ -15,13 +18,14 @@ import functools
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from fmexp.metrics import frechet_distance, gaussian_stats
 from fmexp.registry import check_name
 
-__all__ = ["FEATURE_BACKENDS", "DigitsClassifier", "train_digits_classifier", "fid_against", "fid"]
+__all__ = ["FEATURE_BACKENDS", "DigitsClassifier", "train_digits_classifier", "backend_kwargs", "features", "reference_stats", "fid_against", "fid"]
 
 FEATURE_BACKENDS = ("digits-classifier", "inception")
 
@@ -44,13 +48,9 @@ class DigitsClassifier(nn.Module):
         return self.head(self.features(y))
 
 
-def _centres(x: Tensor, levels: int) -> Tensor:
-    return (x + 0.5) * (2.0 / levels) - 1.0
-
-
 def train_digits_classifier(seed: int = 0, epochs: int = 40, batch_size: int = 64) -> tuple[DigitsClassifier, float]:
     """Train on the digits training split (dequantized afresh each batch); return the model and its test accuracy."""
-    from fmexp.images import dequantize, load_digits
+    from fmexp.images import dequantize, level_centres, load_digits
 
     splits = load_digits()
     y_train, y_test = splits.train_labels, splits.test_labels
@@ -69,7 +69,7 @@ def train_digits_classifier(seed: int = 0, epochs: int = 40, batch_size: int = 6
             opt.step()
     model.eval()
     with torch.no_grad():
-        accuracy = float((model(_centres(splits.test, splits.levels)).argmax(1) == y_test).float().mean())
+        accuracy = float((model(level_centres(splits.test, splits.levels)).argmax(1) == y_test).float().mean())
     return model, accuracy
 
 
@@ -83,42 +83,66 @@ def _inception(weights: str) -> nn.Module:
     return FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=weights).eval()
 
 
-def _inception_features(images: Tensor, weights: str | Path | None) -> Tensor:
+def _as_bytes(images: Tensor, levels: int) -> Tensor:
+    """Integer levels as bytes 0..255 (the identity for 256 levels), grey repeated to RGB."""
+    x = images.to(torch.uint8) if levels == 256 else (images.float() * (255 / (levels - 1))).round().to(torch.uint8)
+    return x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+
+
+def _inception_features(images: Tensor, levels: int, weights: str | Path | None) -> Tensor:
     if weights is None or not Path(weights).is_file():
         raise FileNotFoundError(f"inception FID needs InceptionV3 weights at a local path (score.inception_weights); {weights!r} is not a file."
                                 " fmexp never downloads them.")
     net = _inception(str(weights))
-    rgb = images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
-    as_bytes = ((rgb.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     with torch.no_grad():
-        return torch.cat([net(chunk)[0] for chunk in as_bytes.split(200)])
+        return torch.cat([net(chunk)[0] for chunk in _as_bytes(images, levels).split(200)])
 
 
-def features(backend: str, images: Tensor, *, classifier: DigitsClassifier | None = None, inception_weights: str | Path | None = None) -> Tensor:
-    """Feature vectors ``(n, k)`` of images in ``[-1, 1]`` from the named backend."""
+def features(backend: str, images: Tensor, levels: int, *, classifier: DigitsClassifier | None = None,
+             inception_weights: str | Path | None = None) -> Tensor:
+    """Feature vectors ``(n, k)`` of images of integer ``levels`` from the named backend."""
     check_name("feature backend", backend, FEATURE_BACKENDS)
     if backend == "digits-classifier":
         if classifier is None:
             raise ValueError("the digits-classifier backend needs the classifier trained by the prepare stage")
+        from fmexp.images import level_centres
+
         with torch.no_grad():
-            return classifier.features(images.float())
+            return classifier.features(level_centres(images, levels))
     if backend == "inception":
-        return _inception_features(images, inception_weights)
+        return _inception_features(images, levels, inception_weights)
     raise AssertionError(f"FEATURE_BACKENDS lists {backend!r} without features")
 
 
-def fid_against(backend: str, reference: Tensor, **kwargs: object) -> Callable[[Tensor], float]:
-    """FID against ``reference`` images under one feature backend, as a function of the samples;
-    the reference's features and Gaussian are computed once, for every sample set scored."""
-    mu_ref, sigma_ref = gaussian_stats(features(backend, reference, **kwargs))
+def backend_kwargs(backend: str, inception_weights: str | None, prepared: dict[str, object]) -> dict[str, object]:
+    """What the feature backend needs: the digits classifier (from ``prepared``), or the Inception weights' path."""
+    if backend != "digits-classifier":
+        return {"inception_weights": inception_weights}
+    classifier = DigitsClassifier()
+    classifier.load_state_dict(prepared["classifier"])
+    return {"classifier": classifier.eval()}
 
-    def score(samples: Tensor) -> float:
-        mu, sigma = gaussian_stats(features(backend, samples, **kwargs))
+
+def reference_stats(backend: str, images: Tensor, levels: int, **kwargs: object) -> dict[str, object]:
+    """The Gaussian of the reference images' features, as ``prepare`` caches it: ``backend``, ``n``,
+    ``mu`` and ``sigma`` (float64 tensors)."""
+    mu, sigma = gaussian_stats(features(backend, images, levels, **kwargs))
+    return {"backend": backend, "n": len(images), "mu": torch.from_numpy(mu), "sigma": torch.from_numpy(sigma)}
+
+
+def fid_against(backend: str, reference: dict[str, object], levels: int, **kwargs: object) -> Callable[[Tensor], float]:
+    """FID against a reference's cached Gaussian (``reference_stats``) as a function of the images scored."""
+    if reference["backend"] != backend:
+        raise ValueError(f"the reference statistics are of {reference['backend']} features, not {backend}")
+    mu_ref, sigma_ref = np.asarray(reference["mu"]), np.asarray(reference["sigma"])
+
+    def score(images: Tensor) -> float:
+        mu, sigma = gaussian_stats(features(backend, images, levels, **kwargs))
         return frechet_distance(mu, sigma, mu_ref, sigma_ref)
 
     return score
 
 
-def fid(backend: str, samples: Tensor, reference: Tensor, **kwargs: object) -> float:
-    """FID between samples and reference images (both in ``[-1, 1]``) under one feature backend."""
-    return fid_against(backend, reference, **kwargs)(samples)
+def fid(backend: str, images: Tensor, reference: Tensor, levels: int, **kwargs: object) -> float:
+    """FID between two sets of images of integer ``levels`` under one feature backend."""
+    return fid_against(backend, reference_stats(backend, reference, levels, **kwargs), levels, **kwargs)(images)

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from fmexp.registry import check_name
 
-__all__ = ["ImageSplits", "IMAGE_DATASETS", "load_images", "dequantize", "data_scale", "load_digits", "load_image_folder"]
+__all__ = ["ImageSplits", "IMAGE_DATASETS", "load_images", "dequantize", "quantize", "to_uint8", "level_centres", "data_scale", "load_digits", "load_image_folder"]
 
 IMAGE_DATASETS = ("digits", "imagefolder", "cifar10", "mnist")
 SUFFIXES = {".png", ".jpg", ".jpeg"}
@@ -45,6 +45,17 @@ def dequantize(x: Tensor, levels: int, generator: torch.Generator | None = None)
 def quantize(y: Tensor, levels: int) -> Tensor:
     """The inverse map for samples: ``[-1, 1]`` back to integer levels, clamped."""
     return torch.floor((y + 1.0) / data_scale(levels)).clamp(0, levels - 1)
+
+
+def to_uint8(y: Tensor, levels: int) -> Tensor:
+    """Samples in ``[-1, 1]`` as their integer levels, one byte per value (``levels <= 256``): how image
+    samples are stored, and what FID reads, as it reads the data."""
+    return quantize(y, levels).to(torch.uint8)
+
+
+def level_centres(x: Tensor, levels: int) -> Tensor:
+    """Integer levels to the centres of their cells in ``[-1, 1]``: ``2 (x + 1/2) / levels - 1``."""
+    return (x.float() + 0.5) * data_scale(levels) - 1.0
 
 
 def _split(x: np.ndarray, test_fraction: float, seed: int, dtype: type = np.float32) -> tuple[Tensor, Tensor]:

@@ -35,14 +35,13 @@ class Streams:
     sampling: int  # the source noise of the samples
     scoring: int  # the dequantization of the scored points
     curve_points: int  # the dequantization of the curve's held-out points
-    fid_floor: int  # the dequantization of the training images of the FID floor
     probes: int  # the score stage's Hutchinson probes
     reference: int  # the dequantization of the held-out split that samples are compared with
 
     @classmethod
     def of(cls, seed: int) -> Streams:
         return cls(training=seed, validation=seed + 1, curve=seed + 2, sampling=seed + 3, scoring=seed + 4,
-                   curve_points=seed + 5, fid_floor=seed + 6, probes=seed + 7, reference=seed)
+                   curve_points=seed + 5, probes=seed + 7, reference=seed)
 
 
 @dataclass(frozen=True)
@@ -65,7 +64,8 @@ class Plan:
                 "method": {"objective": m.objective, "path": type(m.path).__name__, "time_sampler": m.time_sampler,
                            "coupling": getattr(m.coupling, "__name__", type(m.coupling).__name__),
                            "path_params": {k: float(v) for k, v in vars(m.path).items() if isinstance(v, (int, float))}},
-                "divergence": self.divergence, "curve_divergence": self.curve_divergence, "fid_backend": self.fid_backend, "reference_split": "test",
+                "divergence": self.divergence, "curve_divergence": self.curve_divergence, "fid_backend": self.fid_backend,
+                "fid_reference": "train split" if self.images else None, "distance_reference": "test split",
                 "streams": asdict(self.streams)}
 
 

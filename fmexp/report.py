@@ -202,9 +202,9 @@ def _image_grids(params: Params, runs_dir: Path, fig_dir: Path, metrics: pd.Data
         figs.append(Figure(f"{dataset}: samples", f"dopri5 samples, seed {seed}.", f"grid_{dataset}", _png(fig, fig_dir / f"grid_{dataset}.png")))
     fid = _read_csvs(params, runs_dir, "score/fid_ladder.csv")
     if not fid.empty:
-        floor = metrics.groupby("dataset")["fid_train_split"].mean().dropna().to_dict() if "fid_train_split" in metrics else {}
-        figs.append(_against_nfe(fid, "fid", "FID against NFE", "FID of fixed-step samples against the held-out split; dashed:"
-                                 " the training split's FID against it (the floor).", "fid_nfe", fig_dir, floor=floor))
+        floor = metrics.groupby("dataset")["fid_floor"].mean().dropna().to_dict() if "fid_floor" in metrics else {}
+        figs.append(_against_nfe(fid, "fid", "FID against NFE", "FID of fixed-step samples (uint8) against the training split's"
+                                 " statistics; dashed: as many real held-out images (the floor).", "fid_nfe", fig_dir, floor=floor))
     return figs
 
 
@@ -399,15 +399,15 @@ def _entropy_note(dataset: str) -> str:
 
 
 def _image_note(rows: pd.DataFrame) -> str:
-    """What an image table's numbers are, with the FID floor (the training split against the held-out split)."""
+    """What an image table's numbers are, with the FID floor (real held-out images against the training split)."""
     backend = rows.fid_backend.dropna().iloc[0]
     se = rows.groupby("method").bpd_se.mean()
     note = (f"NLL in bits/dim of the held-out images (Hutchinson divergence, uniform dequantization; the standard error"
-            f" over images is {se.min():.3f} to {se.max():.3f}), FID with the {backend} features of the dopri5 samples"
-            f" against the held-out split.")
-    if "fid_train_split" in rows:
-        note += (f" The training split scores FID {rows.fid_train_split.mean():.1f} against it: the floor at this"
-                 " number of images.")
+            f" over images is {se.min():.3f} to {se.max():.3f}), FID with the {backend} features of the dopri5 samples,"
+            f" as uint8, against the statistics of the whole training split (the standard protocol).")
+    if "fid_floor" in rows:
+        note += (f" {int(rows.fid_floor_n.iloc[0])} real held-out images score FID {rows.fid_floor.mean():.1f} against it:"
+                 " the floor at that number of images.")
     if "fid_floor_std" in rows and rows.fid_floor_std.notna().any():
         note += (f" Disjoint subsets of the training split spread that floor by {rows.fid_floor_std.mean():.1f} (std):"
                  " FID differences smaller than that are noise.")

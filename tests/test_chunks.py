@@ -93,3 +93,27 @@ def test_peak_memory_of_sampling_is_bounded_by_the_chunk(tmp_path: Path) -> None
     print(json.dumps({"base_growth_kib": base, "chunked_growth_kib": chunked, "whole_growth_kib": whole}))
     assert chunked < 3 * base, (base, chunked)  # within a small factor of the base run (measured here: 1.9x)
     assert whole - base > 2 * (chunked - base), (base, chunked, whole)  # the test can tell: one solve grows far more
+
+
+def test_image_samples_are_stored_as_uint8_and_the_ladder_runs_on_its_first_samples(tmp_path: Path) -> None:
+    """Image samples and the ladder's samples take one byte per value (the data's levels); with
+    ``sample.ladder_samples`` k, each ladder rung solves the first k samples' noise, the same noise as
+    the full ladder's first k, in the same chunks."""
+    import torch
+
+    path, run, data, files = _trained(tmp_path, "digits")
+    overrides = ["sample.n_samples=96", "sample.batch_size=32", "sample.nfe_ladder=[4]", "sample.fixed_solvers=[euler,midpoint]"]
+    full = load_params(path, overrides).run("digits", "fm_ot", 0)
+    sample_run(full, data, files)
+    all_rungs = torch.load(files.samples, weights_only=True)
+    part = load_params(path, [*overrides, "sample.ladder_samples=40"]).run("digits", "fm_ot", 0)
+    sample_run(part, data, files)
+    stored = torch.load(files.samples, weights_only=True)
+    assert stored["samples"].dtype == torch.uint8 and stored["samples"].shape == (96, 1, 8, 8) and stored["levels"] == 17
+    assert int(stored["samples"].max()) <= 16
+    assert torch.equal(stored["samples"], all_rungs["samples"])  # the ladder draws no noise of its own
+    assert set(stored["ladder"]) == {"euler:4", "midpoint:2"}
+    for key, x in stored["ladder"].items():
+        assert x.dtype == torch.uint8 and len(x) == 40 and len(all_rungs["ladder"][key]) == 96
+        ref = all_rungs["ladder"][key][:40]  # the same noise; the batch of 8 rows in the second chunk may round differently
+        assert (x.int() - ref.int()).abs().max() <= 1 and (x == ref).float().mean() > 0.99

@@ -35,43 +35,48 @@ def sample_run(run: RunConfig, data: Dataset, files: RunFiles) -> dict[str, floa
     the endpoints to the dopri5 endpoints from the same noise (the paper's error against an
     accurate solve), and the sliced W2 distance to the held-out data.
 
-    Each solve runs in chunks of ``sample.batch_size`` samples, so peak memory is bounded by the chunk,
-    not by ``n_samples``; the NFE of an adaptive solve is then the mean over chunks.
+    The solves run chunk by chunk, ``sample.batch_size`` samples each: the noise is drawn per chunk,
+    and a chunk's endpoints are stored as ``Dataset.stored`` keeps them (image samples as uint8
+    levels) before the next chunk starts, so peak memory is bounded by the chunk, not by
+    ``n_samples``. The NFE of an adaptive solve is then the mean over chunks. The ladder runs on the
+    first ``sample.ladder_samples`` samples.
     """
     plan, model = load_trained(run, data, files)
     method, device = plan.method, plan.device
     v = method.velocity(model)
     gen = torch.Generator(device=device).manual_seed(plan.streams.sampling)
-    parts = chunks(run.sample.n_samples, run.sample.batch_size)  # the noise is drawn chunk by chunk and kept on the host
-    x_0 = [method.sample_source((part.stop - part.start, *data.train.shape[1:]), gen, device).cpu() for part in parts]
     adaptive = SOLVERS[run.sample.method].adaptive
     solve = {"method": run.sample.method, **run.sample.tolerances, "steps": None if adaptive else run.sample.steps}
-
-    def solve_all(**kwargs: object) -> tuple[torch.Tensor, float]:
-        """Every chunk's endpoints (on the host) and the mean NFE over chunks."""
-        results = [integrate(v, x.to(device), **kwargs) for x in x_0]
-        return torch.cat([r.x.cpu() for r in results]), statistics.mean(r.nfe for r in results)
-
+    rungs = [(name, budget // SOLVERS[name].evals_per_step) for name in run.sample.fixed_solvers for budget in run.sample.nfe_ladder
+             if budget // SOLVERS[name].evals_per_step >= 1]
+    n_ladder = run.sample.n_samples if run.sample.ladder_samples is None else min(run.sample.ladder_samples, run.sample.n_samples)
+    samples, nfes, seconds, traj = [], [], 0.0, None
+    ladder = {rung: {"x": [], "error": [], "nfe": []} for rung in rungs}
     with torch.no_grad():
-        start = time.perf_counter()
-        samples, nfe = solve_all(**solve)
-        seconds = time.perf_counter() - start
-        n_traj = min(run.sample.n_trajectories, len(x_0[0]) if x_0 else 0)
-        save_at = [i / 16 for i in range(1, 16)] if adaptive else None
-        traj = integrate(v, x_0[0][:n_traj].to(device), **solve, save_at=save_at).xs.cpu() if n_traj else x_0[0][:0]
-        test = data.model_space(data.test, torch.Generator().manual_seed(plan.streams.reference))
-        ladder, ladder_samples = [], {}
-        for name in run.sample.fixed_solvers:
-            for budget in run.sample.nfe_ladder:
-                steps = budget // SOLVERS[name].evals_per_step
-                if steps < 1:
-                    continue
-                x, ladder_nfe = solve_all(method=name, steps=steps)
-                ladder_samples[f"{name}:{steps}"] = x  # for Fig. 4's few-NFE panels and FID against NFE
-                ladder.append({"solver": name, "steps": steps, "nfe": ladder_nfe, "error": float((x - samples).flatten(1).norm(dim=1).mean()),
-                               "distance": sliced_wasserstein(x, test, n_projections=64, seed=run.seed)})
-    artifacts.save_torch(files.samples, {"samples": samples, "trajectories": traj, "ladder": ladder_samples})
-    artifacts.write_csv(files.ladder, ladder)
-    summary = {"nfe": nfe, "seconds": seconds, "method": run.sample.method, **run.sample.tolerances}
+        for part in chunks(run.sample.n_samples, run.sample.batch_size):
+            x_0 = method.sample_source((part.stop - part.start, *data.train.shape[1:]), gen, device)
+            start = time.perf_counter()
+            result = integrate(v, x_0, **solve)
+            seconds += time.perf_counter() - start
+            samples.append(data.stored(result.x.cpu()))
+            nfes.append(result.nfe)
+            if traj is None:
+                n_traj = min(run.sample.n_trajectories, len(x_0))
+                save_at = [i / 16 for i in range(1, 16)] if adaptive else None
+                traj = integrate(v, x_0[:n_traj], **solve, save_at=save_at).xs.cpu() if n_traj else x_0[:0].cpu()
+            k = max(0, min(part.stop, n_ladder) - part.start)
+            for (name, steps), kept in ladder.items() if k else ():
+                x = integrate(v, x_0[:k], method=name, steps=steps)
+                kept["x"].append(data.stored(x.x.cpu()))  # for Fig. 4's few-NFE panels and FID against NFE
+                kept["error"].append((x.x - result.x[:k]).flatten(1).norm(dim=1).cpu())
+                kept["nfe"].append(x.nfe)
+    test = data.model_space(data.test, torch.Generator().manual_seed(plan.streams.reference))
+    ladder_samples = {f"{name}:{steps}": torch.cat(kept["x"]) for (name, steps), kept in ladder.items()}
+    rows = [{"solver": name, "steps": steps, "nfe": statistics.mean(kept["nfe"]), "error": float(torch.cat(kept["error"]).mean()),
+             "distance": sliced_wasserstein(data.unstored(ladder_samples[f"{name}:{steps}"]), test, n_projections=64, seed=run.seed)}
+            for (name, steps), kept in ladder.items()]
+    artifacts.save_torch(files.samples, {"samples": torch.cat(samples), "trajectories": traj, "ladder": ladder_samples, "levels": data.levels})
+    artifacts.write_csv(files.ladder, rows)
+    summary = {"nfe": statistics.mean(nfes), "seconds": seconds, "method": run.sample.method, **run.sample.tolerances}
     artifacts.write_json(files.sample_info, summary)
     return summary

@@ -21,54 +21,59 @@ from fmexp.ode import SOLVERS, chunks
 from fmexp.plan import Plan
 from fmexp.stages.sample import load_trained
 
-__all__ = ["score_run", "digits_classifier"]
+__all__ = ["score_run", "prepared_extras"]
 
 
 def _image_metrics(run: RunConfig, plan: Plan, data: Dataset, nll: Tensor, samples: Tensor, ladder: dict[str, Tensor],
-                   reference: Tensor, data_dir: str | Path, files: RunFiles) -> dict[str, float | str]:
-    """Bits/dim of the held-out images (with its standard error over points) and FID against them;
-    also the FID of each fixed-step sample set of the NFE ladder, in ``fid_ladder.csv``."""
-    from fmexp.features import DigitsClassifier, fid_against
+                   data_dir: str | Path, files: RunFiles) -> dict[str, float | str]:
+    """Bits/dim of the held-out images (with its standard error over points), and FID by the standard
+    protocol: the uint8 samples against the statistics of the whole training split, which ``prepare``
+    caches. Beside it, labelled: ``fid_floor``, the FID of as many real held-out images
+    (``fid_floor_n``), the floor to read the models' FIDs against; ``fid_floor_std``, the spread of that
+    number over disjoint subsets of the training split, the noise of an FID at that count; and
+    ``fid_heldout``, the samples against the held-out split. Also the FID of each fixed-step sample set
+    of the NFE ladder, in ``fid_ladder.csv``."""
+    from fmexp.features import backend_kwargs, fid_against, reference_stats
     from fmexp.images import data_scale
 
     bpd = bits_per_dim(nll, data.dim, scale=data_scale(data.levels))
-    backend = plan.fid_backend
-    kwargs: dict[str, object] = {"inception_weights": run.score.inception_weights}
-    if backend == "digits-classifier":
-        weights, accuracy = digits_classifier(str(data_dir))
-        classifier = DigitsClassifier()
-        classifier.load_state_dict(weights)
-        kwargs = {"classifier": classifier.eval()}
-    # The same number of training images, dequantized the same way: the FID a perfect model would
-    # score up to sampling noise, the floor to read the models' FIDs against. Its spread over the
-    # disjoint subsets of the training split is the noise of an FID at this number of images.
-    n, gen = len(samples), torch.Generator().manual_seed(plan.streams.fid_floor)
-    fid = fid_against(backend, reference, **kwargs)
-    floors = [fid(data.model_space(data.train[i : i + n], gen)) for i in range(0, len(data.train) - n + 1, n)]
-    out: dict[str, float | str] = {"bpd": float(bpd.mean()), "bpd_se": float(bpd.std() / len(bpd) ** 0.5),
-                                   "fid": fid(samples.float()), "fid_backend": backend, "fid_train_split": floors[0],
-                                   "fid_floor_std": float(np.std(floors, ddof=1)) if len(floors) > 1 else float("nan")}
+    backend, levels = plan.fid_backend, data.levels
+    prepared = prepared_extras(str(data_dir), data.name)
+    kwargs = backend_kwargs(backend, run.score.inception_weights, prepared)
+    cached = prepared.get("fid_reference")
+    train_stats = cached if cached and cached["backend"] == backend else reference_stats(backend, data.train, levels, **kwargs)
+    fid = fid_against(backend, train_stats, levels, **kwargs)
+    m = min(len(samples), len(data.test))
+    floors = [fid(data.train[i : i + m]) for i in range(0, len(data.train) - m + 1, m)]
+    out: dict[str, float | str] = {
+        "bpd": float(bpd.mean()), "bpd_se": float(bpd.std() / len(bpd) ** 0.5), "fid": fid(samples), "fid_backend": backend,
+        "fid_reference": f"train split, {train_stats['n']} images", "fid_floor": fid(data.test[:m]), "fid_floor_n": m,
+        "fid_floor_std": float(np.std(floors, ddof=1)) if len(floors) > 1 else float("nan"),
+        "fid_heldout": fid_against(backend, reference_stats(backend, data.test, levels, **kwargs), levels, **kwargs)(samples)}
     rows = []
     for key, x in ladder.items():
         solver, steps = key.split(":")
-        rows.append({"solver": solver, "steps": int(steps), "nfe": int(steps) * SOLVERS[solver].evals_per_step, "fid": fid(x.float())})
+        rows.append({"solver": solver, "steps": int(steps), "nfe": int(steps) * SOLVERS[solver].evals_per_step, "fid": fid(x)})
     artifacts.write_csv(files.fid_ladder, rows)
-    if backend == "digits-classifier":
-        out["fid_classifier_accuracy"] = accuracy
+    if "classifier_accuracy" in prepared and backend == "digits-classifier":
+        out["fid_classifier_accuracy"] = prepared["classifier_accuracy"]
     return out
 
 
 @functools.cache
-def digits_classifier(data_dir: str | Path) -> tuple[dict[str, Tensor], float]:
-    """The FID classifier that ``prepare`` stored with the digits; trained here if there is none (a sweep)."""
-    from fmexp.features import train_digits_classifier
-
-    path = data_file(data_dir, "digits")
+def prepared_extras(data_dir: str, dataset: str) -> dict[str, object]:
+    """What ``prepare`` stored besides the splits: the FID reference statistics, and for digits the FID
+    classifier and its test accuracy. Without a prepared file (a sweep), the digits classifier is
+    trained here, and the reference statistics are left to the score stage."""
+    path = data_file(data_dir, dataset)
     state = artifacts.load_torch(path) if path.exists() else {}
-    if "classifier" not in state:
+    extras = {k: v for k, v in state.items() if k in ("classifier", "classifier_accuracy", "fid_reference")}
+    if dataset == "digits" and "classifier" not in extras:
+        from fmexp.features import train_digits_classifier
+
         model, accuracy = train_digits_classifier(seed=0)
-        return model.state_dict(), accuracy
-    return state["classifier"], float(state["classifier_accuracy"])
+        extras.update(classifier=model.state_dict(), classifier_accuracy=accuracy)
+    return extras
 
 
 def _probe_seed(seed: int, chunk: int) -> int:
@@ -99,14 +104,14 @@ def score_run(run: RunConfig, data: Dataset, files: RunFiles, *, density: bool =
     logp, nfe_nll = torch.cat([r.logp for r in results]), statistics.mean(r.nfe for r in results)
     nll_seconds = time.perf_counter() - start
     sampled_state = artifacts.load_torch(files.samples)
-    samples = sampled_state["samples"]
+    samples = sampled_state["samples"]  # as Dataset.stored keeps them: image samples as uint8 levels
     sampled, trained = artifacts.read_json(files.sample_info), artifacts.read_json(files.train_info)
     reference = data.model_space(data.test, torch.Generator().manual_seed(plan.streams.reference))  # the held-out split, as the model sees it
     nll = -logp.cpu()
     metrics: dict[str, float | str] = {
         "nll": float(nll.mean()),
         "nll_se": float(nll.std() / len(nll) ** 0.5),
-        "distance": sample_distance(run.score.distance, samples, reference),
+        "distance": sample_distance(run.score.distance, data.unstored(samples), reference),
         "distance_name": run.score.distance,
         "nfe": sampled["nfe"],
         "nfe_nll": nfe_nll,
@@ -115,7 +120,7 @@ def score_run(run: RunConfig, data: Dataset, files: RunFiles, *, density: bool =
         "steps_per_second": trained["steps_per_second"],
     }
     if plan.images:
-        metrics.update(_image_metrics(run, plan, data, nll, samples, sampled_state.get("ladder", {}), reference, data_dir, files))
+        metrics.update(_image_metrics(run, plan, data, nll, samples, sampled_state.get("ladder", {}), data_dir, files))
     if density:  # the pipeline's output; empty where it does not apply (grid 0 or data not 2-D)
         grid_n = run.score.density_grid if data.dim == 2 else 0
         payload: dict[str, Tensor] = {}
