@@ -119,7 +119,7 @@ class ScoreConfig:
     probe: str = "rademacher"  # hutchinson probes: rademacher | gaussian
     probes: int = 1  # hutchinson probes per point, fixed over the solve; the estimate's variance falls as 1/probes
     dequant_draws: int = 1  # images: K dequantizations per point, combined by log-mean-exp (Table 4)
-    fid_backend: str = "auto"  # auto (digits-classifier for digits, else inception) | digits-classifier | inception
+    fid_backend: str = "auto"  # auto (digits-classifier for digits, else inception) | digits-classifier | inception | none (no FID)
     inception_weights: str | None = None  # local InceptionV3 weights file for the inception backend
     distance: str = "w2"  # w2 | sliced_w2
     density_grid: int = 40  # side of the grid on which 2-D densities are drawn (Fig. 4); 0: none
@@ -203,7 +203,7 @@ def _names() -> dict[str, list[str]]:
         "dataset": sorted(DATASETS) + list(IMAGE_DATASETS), "objective": list(OBJECTIVES), "path": sorted(PATHS), "coupling": sorted(COUPLINGS),
         "model": ["auto", *sorted(MODELS)], "activation": sorted(ACTIVATIONS), "solver": sorted(SOLVERS),
         "fixed": sorted(n for n, s in SOLVERS.items() if not s.adaptive), "divergence": ["auto", *DIVERGENCES], "probe": list(PROBES),
-        "fid_backend": ["auto", *FEATURE_BACKENDS],
+        "fid_backend": ["auto", "none", *FEATURE_BACKENDS],
         "distance": sorted(DISTANCES), "device": ["auto", "cpu", "cuda"], "precision": ["fp32", "bf16", "fp16"],
         "lr_schedule": list(LR_SCHEDULES), "time_sampler": list(TIME_SAMPLERS),
     }

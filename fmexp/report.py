@@ -178,19 +178,17 @@ def _ladder(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
 
 def _image_grids(params: Params, runs_dir: Path, fig_dir: Path, metrics: pd.DataFrame) -> list[Figure]:
     """A grid of dopri5 samples per method (first seed), for image datasets."""
-    from fmexp.images import quantize
-
     figs = []
     seed = params.pipeline.seeds[0]
     for dataset in params.pipeline.datasets:
         files = {m: RunFiles(runs_dir / dataset / m, seed) for m in params.pipeline.methods}
-        grids = {m: artifacts.load_torch(f.samples)["samples"] for m, f in files.items() if f.samples.exists()}
-        grids = {m: x for m, x in grids.items() if x.dim() == 4}
+        stored = {m: artifacts.load_torch(f.samples) for m, f in files.items() if f.samples.exists()}
+        grids = {m: st["samples"][:64].float() / (st["levels"] - 1) for m, st in stored.items() if st.get("levels")}  # uint8 levels to [0, 1]
         if not grids:
             continue
         fig, axes = plt.subplots(1, len(grids), figsize=(3 * len(grids), 3.2), squeeze=False)
         for ax, (method, x) in zip(axes[0], grids.items()):
-            x = quantize(x[:64], 256).numpy() / 255.0  # [-1, 1] to [0, 1] on a fine grid
+            x = x.numpy()
             n, c, h, w = x.shape
             k = int(np.ceil(np.sqrt(n)))
             canvas = np.ones((k * (h + 1), k * (w + 1), c))

@@ -176,6 +176,8 @@ def train(
         gen.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         rows, start = list(state["rows"]), int(state["step"])
+        if world.main:
+            log.info("resuming seed %d from step %d of %s", seed, start, checkpoint)
         initial_loss = float(state.get("initial_loss", math.nan))
         if "sums" in state:
             loss_sum, norm_sum, clipped = (x.to(device) for x in state["sums"]["tensors"])

@@ -72,7 +72,7 @@ def test_repro_scores_digits_in_the_papers_image_layout(repo: Path) -> None:
     spec = torch.load(repo / "runs" / "digits" / "fm_ot" / "train" / "0" / "model.pt", weights_only=True)["model_spec"]
     assert (spec["name"], spec["in_channels"], spec["resolution"], spec["channels"]) == ("unet", 1, 8, 8)  # per_dataset.digits
     page = (repo / "reports" / "summary.html").read_text()
-    assert "<h3>digits</h3>" in page and "The training split scores FID" in page
+    assert "<h3>digits</h3>" in page and "real held-out images score FID" in page
 
 
 def test_second_repro_runs_nothing(repo: Path) -> None:

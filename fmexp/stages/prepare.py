@@ -37,6 +37,8 @@ def _fid_reference(params: Params, ds: Dataset, payload: dict[str, object]) -> d
 
     run = params.run(ds.name, params.pipeline.methods[0], params.pipeline.seeds[0])
     backend = auto_fid_backend(run, ds)
+    if backend == "none":
+        return {}
     try:
         return {"fid_reference": reference_stats(backend, ds.train, ds.levels, **backend_kwargs(backend, run.score.inception_weights, payload))}
     except (FileNotFoundError, RuntimeError) as e:  # no weights file, or no torch-fidelity

@@ -38,6 +38,10 @@ def _image_metrics(run: RunConfig, plan: Plan, data: Dataset, nll: Tensor, sampl
 
     bpd = bits_per_dim(nll, data.dim, scale=data_scale(data.levels))
     backend, levels = plan.fid_backend, data.levels
+    likelihood = {"bpd": float(bpd.mean()), "bpd_se": float(bpd.std() / len(bpd) ** 0.5)}
+    if backend == "none":  # asked for: no FID, recorded as not a number
+        artifacts.write_csv(files.fid_ladder, [])
+        return {**likelihood, "fid": float("nan"), "fid_backend": backend}
     prepared = prepared_extras(str(data_dir), data.name)
     kwargs = backend_kwargs(backend, run.score.inception_weights, prepared)
     cached = prepared.get("fid_reference")
@@ -46,7 +50,7 @@ def _image_metrics(run: RunConfig, plan: Plan, data: Dataset, nll: Tensor, sampl
     m = min(len(samples), len(data.test))
     floors = [fid(data.train[i : i + m]) for i in range(0, len(data.train) - m + 1, m)]
     out: dict[str, float | str] = {
-        "bpd": float(bpd.mean()), "bpd_se": float(bpd.std() / len(bpd) ** 0.5), "fid": fid(samples), "fid_backend": backend,
+        **likelihood, "fid": fid(samples), "fid_backend": backend,
         "fid_reference": f"train split, {train_stats['n']} images", "fid_floor": fid(data.test[:m]), "fid_floor_n": m,
         "fid_floor_std": float(np.std(floors, ddof=1)) if len(floors) > 1 else float("nan"),
         "fid_heldout": fid_against(backend, reference_stats(backend, data.test, levels, **kwargs), levels, **kwargs)(samples)}

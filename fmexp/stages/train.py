@@ -67,16 +67,15 @@ def train_run(run: RunConfig, data: Dataset, files: RunFiles, *, on_eval: OnEval
     key = training_key(run)
     checkpoint = files.checkpoint(key)
     with process_group(plan.device) as ranks:
-        if not ranks.main:
-            return _train(run, data, plan, checkpoint, ranks, on_eval, progress)
-        for stale in [*checkpoint.parent.glob(f"{run.seed}-*.pt"), *checkpoint.parent.glob(f".{run.seed}-*.tmp")]:  # .tmp: a write cut by a kill
-            if stale != checkpoint:
-                log.info("train %s/%s seed %d: deleting %s, the checkpoint of another config", run.dataset, run.method_name, run.seed, stale)
-                stale.unlink()
-        resumed_from = int(artifacts.load_torch(checkpoint)["step"]) if checkpoint.exists() else 0
-        if resumed_from:
-            log.info("train %s/%s seed %d: resuming from step %d of %s", run.dataset, run.method_name, run.seed, resumed_from, checkpoint)
+        if ranks.main:
+            for stale in [*checkpoint.parent.glob(f"{run.seed}-*.pt"), *checkpoint.parent.glob(f".{run.seed}-*.tmp")]:  # .tmp: a write cut by a kill
+                if stale != checkpoint:
+                    log.info("train %s/%s seed %d: deleting %s, the checkpoint of another config", run.dataset, run.method_name, run.seed, stale)
+                    stale.unlink()
         result = _train(run, data, plan, checkpoint, ranks, on_eval, progress)
+    if not ranks.main:
+        return result
+    resumed_from = run.train.steps - result.steps_run
     files.model.parent.mkdir(parents=True, exist_ok=True)
     os.replace(checkpoint, files.model)  # the same file system: the finished state appears whole, or not at all
     artifacts.write_csv(files.curve, result.rows)
