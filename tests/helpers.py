@@ -47,6 +47,45 @@ def dvc_repo(root: Path, params: dict) -> Path:
     return root
 
 
+def killed_mid_training(root: Path, params: dict, timeout: float = 180) -> tuple[Path, int]:
+    """A DVC repo of ``params`` (checkerboard, fm_ot, seed 0) whose ``dvc repro`` of the train stage was
+    killed with SIGKILL, dvc and every process it started, once the first checkpoint appeared; the repo
+    and the step of that checkpoint."""
+    import signal
+    import time
+
+    import torch
+
+    repo = dvc_repo(root, params)
+    sh(str(BIN / "dvc"), "repro", "prepare@checkerboard", cwd=repo)
+    checkpoints = repo / "runs" / "checkerboard" / "fm_ot" / "checkpoints"
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
+    proc = subprocess.Popen([str(BIN / "dvc"), "repro", "train@checkerboard-fm_ot"], cwd=repo, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while not list(checkpoints.glob("0-*.pt")) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)  # dvc and the stage's processes, mid-training
+    proc.wait()
+    assert not (repo / "runs" / "checkerboard" / "fm_ot" / "train" / "0" / "model.pt").exists(), "the run finished before the kill"
+    (checkpoint,) = checkpoints.glob("0-*.pt")
+    killed_at = int(torch.load(checkpoint, weights_only=True)["step"])
+    assert 0 < killed_at < params["train"]["steps"]
+    return repo, killed_at
+
+
+def assert_same_weights(a: Path, b: Path) -> None:
+    """Two training checkpoints hold the same weights and EMA weights bit for bit, at the same step, with the same curve rows."""
+    import torch
+
+    sa, sb = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
+    for key in ("model_state", "ema_weights"):
+        assert sa[key].keys() == sb[key].keys()
+        for name in sa[key]:
+            assert torch.equal(sa[key][name], sb[key][name]), (key, name)
+    assert sa["rows"] == sb["rows"] and sa["step"] == sb["step"]
+
+
 def tiny_params(**pipeline: list) -> dict:
     """The shipped params.yaml shrunk to seconds per run."""
     p = yaml.safe_load((ROOT / "params.yaml").read_text())

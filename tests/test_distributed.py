@@ -14,11 +14,8 @@ kappa up to 2500, and stays 1e9 times below what the training moves the weights 
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -26,7 +23,8 @@ import torch
 
 from fmexp.config import ConfigError
 from fmexp.launch import World
-from tests.helpers import BIN, ROOT, dvc_repo, sh, tiny_params
+from fmexp.models import build_model
+from tests.helpers import BIN, ROOT, assert_same_weights, killed_mid_training, sh, tiny_params
 
 TOLERANCE = 1e-12  # derived in the module docstring
 
@@ -44,9 +42,7 @@ def _worker(out: Path, nproc: int) -> dict:
 @pytest.mark.slow
 def test_two_ranks_at_global_batch_b_match_one_process_at_b(tmp_path: Path) -> None:
     one, two = _worker(tmp_path / "one.pt", 1), _worker(tmp_path / "two.pt", 2)
-    torch.manual_seed(0)
-    from tests.ddp_worker import build_model
-
+    torch.manual_seed(0)  # the worker's initialization
     init = build_model("mlp", dim=2, width=32, depth=2, time_embed_dim=8).double().state_dict()
     moved = max(float((one["model"][k] - init[k]).abs().max()) for k in init)
     assert moved > 1e-3  # the training moved the weights far beyond the tolerance
@@ -65,30 +61,12 @@ def test_a_rank_takes_its_equal_block_of_the_global_batch() -> None:
         World(rank=0, size=3).share(100)
 
 
-def _model_states(path: Path) -> dict:
-    state = torch.load(path, weights_only=True)
-    return {"model": state["model_state"], "ema": state["ema_weights"], "step": state["step"], "rows": state["rows"]}
-
-
 @pytest.mark.slow
 def test_a_two_rank_run_killed_under_dvc_repro_resumes_to_the_uninterrupted_weights(tmp_path: Path) -> None:
     params = tiny_params(methods=["fm_ot"], seeds=[0], workers=1)
     params["train"].update(steps=3000, eval_every=500, checkpoint_every=100, nproc=2)
-    repo = dvc_repo(tmp_path / "repo", params)
-    sh(str(BIN / "dvc"), "repro", "prepare@checkerboard", cwd=repo)
-    checkpoints = repo / "runs" / "checkerboard" / "fm_ot" / "checkpoints"
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
-    proc = subprocess.Popen([str(BIN / "dvc"), "repro", "train@checkerboard-fm_ot"], cwd=repo, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 180
-    while not list(checkpoints.glob("0-*.pt")) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)  # dvc, torchrun and both ranks, mid-training
-    proc.wait()
+    repo, killed_at = killed_mid_training(tmp_path / "repo", params)
     model = repo / "runs" / "checkerboard" / "fm_ot" / "train" / "0" / "model.pt"
-    assert not model.exists(), "the run finished before the kill; the test needs a longer run"
-    killed_at = torch.load(next(checkpoints.glob("0-*.pt")), weights_only=True)["step"]
-    assert 0 < killed_at < 3000
 
     sh(str(BIN / "dvc"), "repro", "train@checkerboard-fm_ot", cwd=repo)
     info = json.loads((model.parent / "train.json").read_text())
@@ -97,8 +75,4 @@ def test_a_two_rank_run_killed_under_dvc_repro_resumes_to_the_uninterrupted_weig
     sh(sys.executable, "-m", "fmexp", "train", "--dataset", "checkerboard", "--method", "fm_ot", "--runs-dir", "uninterrupted", cwd=repo)
     uninterrupted = repo / "uninterrupted" / "checkerboard" / "fm_ot" / "train" / "0"
     assert json.loads((uninterrupted / "train.json").read_text())["processes"] == 2
-    a, b = _model_states(model), _model_states(uninterrupted / "model.pt")
-    assert a["step"] == b["step"] == 3000 and a["rows"] == b["rows"]
-    for part in ("model", "ema"):
-        for name in a[part]:
-            assert torch.equal(a[part][name], b[part][name]), (part, name)
+    assert_same_weights(model, uninterrupted / "model.pt")

@@ -4,15 +4,10 @@ resumes from its checkpoint on the rerun, and ends with the weights of an uninte
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from fmexp.config import ConfigError, load_params
 from fmexp.data import load_dataset
@@ -20,45 +15,23 @@ from fmexp.layout import RunFiles
 from fmexp.plan import training_key
 from fmexp.stages.sample import sample_run
 from fmexp.stages.train import train_run
-from tests.helpers import BIN, dvc_repo, sh, tiny_params, write_yaml
-
-
-def _states_equal(a: Path, b: Path) -> None:
-    sa, sb = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
-    for key in ("model_state", "ema_weights"):
-        assert sa[key].keys() == sb[key].keys()
-        for name in sa[key]:
-            assert torch.equal(sa[key][name], sb[key][name]), (key, name)
-    assert sa["rows"] == sb["rows"] and sa["step"] == sb["step"]
+from tests.helpers import BIN, assert_same_weights, killed_mid_training, sh, tiny_params, write_yaml
 
 
 @pytest.mark.slow
 def test_sigkill_under_dvc_repro_then_rerun_gives_the_uninterrupted_weights(tmp_path: Path) -> None:
     params = tiny_params(methods=["fm_ot"], seeds=[0], workers=1)
     params["train"].update(steps=4000, eval_every=200, checkpoint_every=100)
-    repo = dvc_repo(tmp_path / "repo", params)
-    sh(str(BIN / "dvc"), "repro", "prepare@checkerboard", cwd=repo)
+    repo, killed_at = killed_mid_training(tmp_path / "repo", params)
     checkpoints = repo / "runs" / "checkerboard" / "fm_ot" / "checkpoints"
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
-    proc = subprocess.Popen([str(BIN / "dvc"), "repro", "train@checkerboard-fm_ot"], cwd=repo, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while not list(checkpoints.glob("0-*.pt")) and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    os.killpg(proc.pid, signal.SIGKILL)  # dvc and the stage's python, mid-training
-    proc.wait()
     model = repo / "runs" / "checkerboard" / "fm_ot" / "train" / "0" / "model.pt"
-    assert not model.exists(), "the run finished before the kill; the test needs a longer run"
-    (ckpt,) = checkpoints.glob("0-*.pt")
-    killed_at = torch.load(ckpt, weights_only=True)["step"]
-    assert 0 < killed_at < 4000
 
     sh(str(BIN / "dvc"), "repro", "train@checkerboard-fm_ot", cwd=repo)  # DVC deletes train/ first; the checkpoint is not in it
     info = json.loads((repo / "runs" / "checkerboard" / "fm_ot" / "train" / "0" / "train.json").read_text())
     assert info["resumed_from"] >= killed_at and not list(checkpoints.glob("*.pt"))
 
     sh(sys.executable, "-m", "fmexp", "train", "--dataset", "checkerboard", "--method", "fm_ot", "--runs-dir", "uninterrupted", cwd=repo)
-    _states_equal(model, repo / "uninterrupted" / "checkerboard" / "fm_ot" / "train" / "0" / "model.pt")
+    assert_same_weights(model, repo / "uninterrupted" / "checkerboard" / "fm_ot" / "train" / "0" / "model.pt")
     assert (repo / "runs" / "checkerboard" / "fm_ot" / "curve.csv").read_text() == (repo / "uninterrupted" / "checkerboard" / "fm_ot" / "curve.csv").read_text()
 
 
