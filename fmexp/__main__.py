@@ -70,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
 
             if args.dataset is None or args.method is None:
                 parser.error(f"{args.stage} needs --dataset and --method")
-            nproc = params.run(args.dataset, args.method, params.pipeline.seeds[0]).train.nproc
-            if args.stage == "train" and nproc > 1 and not launched():  # this process becomes torchrun's, which runs this command N times
+            nproc = params.run(args.dataset, args.method, params.pipeline.seeds[0]).train.nproc if args.stage == "train" else 1
+            if nproc > 1 and not launched():  # this process becomes torchrun's, which runs this command N times
                 os.execv(sys.executable, torchrun_command(nproc, sys.argv[1:] if argv is None else argv))
             run_stage(args.stage, params, args.dataset, args.method, data_dir=args.data_dir, runs_dir=args.runs_dir)
         elif args.stage == "sweep":
