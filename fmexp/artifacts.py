@@ -45,9 +45,13 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def save_torch(path: str | os.PathLike[str], payload: dict[str, Any]) -> None:
-    """Save tensors, dicts, lists and plain values so that ``load_torch`` can read them with ``weights_only``."""
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    """Save tensors, dicts, lists and plain values so that ``load_torch`` can read them with ``weights_only``.
+
+    The same payload gives the same bytes: torch names the archive inside the file after the file it is
+    given by name (here a random temporary one), but ``archive`` when given an open file, so DVC sees a
+    rerun that computed the same tensors as unchanged."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(payload, f)
 
 
 def load_torch(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -75,9 +75,20 @@ def _convergence(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
     for (quantity, _), ax in g.axes_dict.items():
         if quantity == "val_loss":  # fm and sm losses differ in scale by orders of magnitude
             ax.set_yscale("log")
+    at = ", ".join(f"{d} {t:g}" for d, t in _curve_tolerances(params, runs_dir).items())
     return [Figure("Convergence", "Validation loss (log scale), held-out NLL (nats) and dopri5 NFE against training step; mean ± sd"
-                   " over seeds (cf. the paper's Fig. 10).",
+                   f" over seeds (cf. the paper's Fig. 10). The NLL and NFE columns solve at rtol = atol = train.curve_tol: {at}.",
                    "convergence", png(g.figure, fig_dir / "convergence.png"))]
+
+
+def _curve_tolerances(params: Params, runs_dir: Path) -> dict[str, float]:
+    """Each dataset's ``train.curve_tol``, as its runs' ``train.json`` recorded it."""
+    tol = {}
+    for dataset, _, folder in run_folders(params, runs_dir):
+        info = RunFiles(folder, params.pipeline.seeds[0]).train_info
+        if dataset not in tol and info.exists():
+            tol[dataset] = artifacts.read_json(info)["run"]["train"]["curve_tol"]
+    return tol
 
 
 def _against_nfe(frame: pd.DataFrame, y: str, title: str, caption: str, name: str, fig_dir: Path, *, log_y: bool = False,
