@@ -25,8 +25,9 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     params = tiny_params(seeds=[0, 1], datasets=["checkerboard", "digits"])
+    params["train"]["curve_tol"] = 1e-3
     params["per_dataset"]["digits"] = ["model.channels=8", "train.batch_size=32", "sample.n_samples=64",
-                                       "sample.nfe_ladder=[4,8]", "score.n_points=32"]
+                                       "sample.nfe_ladder=[4,8]", "score.n_points=32", "train.curve_tol=1e-2"]
     root = dvc_repo(tmp_path_factory.mktemp("pipeline"), params)
     sh(str(BIN / "dvc"), "repro", cwd=root)
     return root
@@ -48,6 +49,7 @@ def test_repro_writes_metrics_tables_and_page(repo: Path) -> None:
     assert ("\\textbf" in (repo / "reports" / "tables" / "checkerboard.tex").read_text()) == (significant > 0)
     page = (repo / "reports" / "summary.html").read_text()
     assert "<h3>checkerboard</h3>" in page and page.count("data:image/png;base64,") >= 4
+    assert "train.curve_tol: checkerboard 0.001, digits 0.01." in page  # the convergence caption: each dataset's own
     assert "http://" not in page and "https://" not in page  # self-contained
     for png in ("convergence", "nfe_error", "nfe_quality", "panels_checkerboard"):
         assert (repo / "reports" / "figures" / f"{png}.png").stat().st_size > 1000
