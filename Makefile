@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/divergence.py
 	$(PY) benchmarks/sweep_workers.py
 	$(PY) benchmarks/unet_throughput.py
+	$(PY) benchmarks/curve_tolerance.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
