@@ -167,6 +167,16 @@ def _beating(storage: optuna.storages.BaseStorage, trial_id: int, interval: floa
         thread.join()
 
 
+def _tell(study: optuna.Study, trial: optuna.Trial, values: Any = None, state: TrialState | None = None) -> FrozenTrial | None:
+    """``study.tell``, or ``None`` where another worker judged the trial lost while it ran (its beats
+    reached the storage later than the grace period, as under a busy SQLite lock): that worker has
+    failed it and enqueued its retry, which runs it again, so this result is not the slot's."""
+    try:
+        return study.tell(trial, values, state=state, skip_if_finished=True)
+    except UpdateFinishedTrialError:  # skip_if_finished reads the state first; the other worker can fail it after that read
+        return None
+
+
 def run_worker(study: optuna.Study, storage: optuna.storages.BaseStorage, objective: Callable[[optuna.Trial], Any],
                catch: tuple[type[BaseException], ...], heartbeat: Heartbeat) -> int:
     """Run slots until none is waiting or running; return how many this worker ran.
@@ -196,11 +206,11 @@ def run_worker(study: optuna.Study, storage: optuna.storages.BaseStorage, object
             except catch:
                 state = TrialState.FAIL
             except (KeyboardInterrupt, SystemExit):  # stopped, not wrong: the slot goes back in the queue
-                frozen = study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-                if frozen.number not in superseded(study.get_trials(deepcopy=False)):
+                frozen = _tell(study, trial, state=TrialState.FAIL)
+                if frozen is not None and frozen.number not in superseded(study.get_trials(deepcopy=False)):
                     _retry_callback()(study, frozen)
                 raise
             except BaseException:
-                study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+                _tell(study, trial, state=TrialState.FAIL)
                 raise
-        study.tell(trial, values, state=state, skip_if_finished=True)
+        _tell(study, trial, values, state=state)

@@ -7,12 +7,13 @@ import signal
 import time
 from pathlib import Path
 
+import optuna
 import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
 from fmexp.sweep import main
-from fmexp.trial_queue import superseded
+from fmexp.trial_queue import Heartbeat, counted, enqueue_slots, fail_stale, run_worker, superseded
 from tests.helpers import FAST_HEARTBEAT, GRID, RANDOM, check_exact, journal, study_trials, sweep, tiny_study, workers_share, write_yaml
 
 pytestmark = pytest.mark.slow
@@ -98,3 +99,32 @@ def test_one_worker_is_reproducible(workdir: Path) -> None:
         assert main([str(study), "--reports-dir", folder]) == 0
         runs.append([t.params for t in study_trials("r", journal(workdir / folder, "r"))])
     assert runs[0] == runs[1] and len({p["method.sigma_min"] for p in runs[0]}) == 3
+
+
+def test_a_trial_judged_lost_while_it_ran_leaves_its_worker_running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CI run once saw this race: on a busy SQLite lock a trial's beats came later than the grace
+    period, and another worker failed it and enqueued its retry between the owner's ``tell`` reading
+    the trial's state and writing its result. That ``tell`` raised ``UpdateFinishedTrialError`` and
+    stopped the worker. The owner now leaves the slot to the retry, which runs it again."""
+    storage = optuna.storages.RDBStorage(f"sqlite:///{(tmp_path / 's.db').as_posix()}")
+    study = optuna.create_study(study_name="s", storage=storage)
+    enqueue_slots(study, 1)
+    write, raced = study._storage.set_trial_state_values, []
+
+    def racing_write(trial_id: int, state: TrialState, values=None) -> bool:
+        if state == TrialState.COMPLETE and not raced:  # the other worker acts inside tell's read-then-write
+            raced.append(fail_stale(study, storage, Heartbeat(interval=60, grace_period=-1)))
+        return write(trial_id, state, values)
+
+    monkeypatch.setattr(study._storage, "set_trial_state_values", racing_write)
+    calls: list[int] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        calls.append(trial.number)
+        return 1.0
+
+    assert run_worker(study, storage, objective, (), Heartbeat(interval=60, grace_period=60)) == 2
+    trials = study.get_trials()
+    assert raced == [[0]] and calls == [0, 1]
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert superseded(trials) == {0} and [t.number for t in counted(trials)] == [1]
