@@ -125,7 +125,8 @@ def write_yaml(path: Path, data: dict) -> Path:
     return path
 
 
-FAST_HEARTBEAT = {"interval": 1, "grace_period": 3}
+FAST_HEARTBEAT = {"interval": 1, "grace_period": 3}  # for tests that kill a worker and wait for its trial to go stale
+SHARING_HEARTBEAT = {"interval": 1, "grace_period": 30}  # no worker dies: a beat late on a loaded machine must not count as lost
 
 
 def sweep(args: list[str], cwd: Path, threads: int = 1) -> subprocess.Popen:
@@ -157,9 +158,12 @@ def check_exact(trials: list[optuna.trial.FrozenTrial], n_trials: int) -> list[o
 
 
 def workers_share(workdir: Path, url: str, fields: dict, n_workers: int = 3) -> list[optuna.trial.FrozenTrial]:
-    """Study ``p`` run by ``n_workers`` processes started together on one storage; its trials."""
+    """Study ``p`` run by ``n_workers`` processes started together on one storage; its trials.
+
+    No worker dies here, so the grace period is long: with 3 s, one CI run on a loaded machine saw a
+    trial's beats reach SQLite late, another worker fail it and its retry run, one trial too many."""
     # trials of a few seconds, longer than a process start, so that the workers overlap
-    study = write_yaml(workdir / "p.yaml", tiny_study("p", heartbeat=FAST_HEARTBEAT, overrides=["train.steps=300", "train.eval_every=150"],
+    study = write_yaml(workdir / "p.yaml", tiny_study("p", heartbeat=SHARING_HEARTBEAT, overrides=["train.steps=300", "train.eval_every=150"],
                                                       **fields))
     workers = [sweep([str(study), "--storage", url, "--reports-dir", f"w{i}"], workdir) for i in range(n_workers)]
     for w in workers:
