@@ -10,7 +10,6 @@ the NLL and its change from 1e-5, and the time as a fraction of 1e-5's. Time it 
 
 from __future__ import annotations
 
-import dataclasses
 import statistics
 import sys
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from fmexp.config import load_params
+from fmexp.config import load_params, run_config
 from fmexp.layout import RunFiles
 from fmexp.plan import load_prepared, resolve
 from fmexp.stages.train import _curve_columns
@@ -43,7 +42,7 @@ def main(rounds: int = 3) -> int:
         plan = resolve(run, data)
         model = load_model(model_file)
         test = data.model_space(data.test, torch.Generator().manual_seed(plan.streams.curve_points))
-        rows = {tol: _curve_columns(dataclasses.replace(run, train=dataclasses.replace(run.train, curve_tol=tol)), plan.method,
+        rows = {tol: _curve_columns(run_config(run, [f"train.curve_tol={tol}"], __file__), plan.method,
                                     test, plan.curve_divergence, plan.streams.curve, None) for tol in TOLERANCES}
         rows[TOLERANCES[0]](0, model)  # warm-up
         seconds: dict[float, list[float]] = {tol: [] for tol in TOLERANCES}

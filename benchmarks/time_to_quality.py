@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from fmexp.config import load_params
+from fmexp.config import load_params, run_config
 from fmexp.data import load_dataset
 from fmexp.likelihood import log_likelihood
 from fmexp.plan import build_method, model_spec
@@ -81,7 +81,7 @@ def fmexp_recipe(data, test: Tensor) -> list[dict[str, float]]:
     run = load_params(ROOT / "params.yaml").run("checkerboard", "fm_ot", 0)
     rows = []
     for steps in BUDGETS:
-        cfg = run.train.__class__(**{**run.train.__dict__, "steps": steps, "eval_every": 10**9})
+        cfg = run_config(run, [f"train.steps={steps}", "train.eval_every=1000000000"], __file__).train
         torch.manual_seed(0)
         spec = model_spec(run.model, data)
         method = build_method(run, data)
