@@ -1,7 +1,11 @@
 """Worker processes that share the machine's cores instead of fighting over them.
 
 Torch runs one OpenMP thread per core; two processes each doing so on 2 cores have run a step 10x
-slower. Each of ``workers`` spawned processes gets ``cores // workers`` threads (at least one).
+slower. Each of ``workers`` processes gets ``cores // workers`` threads (at least one).
+
+The processes are forked from a fork server that imported the job's module (and with it torch) once,
+so a pool of three pays for one ``import torch``, not three side by side. The server itself is a
+fresh single-threaded process: nothing of the caller's state, threads or OpenMP pool is inherited.
 """
 
 from __future__ import annotations
@@ -35,11 +39,13 @@ def threads_per_worker(workers: int) -> int:
 
 
 def run_in_processes(fn: Callable[..., Any], jobs: Sequence[tuple[Any, ...]], workers: int) -> list[Any]:
-    """``fn(*job)`` for every job in ``workers`` spawned processes; the results in job order. An
-    exception in a job is raised here once every job has ended."""
+    """``fn(*job)`` for every job in ``workers`` processes; the results in job order. An exception in a
+    job is raised here once every job has ended."""
     root = logging.getLogger()
     log_level = root.level if root.handlers else None  # workers log as this process does
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([fn.__module__])  # takes effect when this process starts its server
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                              initargs=(threads_per_worker(workers), log_level)) as pool:
         futures = [pool.submit(fn, *job) for job in jobs]
         return [f.result() for f in futures]

@@ -191,7 +191,7 @@ def _wait_for_definition(ostudy: optuna.Study, timeout: float) -> dict[str, Any]
 
 
 def _worker_process(path: Path, storage: str, reports_dir: str) -> int:
-    """One of ``--workers N``: load the opened study and run slots (a top-level function, for spawn)."""
+    """One of ``--workers N``: load the opened study and run slots (a top-level function, for the worker processes)."""
     study = load_study(path, storage=storage, reports_dir=reports_dir)
     ostudy, storage_, _ = _create_or_load(study)
     return run_worker(ostudy, storage_, _objective(study), TRIAL_FAILURES, study.config.heartbeat)

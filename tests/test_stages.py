@@ -94,10 +94,12 @@ def test_run_stage_loops_over_seeds_and_summarizes(tmp_path: Path, params) -> No
     assert metrics["nll"] == pytest.approx({"mean": sum(nll) / 2, "std": abs(nll[0] - nll[1]) / 2**0.5})
     assert metrics["w2"] == pytest.approx({"mean": sum(w2) / 2, "std": abs(w2[0] - w2[1]) / 2**0.5})
     assert metrics["nll_se"] == pytest.approx({"mean": (seeds[0]["nll_se"] + seeds[1]["nll_se"]) / 2})
+    # the density grid (Fig. 4) for the report's seed, the first, only
+    assert [(folder / "score" / s / "density.pt").exists() for s in ("0", "1")] == [True, False]
 
 
 def test_worker_processes_give_the_one_thread_results(tmp_path: Path, params, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``pipeline.workers: 2`` trains two seeds in two spawned processes of cores // 2 threads; each must
+    """``pipeline.workers: 2`` trains two seeds in two worker processes of cores // 2 threads; each must
     write exactly the weights that the same seed trains in this process with that many threads."""
     import os
 

@@ -29,6 +29,9 @@ def run_stage(stage: str, params: Params, dataset: str, method: str, *, data_dir
     worker processes, each with ``cores // workers`` threads (at least one): on 2 cores, three
     one-thread workers train three seeds 1.3-1.5x faster than one two-thread process in turn.
 
+    The score stage draws the 2-D density grid (``density.pt``, Fig. 4) for the first seed only: the
+    report's panels show that seed, and the grid's solves are most of a 2-D seed's scoring time.
+
     Each stage also writes one summary over seeds beside them, in ``<runs>/<dataset>/<method>/``:
     ``curve.csv`` (train) and ``ladder.csv`` (sample) with a seed column; ``metrics.json`` (score),
     the DVC metrics: the science only (see ``science``); and ``score/summary.json``: every metric's
@@ -37,7 +40,7 @@ def run_stage(stage: str, params: Params, dataset: str, method: str, *, data_dir
     folder = Path(runs_dir) / dataset / method
     seeds = params.pipeline.seeds
     workers = 1 if launched() else min(params.pipeline.workers, len(seeds))  # under torchrun the ranks share each seed
-    jobs = [(stage, params.run(dataset, method, seed), str(data_dir), str(runs_dir)) for seed in seeds]
+    jobs = [(stage, params.run(dataset, method, seed), str(data_dir), str(runs_dir), seed == seeds[0]) for seed in seeds]
     check_inputs(stage, [job[1] for job in jobs], data_dir, runs_dir)
     artifacts.ensure_writable(folder)
     start = time.perf_counter()
@@ -110,12 +113,13 @@ def check_inputs(stage: str, runs: list[RunConfig], data_dir: str | Path, runs_d
                                   f" --method {r.method_name}` first (or `dvc repro {up}@{r.dataset}-{r.method_name}`)")
 
 
-def _run_seed(stage: str, run: RunConfig, data_dir: str, runs_dir: str) -> None:
-    """One stage for one seed (a top-level function, so that worker processes can run it)."""
+def _run_seed(stage: str, run: RunConfig, data_dir: str, runs_dir: str, first: bool) -> None:
+    """One stage for one seed (a top-level function, so that worker processes can run it); the
+    ``first`` seed's score also draws the density grid."""
     start = time.perf_counter()
     data = load_prepared(data_dir, run.dataset)
     stage_fn = getattr(importlib.import_module(f"fmexp.stages.{stage}"), f"{stage}_run")  # only this stage's code is loaded
-    stage_fn(run, data, RunFiles.of(runs_dir, run), **({"data_dir": data_dir} if stage == "score" else {}))
+    stage_fn(run, data, RunFiles.of(runs_dir, run), **({"data_dir": data_dir, "density": first} if stage == "score" else {}))
     log.info("%s %s/%s seed %d: done in %.1f s", stage, run.dataset, run.method_name, run.seed, time.perf_counter() - start)
 
 
