@@ -120,6 +120,7 @@ class ScoreConfig:
     probes: int = 1  # hutchinson probes per point, fixed over the solve; the estimate's variance falls as 1/probes
     dequant_draws: int = 1  # images: K dequantizations per point, combined by log-mean-exp (Table 4)
     fid_backend: str = "auto"  # auto (digits-classifier for digits, else inception) | digits-classifier | inception | none (no FID)
+    fid_draws: int = 1  # images: FID is the mean over this many disjoint draws of n_samples / fid_draws samples (1: all of them at once)
     inception_weights: str | None = None  # local InceptionV3 weights file for the inception backend
     distance: str = "w2"  # w2 | sliced_w2
     density_grid: int = 40  # side of the grid on which 2-D densities are drawn (Fig. 4); 0: none
@@ -289,6 +290,9 @@ def _section_errors(model: ModelConfig, train: TrainConfig, sample: SampleConfig
     one_of("score.probe", score.probe, "probe")
     one_of("score.fid_backend", score.fid_backend, "fid_backend")
     positive("score.dequant_draws", score.dequant_draws)
+    positive("score.fid_draws", score.fid_draws)
+    if score.fid_draws > 0 and sample.n_samples % score.fid_draws:
+        errors.append(f"score.fid_draws: {score.fid_draws} must divide sample.n_samples={sample.n_samples} into equal draws")
     positive("score.probes", score.probes)
     if data.channels not in (1, 3):
         errors.append(f"data.channels: must be 1 or 3, got {data.channels}")

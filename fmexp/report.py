@@ -235,6 +235,9 @@ def _image_note(rows: pd.DataFrame) -> str:
     note = (f"NLL in bits/dim of the held-out images (Hutchinson divergence, uniform dequantization; the standard error"
             f" over images is {se.min():.3f} to {se.max():.3f}), FID with the {backend} features of the dopri5 samples,"
             f" as uint8, against the statistics of the whole training split (the standard protocol).")
+    if "fid_draws" in rows and rows.fid_draws.max() > 1:
+        note += (f" Each seed's FID is the mean over {int(rows.fid_draws.iloc[0])} disjoint draws of {int(rows.fid_n.iloc[0])} samples;"
+                 f" one draw's FID spreads by {rows.fid_draw_std.mean():.1f} (std over draws, mean over runs).")
     if "fid_floor" in rows:
         note += (f" {int(rows.fid_floor_n.iloc[0])} real held-out images score FID {rows.fid_floor.mean():.1f} against it:"
                  " the floor at that number of images.")

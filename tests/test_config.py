@@ -54,6 +54,8 @@ def test_overrides_use_hydra_grammar(tmp_path: Path) -> None:
         (lambda p: p["train"].update(nproc=3), r"train\.batch_size: 64 must split evenly over train\.nproc=3 processes"),
         (lambda p: p["train"].update(nproc=0), r"train\.nproc: must be a positive finite number"),
         (lambda p: p["score"].update(density_times=[0.5, 1.5]), r"score\.density_times: must be a non-empty list of times in \[0, 1\]"),
+        (lambda p: (p["sample"].update(n_samples=100), p["score"].update(fid_draws=3)),
+         r"score\.fid_draws: 3 must divide sample\.n_samples=100 into equal draws"),
     ],
 )
 def test_bad_values_name_file_and_key(tmp_path: Path, edit, expected: str) -> None:
@@ -101,8 +103,8 @@ def test_cli_exits_2_and_writes_nothing(tmp_path: Path) -> None:
 def test_per_dataset_overrides_apply_to_their_dataset_only() -> None:
     p = load_params(ROOT / "params.yaml")
     digits, board = p.run("digits", "fm_ot", 0), p.run("checkerboard", "fm_ot", 0)
-    assert (digits.model.channels, digits.train.batch_size, digits.sample.n_samples) == (16, 64, 359)
-    assert (board.model, board.train, board.sample) == (p.model, p.train, p.sample)
+    assert (digits.model.channels, digits.train.batch_size, digits.sample.n_samples, digits.score.fid_draws) == (16, 64, 1077, 3)
+    assert (board.model, board.train, board.sample, board.score) == (p.model, p.train, p.sample, p.score)
 
 
 def test_command_line_overrides_win_over_per_dataset(tmp_path: Path) -> None:

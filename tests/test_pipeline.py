@@ -27,7 +27,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     params = tiny_params(seeds=[0, 1], datasets=["checkerboard", "digits"])
     params["train"]["curve_tol"] = 1e-3
     params["per_dataset"]["digits"] = ["model.channels=8", "train.batch_size=32", "sample.n_samples=64",
-                                       "sample.nfe_ladder=[4,8]", "score.n_points=32", "train.curve_tol=1e-2"]
+                                       "sample.nfe_ladder=[4,8]", "score.n_points=32", "train.curve_tol=1e-2", "score.fid_draws=2"]
     root = dvc_repo(tmp_path_factory.mktemp("pipeline"), params)
     sh(str(BIN / "dvc"), "repro", cwd=root)
     return root
@@ -75,6 +75,24 @@ def test_repro_scores_digits_in_the_papers_image_layout(repo: Path) -> None:
     assert (spec["name"], spec["in_channels"], spec["resolution"], spec["channels"]) == ("unet", 1, 8, 8)  # per_dataset.digits
     page = (repo / "reports" / "summary.html").read_text()
     assert "<h3>digits</h3>" in page and "real held-out images score FID" in page
+    assert "FID is the mean over 2 disjoint draws of 32 samples" in page
+
+
+def test_fid_is_the_mean_over_disjoint_draws(repo: Path) -> None:
+    """score.fid_draws=2 of 64 samples: the FID is the mean of the two halves' FIDs, each computed here
+    by the plain two-sample FID against the training split (no cached statistics), and the floor is
+    taken at a draw's size."""
+    from fmexp.features import backend_kwargs, fid
+    from fmexp.plan import load_prepared
+
+    data = load_prepared(repo / "data", "digits")
+    kwargs = backend_kwargs("digits-classifier", None, torch.load(repo / "data" / "digits.pt", weights_only=True))
+    samples = torch.load(repo / "runs" / "digits" / "fm_ot" / "sample" / "0" / "samples.pt", weights_only=True)["samples"]
+    halves = [fid("digits-classifier", x, data.train, data.levels, **kwargs) for x in (samples[:32], samples[32:])]
+    metrics = json.loads((repo / "runs" / "digits" / "fm_ot" / "score" / "0" / "metrics.json").read_text())
+    assert len(samples) == 64 and (metrics["fid_draws"], metrics["fid_n"], metrics["fid_floor_n"]) == (2, 32, 32)
+    assert metrics["fid"] == pytest.approx(sum(halves) / 2, rel=1e-6)
+    assert metrics["fid_draw_std"] == pytest.approx(abs(halves[0] - halves[1]) / 2**0.5, rel=1e-6)
 
 
 def test_second_repro_runs_nothing(repo: Path) -> None:

@@ -28,11 +28,13 @@ def _image_metrics(run: RunConfig, plan: Plan, data: Dataset, nll: Tensor, sampl
                    data_dir: str | Path, files: RunFiles) -> dict[str, float | str]:
     """Bits/dim of the held-out images (with its standard error over points), and FID by the standard
     protocol: the uint8 samples against the statistics of the whole training split, which ``prepare``
-    caches. Beside it, labelled: ``fid_floor``, the FID of as many real held-out images
-    (``fid_floor_n``), the floor to read the models' FIDs against; ``fid_floor_std``, the spread of that
-    number over disjoint subsets of the training split, the noise of an FID at that count; and
-    ``fid_heldout``, the samples against the held-out split. Also the FID of each fixed-step sample set
-    of the NFE ladder, in ``fid_ladder.csv``."""
+    caches. With ``score.fid_draws`` k > 1, ``fid`` is the mean FID of k disjoint draws of
+    ``fid_n`` = n_samples / k samples, and ``fid_draw_std`` their spread: one small draw's FID is noisy.
+    Beside it, labelled: ``fid_floor``, the FID of as many real held-out images as a draw has, at most
+    all of them (``fid_floor_n``), the floor to read the models' FIDs against; ``fid_floor_std``, the
+    spread of that number over disjoint subsets of the training split, the noise of an FID at that
+    count; and ``fid_heldout``, the draws against the held-out split (their mean). Also the FID of each
+    fixed-step sample set of the NFE ladder, in ``fid_ladder.csv``."""
     from fmexp.features import backend_kwargs, fid_against, reference_stats
     from fmexp.images import data_scale
 
@@ -47,13 +49,17 @@ def _image_metrics(run: RunConfig, plan: Plan, data: Dataset, nll: Tensor, sampl
     cached = prepared.get("fid_reference")
     train_stats = cached if cached and cached["backend"] == backend else reference_stats(backend, data.train, levels, **kwargs)
     fid = fid_against(backend, train_stats, levels, **kwargs)
-    m = min(len(samples), len(data.test))
+    draws = samples.chunk(run.score.fid_draws)  # n_samples / fid_draws each (config checks that it divides)
+    fids = [fid(x) for x in draws]
+    heldout = fid_against(backend, reference_stats(backend, data.test, levels, **kwargs), levels, **kwargs)
+    m = min(len(draws[0]), len(data.test))
     floors = [fid(data.train[i : i + m]) for i in range(0, len(data.train) - m + 1, m)]
     out: dict[str, float | str] = {
-        **likelihood, "fid": fid(samples), "fid_backend": backend,
+        **likelihood, "fid": statistics.mean(fids), "fid_draws": len(fids), "fid_n": len(draws[0]),
+        "fid_draw_std": statistics.stdev(fids) if len(fids) > 1 else float("nan"), "fid_backend": backend,
         "fid_reference": f"train split, {train_stats['n']} images", "fid_floor": fid(data.test[:m]), "fid_floor_n": m,
         "fid_floor_std": float(np.std(floors, ddof=1)) if len(floors) > 1 else float("nan"),
-        "fid_heldout": fid_against(backend, reference_stats(backend, data.test, levels, **kwargs), levels, **kwargs)(samples)}
+        "fid_heldout": statistics.mean(heldout(x) for x in draws)}
     rows = []
     for key, x in ladder.items():
         solver, steps = key.split(":")
