@@ -56,9 +56,9 @@ def _image_metrics(run: RunConfig, plan: Plan, data: Dataset, nll: Tensor, sampl
     floors = [fid(data.train[i : i + m]) for i in range(0, len(data.train) - m + 1, m)]
     out: dict[str, float | str] = {
         **likelihood, "fid": statistics.mean(fids), "fid_draws": len(fids), "fid_n": len(draws[0]),
-        "fid_draw_std": statistics.stdev(fids) if len(fids) > 1 else float("nan"), "fid_backend": backend,
+        "fid_draw_std": _spread(fids), "fid_backend": backend,
         "fid_reference": f"train split, {train_stats['n']} images", "fid_floor": fid(data.test[:m]), "fid_floor_n": m,
-        "fid_floor_std": float(np.std(floors, ddof=1)) if len(floors) > 1 else float("nan"),
+        "fid_floor_std": _spread(floors),
         "fid_heldout": statistics.mean(heldout(x) for x in draws)}
     rows = []
     for key, x in ladder.items():
@@ -68,6 +68,11 @@ def _image_metrics(run: RunConfig, plan: Plan, data: Dataset, nll: Tensor, sampl
     if "classifier_accuracy" in prepared and backend == "digits-classifier":
         out["fid_classifier_accuracy"] = prepared["classifier_accuracy"]
     return out
+
+
+def _spread(values: list[float]) -> float:
+    """The std (ddof 1) of a few FIDs; not a number for fewer than two."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
 
 
 @functools.cache
