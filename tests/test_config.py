@@ -103,7 +103,7 @@ def test_cli_exits_2_and_writes_nothing(tmp_path: Path) -> None:
 def test_per_dataset_overrides_apply_to_their_dataset_only() -> None:
     p = load_params(ROOT / "params.yaml")
     digits, board = p.run("digits", "fm_ot", 0), p.run("checkerboard", "fm_ot", 0)
-    assert (digits.model.channels, digits.train.batch_size, digits.sample.n_samples, digits.score.fid_draws) == (16, 64, 1077, 3)
+    assert (digits.model.channels, digits.train.batch_size, digits.sample.n_samples, digits.score.fid_draws) == (24, 64, 1077, 3)
     assert (board.model, board.train, board.sample, board.score) == (p.model, p.train, p.sample, p.score)
 
 
