@@ -28,7 +28,7 @@ CASES = {  # name: (model spec, data, batch)
     "mlp 3x256, batch 4096": ({"name": "mlp", "dim": 2, "width": 256, "depth": 3}, "checkerboard", 4096),
     "mlp 3x256 + 64 Fourier, b256": ({"name": "mlp", "dim": 2, "width": 256, "depth": 3, "fourier_features": 64, "fourier_scale": 0.5},
                                      "checkerboard", 256),
-    "digits u-net 16ch, b64": ({"name": "unet", "in_channels": 1, "resolution": 8, "channels": 16, "channel_mults": [1, 2]}, "digits", 64),
+    "digits u-net 24ch, b64": ({"name": "unet", "in_channels": 1, "resolution": 8, "channels": 24, "channel_mults": [1, 2]}, "digits", 64),
 }
 
 
