@@ -10,6 +10,10 @@ dataset's ``per_dataset`` entries applied), else the whole of params.yaml, like 
 --standalone --nproc-per-node N`` (one node); started by torchrun (several nodes), it trains in its
 process group as launched.
 
+Exit status: 2 for bad input (the message names the file, the key and the allowed values), 1 for a
+seed's run that failed on its own account (its training diverged or an ODE solve failed; the message
+names the stage, the run and the seed), with no traceback for either.
+
 Overrides use Hydra's grammar (``train.lr=1e-3``), the same as ``dvc exp run -S``. A bad config
 exits with status 2 and a message naming the file and the key.
 """
@@ -66,14 +70,18 @@ def main(argv: list[str] | None = None) -> int:
             prepare(params, args.data_dir)
         elif args.stage in ("train", "sample", "score"):
             from fmexp.launch import launched, torchrun_command
-            from fmexp.stages.aggregate import run_stage
+            from fmexp.stages.aggregate import RunFailed, run_stage
 
             if args.dataset is None or args.method is None:
                 parser.error(f"{args.stage} needs --dataset and --method")
             nproc = params.run(args.dataset, args.method, params.pipeline.seeds[0]).train.nproc if args.stage == "train" else 1
             if nproc > 1 and not launched():  # this process becomes torchrun's, which runs this command N times
                 os.execv(sys.executable, torchrun_command(nproc, sys.argv[1:] if argv is None else argv))
-            run_stage(args.stage, params, args.dataset, args.method, data_dir=args.data_dir, runs_dir=args.runs_dir)
+            try:
+                run_stage(args.stage, params, args.dataset, args.method, data_dir=args.data_dir, runs_dir=args.runs_dir)
+            except RunFailed as e:  # a fault of the run, not bad input: status 1, the seed named, no traceback
+                print(f"error: {e}", file=sys.stderr)
+                return 1
         elif args.stage == "sweep":
             from fmexp.sweep import run_studies
 

@@ -111,3 +111,21 @@ def test_progress_lines_when_stderr_is_no_terminal(workdir: Path) -> None:
     assert {line.split(" step ")[0].split()[-1] for line in lines if f"step {steps}/{steps}: loss" in line} == {"0", "1"}
     assert sum("train checkerboard/fm_ot seed" in line and "done in" in line for line in lines) == 2
     assert "train checkerboard/fm_ot: done in" in lines[-1]
+
+
+def test_a_failed_solve_names_the_seed_with_status_1(workdir: Path, capsys) -> None:
+    """A fault of the run, not bad input: the real command exits 1 with one line naming the stage, the
+    run and the seed, no traceback, and the failed seed's samples are not written."""
+    import torch
+
+    assert main(["prepare"]) == 0 and main(TRAIN + ["pipeline.seeds=[0,1]"]) == 0
+    model = workdir / "runs/checkerboard/fm_ot/train/1/model.pt"
+    state = torch.load(model, weights_only=False)
+    state["ema_weights"] = {k: torch.full_like(v, float("nan")) for k, v in state["ema_weights"].items()}
+    torch.save(state, model)  # seed 1's field is NaN everywhere: its dopri5 solve cannot finish
+    proc = subprocess.run([sys.executable, "-m", "fmexp", "sample", "--dataset", "checkerboard", "--method", "fm_ot",
+                           "pipeline.seeds=[0,1]"], capture_output=True, text=True)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: sample checkerboard/fm_ot seed 1: dopri5"), last
+    assert not (workdir / "runs/checkerboard/fm_ot/sample/1/samples.pt").exists()

@@ -14,10 +14,17 @@ from fmexp import artifacts
 from fmexp.config import ConfigError, Params, RunConfig
 from fmexp.launch import launched, world
 from fmexp.layout import RunFiles, data_file
+from fmexp.ode import SolverError
 from fmexp.plan import load_prepared
+from fmexp.training import TrainingDiverged
 
-__all__ = ["UPSTREAM", "check_inputs", "run_stage", "summarize", "science"]
+__all__ = ["UPSTREAM", "RunFailed", "check_inputs", "run_stage", "summarize", "science"]
 log = logging.getLogger(__name__)
+
+
+class RunFailed(RuntimeError):
+    """A seed's run failed on its own account, not on bad input: its training diverged, or an ODE solve
+    failed. The message names the stage, the run and the seed."""
 
 
 def run_stage(stage: str, params: Params, dataset: str, method: str, *, data_dir: str | Path = "data",
@@ -119,7 +126,10 @@ def _run_seed(stage: str, run: RunConfig, data_dir: str, runs_dir: str, first: b
     start = time.perf_counter()
     data = load_prepared(data_dir, run.dataset)
     stage_fn = getattr(importlib.import_module(f"fmexp.stages.{stage}"), f"{stage}_run")  # only this stage's code is loaded
-    stage_fn(run, data, RunFiles.of(runs_dir, run), **({"data_dir": data_dir, "density": first} if stage == "score" else {}))
+    try:
+        stage_fn(run, data, RunFiles.of(runs_dir, run), **({"data_dir": data_dir, "density": first} if stage == "score" else {}))
+    except (SolverError, TrainingDiverged) as e:
+        raise RunFailed(f"{stage} {run.dataset}/{run.method_name} seed {run.seed}: {e}") from e
     log.info("%s %s/%s seed %d: done in %.1f s", stage, run.dataset, run.method_name, run.seed, time.perf_counter() - start)
 
 
