@@ -10,12 +10,11 @@ dataset's ``per_dataset`` entries applied), else the whole of params.yaml, like 
 --standalone --nproc-per-node N`` (one node); started by torchrun (several nodes), it trains in its
 process group as launched.
 
+Overrides use Hydra's grammar (``train.lr=1e-3``), the same as ``dvc exp run -S``.
+
 Exit status: 2 for bad input (the message names the file, the key and the allowed values), 1 for a
 seed's run that failed on its own account (its training diverged or an ODE solve failed; the message
 names the stage, the run and the seed), with no traceback for either.
-
-Overrides use Hydra's grammar (``train.lr=1e-3``), the same as ``dvc exp run -S``. A bad config
-exits with status 2 and a message naming the file and the key.
 """
 
 from __future__ import annotations

@@ -128,4 +128,5 @@ def test_a_failed_solve_names_the_seed_with_status_1(workdir: Path, capsys) -> N
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: sample checkerboard/fm_ot seed 1: dopri5"), last
+    assert (workdir / "runs/checkerboard/fm_ot/sample/0/samples.pt").exists()  # the seed that finished keeps its files
     assert not (workdir / "runs/checkerboard/fm_ot/sample/1/samples.pt").exists()
