@@ -113,7 +113,7 @@ def test_progress_lines_when_stderr_is_no_terminal(workdir: Path) -> None:
     assert "train checkerboard/fm_ot: done in" in lines[-1]
 
 
-def test_a_failed_solve_names_the_seed_with_status_1(workdir: Path, capsys) -> None:
+def test_a_failed_solve_names_the_seed_with_status_1(workdir: Path) -> None:
     """A fault of the run, not bad input: the real command exits 1 with one line naming the stage, the
     run and the seed, no traceback, and the failed seed's samples are not written."""
     import torch
