@@ -13,23 +13,29 @@ from __future__ import annotations
 
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
-from fmexp.config import TrainConfig
+from fmexp.config import TrainConfig, load_params
 from fmexp.data import Dataset, load_dataset
 from fmexp.methods import make_method
 from fmexp.models import build_model
+from fmexp.plan import model_spec
 from fmexp.training import train
 
+ROOT = Path(__file__).resolve().parents[1]
 CASES = {  # name: (model spec, data, batch)
     "mlp 3x256, batch 256": ({"name": "mlp", "dim": 2, "width": 256, "depth": 3}, "checkerboard", 256),
     "mlp 3x256, batch 1024": ({"name": "mlp", "dim": 2, "width": 256, "depth": 3}, "checkerboard", 1024),
     "mlp 3x256, batch 4096": ({"name": "mlp", "dim": 2, "width": 256, "depth": 3}, "checkerboard", 4096),
-    "mlp 3x256 + 64 Fourier, b256": ({"name": "mlp", "dim": 2, "width": 256, "depth": 3, "fourier_features": 64, "fourier_scale": 0.5},
-                                     "checkerboard", 256),
-    "digits u-net 24ch, b64": ({"name": "unet", "in_channels": 1, "resolution": 8, "channels": 24, "channel_mults": [1, 2]}, "digits", 64),
 }
+
+
+def pipeline_case(dataset: str) -> tuple[dict, str, int]:
+    """The network and batch that ``params.yaml`` trains on ``dataset`` (its ``per_dataset`` entries applied)."""
+    run = load_params(ROOT / "params.yaml").run(dataset, "fm_ot", 0)
+    return model_spec(run.model, load_dataset(dataset, n_train=100, n_test=10)), dataset, run.train.batch_size
 
 
 def bare_ms(model: torch.nn.Module, x_1: torch.Tensor, steps: int) -> float:
@@ -58,7 +64,8 @@ def train_ms(model: torch.nn.Module, data: Dataset, batch: int, steps: int) -> f
 def main(rounds: int = 5, steps: int = 100, only: str = "") -> None:
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median over {rounds} rounds of {steps} steps")
-    for name, (spec, dataset, batch) in CASES.items():
+    pipeline = {f"{case[1]} model of params.yaml, b{case[2]}": case for case in map(pipeline_case, ("checkerboard", "digits"))}
+    for name, (spec, dataset, batch) in {**CASES, **pipeline}.items():
         if only not in name:
             continue
         spec = dict(spec)
