@@ -28,9 +28,25 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
         path = Path(url[len("journal:///"):])
         path.parent.mkdir(parents=True, exist_ok=True)
         return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
-    if url.startswith("sqlite"):  # writers wait for SQLite's file lock up to 60 s, not 5
-        return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+    if url.startswith("sqlite"):
+        return _sqlite_storage(url)
     return optuna.storages.RDBStorage(url)
+
+
+def _sqlite_storage(url: str) -> optuna.storages.RDBStorage:
+    """An RDBStorage on SQLite whose transactions each hold the database's write lock from their start.
+
+    Optuna changes a trial's state by ``SELECT ... FOR UPDATE`` and then ``UPDATE``; SQLite ignores
+    ``FOR UPDATE``, and Python's sqlite3 begins a transaction only at the ``UPDATE``, so two processes
+    could both read WAITING and both take one slot. Here sqlite3 begins nothing itself
+    (``isolation_level=None``) and every transaction starts with ``BEGIN IMMEDIATE`` (SQLAlchemy's
+    recipe for SQLite transactions), which makes the read and the write one step. Writers wait for
+    the lock up to 60 s, not 5."""
+    from sqlalchemy import event
+
+    storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60, "isolation_level": None}})
+    event.listen(storage.engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN IMMEDIATE"))
+    return storage
 
 
 def redact(url: str) -> str:

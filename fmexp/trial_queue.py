@@ -169,8 +169,8 @@ def _beating(storage: optuna.storages.BaseStorage, trial_id: int, interval: floa
 
 def _tell(study: optuna.Study, trial: optuna.Trial, values: Any = None, state: TrialState | None = None) -> FrozenTrial | None:
     """``study.tell``, or ``None`` where another worker judged the trial lost while it ran (its beats
-    reached the storage later than the grace period, as under a busy SQLite lock): that worker has
-    failed it and enqueued its retry, which runs it again, so this result is not the slot's."""
+    reached the storage later than the grace period): that worker has failed it and enqueued its
+    retry, which runs it again, so this result is not the slot's."""
     try:
         return study.tell(trial, values, state=state, skip_if_finished=True)
     except UpdateFinishedTrialError:  # skip_if_finished reads the state first; the other worker can fail it after that read
@@ -181,7 +181,9 @@ def run_worker(study: optuna.Study, storage: optuna.storages.BaseStorage, object
                catch: tuple[type[BaseException], ...], heartbeat: Heartbeat) -> int:
     """Run slots until none is waiting or running; return how many this worker ran.
 
-    An exception in ``catch`` fails its trial and the worker goes on; ``TrialPruned`` prunes it; an
+    An exception in ``catch`` fails its trial and the worker goes on; ``TrialPruned`` prunes it; a
+    trial that another worker judged lost while it ran is left to its retry, whether the objective
+    or the final ``tell`` finds out; an
     interrupt (Ctrl-C, SIGTERM) fails it, enqueues its retry and propagates; any other exception fails
     the trial and propagates (a bug should stop the sweep, not every trial).
     """
@@ -203,6 +205,8 @@ def run_worker(study: optuna.Study, storage: optuna.storages.BaseStorage, object
                 values = objective(trial)
             except optuna.TrialPruned:
                 state = TrialState.PRUNED
+            except UpdateFinishedTrialError:  # judged lost while it ran, at one of its own writes (see _tell)
+                continue
             except catch:
                 state = TrialState.FAIL
             except (KeyboardInterrupt, SystemExit):  # stopped, not wrong: the slot goes back in the queue

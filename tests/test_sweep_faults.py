@@ -3,7 +3,10 @@ finished, nothing lost to a SIGKILL, no params drawn twice, every grid point onc
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -12,6 +15,7 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
+from fmexp.storage import make_storage
 from fmexp.sweep import main
 from fmexp.trial_queue import Heartbeat, counted, enqueue_slots, fail_stale, run_worker, superseded
 from tests.helpers import FAST_HEARTBEAT, GRID, RANDOM, check_exact, journal, study_trials, sweep, tiny_study, workers_share, write_yaml
@@ -128,3 +132,65 @@ def test_a_trial_judged_lost_while_it_ran_leaves_its_worker_running(tmp_path: Pa
     assert raced == [[0]] and calls == [0, 1]
     assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
     assert superseded(trials) == {0} and [t.number for t in counted(trials)] == [1]
+
+
+
+def test_a_trial_judged_lost_at_its_own_write_leaves_its_worker_running(tmp_path: Path) -> None:
+    """The same judgement can land while the objective runs: its next write to the trial (a seed's
+    result) raises ``UpdateFinishedTrialError``. The worker leaves the slot to the retry and goes on."""
+    storage = make_storage(f"sqlite:///{(tmp_path / 's.db').as_posix()}")
+    study = optuna.create_study(study_name="s", storage=storage)
+    enqueue_slots(study, 1)
+    calls: list[int] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        calls.append(trial.number)
+        if trial.number == 0:  # another worker judges it lost, mid-run
+            fail_stale(study, storage, Heartbeat(interval=60, grace_period=-1))
+        trial.set_user_attr("seed0_nll", 1.0)
+        return 1.0
+
+    assert run_worker(study, storage, objective, (), Heartbeat(interval=60, grace_period=60)) == 2
+    trials = study.get_trials()
+    assert calls == [0, 1] and [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert superseded(trials) == {0} and [t.number for t in counted(trials)] == [1]
+
+TAKE_SLOTS = """
+import json, sys, time
+from pathlib import Path
+from fmexp.storage import make_storage
+from fmexp.trial_queue import _pop
+
+url, ready, n = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+storage = make_storage(url)
+study_id = storage.get_study_id_from_name("q")
+(ready / sys.argv[4]).touch()
+while len(list(ready.iterdir())) < n:  # start together: every process has imported and connected
+    time.sleep(0.001)
+taken = []
+while (trial_id := _pop(storage, study_id)) is not None:
+    taken.append(trial_id)
+print(json.dumps(taken))
+"""
+
+
+@pytest.mark.parametrize("scheme", ["sqlite", "journal"])
+def test_workers_taking_slots_at_once_never_take_one_twice(tmp_path: Path, scheme: str) -> None:
+    """Taking a slot is the queue's compare-and-set, WAITING to RUNNING: four processes that take 60
+    slots as fast as they can, all at once, take each exactly once. On SQLite that needs each
+    transaction to hold the write lock from its start (BEGIN IMMEDIATE): Optuna reads the state with
+    SELECT ... FOR UPDATE, which SQLite ignores, so two workers could both read WAITING and both
+    write RUNNING. A CI run saw that: two workers ran trial 3, and the one that lost the race stopped
+    on ``UpdateFinishedTrialError``."""
+    url = f"sqlite:///{(tmp_path / 'q.db').as_posix()}" if scheme == "sqlite" else f"journal:///{(tmp_path / 'q.journal').as_posix()}"
+    enqueue_slots(optuna.create_study(study_name="q", storage=make_storage(url)), 60)
+    ready = tmp_path / "ready"
+    ready.mkdir()
+    procs = [subprocess.Popen([sys.executable, "-c", TAKE_SLOTS, url, str(ready), "4", str(i)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for i in range(4)]
+    taken = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        taken += json.loads(out)
+    assert len(taken) == 60 and len(set(taken)) == 60, sorted(taken)
