@@ -161,7 +161,9 @@ def workers_share(workdir: Path, url: str, fields: dict, n_workers: int = 3) -> 
     """Study ``p`` run by ``n_workers`` processes started together on one storage; its trials.
 
     No worker dies here, so the grace period is long: with 3 s, one CI run on a loaded machine saw a
-    trial's beats reach SQLite late, another worker fail it and its retry run, one trial too many."""
+    trial's beats reach SQLite late, another worker fail it and its retry run, one trial too many.
+    (Two workers taking one slot, on SQLite before ``make_storage`` began its transactions with ``BEGIN
+    IMMEDIATE``, ends the same way.)"""
     # trials of a few seconds, longer than a process start, so that the workers overlap
     study = write_yaml(workdir / "p.yaml", tiny_study("p", heartbeat=SHARING_HEARTBEAT, overrides=["train.steps=300", "train.eval_every=150"],
                                                       **fields))

@@ -109,7 +109,8 @@ def test_a_trial_judged_lost_while_it_ran_leaves_its_worker_running(tmp_path: Pa
     """A CI run once saw this race: on a busy SQLite lock a trial's beats came later than the grace
     period, and another worker failed it and enqueued its retry between the owner's ``tell`` reading
     the trial's state and writing its result. That ``tell`` raised ``UpdateFinishedTrialError`` and
-    stopped the worker. The owner now leaves the slot to the retry, which runs it again."""
+    stopped the worker. The owner now leaves the slot to the retry, which runs it again. (Two workers
+    taking one slot, on SQLite before ``make_storage``'s ``BEGIN IMMEDIATE``, ends the same way.)"""
     storage = optuna.storages.RDBStorage(f"sqlite:///{(tmp_path / 's.db').as_posix()}")
     study = optuna.create_study(study_name="s", storage=storage)
     enqueue_slots(study, 1)
