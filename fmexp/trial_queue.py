@@ -183,9 +183,9 @@ def run_worker(study: optuna.Study, storage: optuna.storages.BaseStorage, object
 
     An exception in ``catch`` fails its trial and the worker goes on; ``TrialPruned`` prunes it; a
     trial that another worker judged lost while it ran is left to its retry, whether the objective
-    or the final ``tell`` finds out; an
-    interrupt (Ctrl-C, SIGTERM) fails it, enqueues its retry and propagates; any other exception fails
-    the trial and propagates (a bug should stop the sweep, not every trial).
+    or the final ``tell`` finds out; an interrupt (Ctrl-C, SIGTERM) fails it, enqueues its retry and
+    propagates; any other exception fails the trial and propagates (a bug should stop the sweep, not
+    every trial).
     """
     study_id = storage.get_study_id_from_name(study.study_name)
     ran = 0
