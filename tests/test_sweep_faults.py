@@ -135,7 +135,6 @@ def test_a_trial_judged_lost_while_it_ran_leaves_its_worker_running(tmp_path: Pa
     assert superseded(trials) == {0} and [t.number for t in counted(trials)] == [1]
 
 
-
 def test_a_trial_judged_lost_at_its_own_write_leaves_its_worker_running(tmp_path: Path) -> None:
     """The same judgement can land while the objective runs: its next write to the trial (a seed's
     result) raises ``UpdateFinishedTrialError``. The worker leaves the slot to the retry and goes on."""
@@ -155,6 +154,7 @@ def test_a_trial_judged_lost_at_its_own_write_leaves_its_worker_running(tmp_path
     trials = study.get_trials()
     assert calls == [0, 1] and [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
     assert superseded(trials) == {0} and [t.number for t in counted(trials)] == [1]
+
 
 TAKE_SLOTS = """
 import json, sys, time
@@ -178,11 +178,9 @@ print(json.dumps(taken))
 @pytest.mark.parametrize("scheme", ["sqlite", "journal"])
 def test_workers_taking_slots_at_once_never_take_one_twice(tmp_path: Path, scheme: str) -> None:
     """Taking a slot is the queue's compare-and-set, WAITING to RUNNING: four processes that take 60
-    slots as fast as they can, all at once, take each exactly once. On SQLite that needs each
-    transaction to hold the write lock from its start (BEGIN IMMEDIATE): Optuna reads the state with
-    SELECT ... FOR UPDATE, which SQLite ignores, so two workers could both read WAITING and both
-    write RUNNING. A CI run saw that: two workers ran trial 3, and the one that lost the race stopped
-    on ``UpdateFinishedTrialError``."""
+    slots as fast as they can, all at once, take each exactly once. On SQLite that needs the write
+    lock from each transaction's start (``fmexp.storage._sqlite_storage`` says why); without it a CI
+    run saw two workers run trial 3, and here they took 78 slots of 60."""
     url = f"sqlite:///{(tmp_path / 'q.db').as_posix()}" if scheme == "sqlite" else f"journal:///{(tmp_path / 'q.journal').as_posix()}"
     enqueue_slots(optuna.create_study(study_name="q", storage=make_storage(url)), 60)
     ready = tmp_path / "ready"
