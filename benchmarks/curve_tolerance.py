@@ -2,7 +2,7 @@
 
     python benchmarks/curve_tolerance.py        # after `make repro`: it reads the trained models under runs/
 
-One curve row (the NLL solve and the NFE solve of ``fmexp.stages.train``, on the run's
+One curve row (the NLL solve and the NFE solve of ``fmexp.pipeline.stages.train``, on the run's
 ``train.curve_points`` held-out points) of each trained seed-0 model, at rtol = atol = 1e-5, 1e-4 and
 1e-3, interleaved in rounds after a warm-up row. Prints seconds per row (median over rounds), NFE,
 the NLL and its change from 1e-5, and the time as a fraction of 1e-5's. Time it on an idle machine.
@@ -17,11 +17,11 @@ from pathlib import Path
 
 import torch
 
-from fmexp.config import load_params, run_config
-from fmexp.layout import RunFiles
-from fmexp.plan import load_prepared, resolve
-from fmexp.stages.train import _curve_columns
-from fmexp.training import load_model
+from fmexp.config.load import load_params, run_config, run_for
+from fmexp.config.plan import load_prepared, resolve
+from fmexp.pipeline.layout import RunFiles
+from fmexp.pipeline.stages.train import _curve_columns
+from fmexp.training.state import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 TOLERANCES = (1e-5, 1e-4, 1e-3)
@@ -37,7 +37,7 @@ def main(rounds: int = 3) -> int:
         if not model_file.exists():
             print(f"{dataset}/{method}: no trained model at {model_file.relative_to(ROOT)}; run `make repro` first")
             continue
-        run = params.run(dataset, method, 0)
+        run = run_for(params, dataset, method, 0)
         data = load_prepared(ROOT / "data", dataset)
         plan = resolve(run, data)
         model = load_model(model_file)

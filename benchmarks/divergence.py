@@ -13,8 +13,8 @@ import time
 
 import torch
 
-from fmexp.likelihood import velocity_and_divergence
-from fmexp.models import build_model
+from fmexp.flow.likelihood import velocity_and_divergence
+from fmexp.networks.models import build_model
 
 
 def per_call_ms(fn, repeats: int = 20) -> float:

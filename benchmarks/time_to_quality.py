@@ -7,7 +7,7 @@ an MLP 3x256 SiLU on ``[x, t]``, batch 1024, Adam at 1e-3, no EMA, uniform t, 20
 ``train()`` with the recipe that ``params.yaml`` sets for checkerboard's ``fm_ot`` at a ladder of step
 budgets (a decaying schedule ends with its budget, so each budget is its own run). Both are scored
 alike: exact NLL of the same 2,000 held-out points, dopri5 at rtol = atol = 1e-5, by
-``fmexp.likelihood``. Training seconds exclude the scoring.
+``fmexp.flow.likelihood``. Training seconds exclude the scoring.
 
 Prints both NLL-against-seconds curves and the ratio of the time fmexp needs to reach the anchor's
 final NLL to the anchor's time; writes them to ``benchmarks/results/time_to_quality.{csv,png}``.
@@ -22,12 +22,12 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from fmexp.config import load_params, run_config
-from fmexp.data import load_dataset
-from fmexp.likelihood import log_likelihood
-from fmexp.plan import build_method, model_spec
-from fmexp.models import build_model
-from fmexp.training import train
+from fmexp.config.load import load_params, run_config, run_for
+from fmexp.config.plan import build_method, model_spec
+from fmexp.data.datasets import load_dataset
+from fmexp.flow.likelihood import log_likelihood
+from fmexp.networks.models import build_model
+from fmexp.training.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
@@ -78,7 +78,7 @@ def anchor(train_data: Tensor, test: Tensor) -> list[dict[str, float]]:
 
 
 def fmexp_recipe(data, test: Tensor) -> list[dict[str, float]]:
-    run = load_params(ROOT / "params.yaml").run("checkerboard", "fm_ot", 0)
+    run = run_for(load_params(ROOT / "params.yaml"), "checkerboard", "fm_ot", 0)
     rows = []
     for steps in BUDGETS:
         cfg = run_config(run, [f"train.steps={steps}", "train.eval_every=1000000000"], __file__).train

@@ -17,12 +17,13 @@ from pathlib import Path
 
 import torch
 
-from fmexp.config import TrainConfig, load_params
-from fmexp.data import Dataset, load_dataset
-from fmexp.methods import make_method
-from fmexp.models import build_model
-from fmexp.plan import model_spec
-from fmexp.training import train
+from fmexp.config.load import load_params, run_for
+from fmexp.config.plan import model_spec
+from fmexp.config.schema import TrainConfig
+from fmexp.data.datasets import Dataset, load_dataset
+from fmexp.flow.methods import make_method
+from fmexp.networks.models import build_model
+from fmexp.training.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = {  # name: (model spec, data, batch)
@@ -34,7 +35,7 @@ CASES = {  # name: (model spec, data, batch)
 
 def pipeline_case(dataset: str) -> tuple[dict, str, int]:
     """The network and batch that ``params.yaml`` trains on ``dataset`` (its ``per_dataset`` entries applied)."""
-    run = load_params(ROOT / "params.yaml").run(dataset, "fm_ot", 0)
+    run = run_for(load_params(ROOT / "params.yaml"), dataset, "fm_ot", 0)
     return model_spec(run.model, load_dataset(dataset, n_train=100, n_test=10)), dataset, run.train.batch_size
 
 

@@ -21,8 +21,8 @@ from typing import Callable
 
 import torch
 
-from fmexp.methods import make_method
-from fmexp.models import build_model
+from fmexp.flow.methods import make_method
+from fmexp.networks.models import build_model
 
 TABLE_3 = {"in_channels": 3, "resolution": 32, "channel_mults": [1, 2, 2, 2], "num_res_blocks": 2, "attention_resolutions": [16], "dropout": 0.0}
 OPTIONS = ("fp32 eager", "channels_last", "bf16 autocast", "torch.compile")

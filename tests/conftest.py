@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from fmexp.paths import PATHS, ProbabilityPath, get_path
+from fmexp.flow.paths import ProbabilityPath, get_path
+from fmexp.registry import names
 
 torch.set_num_threads(2)
 
@@ -55,7 +56,7 @@ def _seeded() -> None:
     torch.manual_seed(0)
 
 
-@pytest.fixture(params=sorted(PATHS))
+@pytest.fixture(params=names("path"))
 def path_name(request: pytest.FixtureRequest) -> str:
     return request.param
 

@@ -1,4 +1,4 @@
-"""One training run of ``fmexp.training.train`` in float64, for tests/test_distributed.py: run it with plain
+"""One training run of ``fmexp.training.loop.train`` in float64, for tests/test_distributed.py: run it with plain
 ``python -m tests.ddp_worker OUT`` (one process) or under ``torchrun --nproc-per-node N`` (N ranks)."""
 
 from __future__ import annotations
@@ -7,12 +7,12 @@ import sys
 
 import torch
 
-from fmexp.config import TrainConfig
-from fmexp.data import load_dataset
-from fmexp.distributed import process_group
-from fmexp.methods import make_method
-from fmexp.models import build_model
-from fmexp.training import train
+from fmexp.config.schema import TrainConfig
+from fmexp.data.datasets import load_dataset
+from fmexp.flow.methods import make_method
+from fmexp.networks.models import build_model
+from fmexp.training.distributed import process_group
+from fmexp.training.loop import train
 
 CONFIG = TrainConfig(steps=30, batch_size=64, lr=1e-3, warmup_steps=5, lr_schedule="cosine", eval_every=10, val_batch=64,
                      ema_decay=0.9, grad_clip=1.0, curve_points=0)

@@ -11,8 +11,8 @@ import optuna
 import yaml
 from optuna.trial import TrialState
 
-from fmexp.storage import make_storage
-from fmexp.trial_queue import counted
+from fmexp.sweep.storage import make_storage
+from fmexp.sweep.trial_queue import counted
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent  # dvc, beside this interpreter

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from fmexp.config import load_params
-from fmexp.data import load_dataset
-from fmexp.layout import RunFiles
-from fmexp.ode import chunks
-from fmexp.stages.sample import sample_run
-from fmexp.stages.score import score_run
-from fmexp.stages.train import train_run
+from fmexp.config.load import load_params, run_for
+from fmexp.data.datasets import load_dataset
+from fmexp.flow.ode import chunks
+from fmexp.pipeline.layout import RunFiles
+from fmexp.pipeline.stages.sample import sample_run
+from fmexp.pipeline.stages.score import score_run
+from fmexp.pipeline.stages.train import train_run
 from tests.helpers import tiny_params, write_yaml
 
 
@@ -30,7 +30,7 @@ def _trained(tmp_path: Path, dataset: str, *overrides: str):
     params = tiny_params(datasets=[dataset])
     params["model"].update(channels=8)
     path = write_yaml(tmp_path / "params.yaml", params)
-    run = load_params(path, list(overrides)).run(dataset, "fm_ot", 0)
+    run = run_for(load_params(path, list(overrides)), dataset, "fm_ot", 0)
     data = load_dataset(dataset, run.data.n_train, run.data.n_test, run.data.seed)
     files = RunFiles(tmp_path / "runs", 0)
     train_run(run, data, files, progress=False)
@@ -43,7 +43,7 @@ def test_chunked_likelihood_agrees_with_one_solve(tmp_path: Path) -> None:
     path, run, data, files = _trained(tmp_path, "checkerboard", "sample.rtol=1e-5", "score.n_points=200")
     sample_run(run, data, files)
     whole = score_run(run, data, files, density=False)
-    chunked_run = load_params(path, ["sample.rtol=1e-5", "score.n_points=200", "score.batch_size=64"]).run("checkerboard", "fm_ot", 0)
+    chunked_run = run_for(load_params(path, ["sample.rtol=1e-5", "score.n_points=200", "score.batch_size=64"]), "checkerboard", "fm_ot", 0)
     chunked = score_run(chunked_run, data, files, density=False)
     assert abs(chunked["nll"] - whole["nll"]) < 1e-3 < whole["nll_se"]
 
@@ -51,11 +51,11 @@ def test_chunked_likelihood_agrees_with_one_solve(tmp_path: Path) -> None:
 PEAK_RSS = """
 import os, sys, threading
 from pathlib import Path
-from fmexp.config import load_params
-from fmexp.data import load_dataset
-from fmexp.layout import RunFiles
-from fmexp.stages.sample import sample_run
-run = load_params(sys.argv[1], sys.argv[3:]).run("digits", "fm_ot", 0)
+from fmexp.config.load import load_params
+from fmexp.data.datasets import load_dataset
+from fmexp.pipeline.layout import RunFiles
+from fmexp.pipeline.stages.sample import sample_run
+run = run_for(load_params(sys.argv[1], sys.argv[3:]), "digits", "fm_ot", 0)
 data = load_dataset("digits", run.data.n_train, run.data.n_test, run.data.seed)
 page = os.sysconf("SC_PAGE_SIZE")
 def rss():
@@ -103,10 +103,10 @@ def test_image_samples_are_stored_as_uint8_and_the_ladder_runs_on_its_first_samp
 
     path, run, data, files = _trained(tmp_path, "digits")
     overrides = ["sample.n_samples=96", "sample.batch_size=32", "sample.nfe_ladder=[4]", "sample.fixed_solvers=[euler,midpoint]"]
-    full = load_params(path, overrides).run("digits", "fm_ot", 0)
+    full = run_for(load_params(path, overrides), "digits", "fm_ot", 0)
     sample_run(full, data, files)
     all_rungs = torch.load(files.samples, weights_only=True)
-    part = load_params(path, [*overrides, "sample.ladder_samples=40"]).run("digits", "fm_ot", 0)
+    part = run_for(load_params(path, [*overrides, "sample.ladder_samples=40"]), "digits", "fm_ot", 0)
     sample_run(part, data, files)
     stored = torch.load(files.samples, weights_only=True)
     assert stored["samples"].dtype == torch.uint8 and stored["samples"].shape == (96, 1, 8, 8) and stored["levels"] == 17

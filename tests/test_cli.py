@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from fmexp.__main__ import main
+from fmexp.cli import main
 from tests.helpers import ROOT, write_yaml
 
 

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from fmexp.config import ConfigError, RunConfig, load_params, run_config
+from fmexp.config.load import load_params, run_config, run_for
+from fmexp.config.schema import RunConfig
+from fmexp.errors import ConfigError
 from tests.helpers import ROOT, tiny_params, write_yaml
 
 
@@ -18,7 +20,7 @@ def test_shipped_params_load() -> None:
     assert p.pipeline.methods == ["fm_ot", "fm_vp", "sm_vp", "fm_ve"]
     assert (p.methods["fm_ot"].objective, p.methods["fm_ot"].path) == ("fm", "ot")
     assert (p.methods["sm_vp"].objective, p.methods["sm_vp"].path) == ("sm", "vp")
-    run = p.run("checkerboard", "fm_vp", 2)
+    run = run_for(p, "checkerboard", "fm_vp", 2)
     assert run.method.path == "vp" and run.seed == 2 and run.train == p.train
 
 
@@ -26,7 +28,7 @@ def test_shipped_convergence_curves_have_twenty_rows() -> None:
     """Issue 11: a curve needs 20 or more rows to be seen as one (a row at every eval_every steps)."""
     p = load_params(ROOT / "params.yaml")
     for dataset in p.pipeline.datasets:
-        train = p.run(dataset, "fm_ot", 0).train
+        train = run_for(p, dataset, "fm_ot", 0).train
         assert train.steps // train.eval_every >= 20, (dataset, train.steps, train.eval_every)
 
 
@@ -102,7 +104,7 @@ def test_cli_exits_2_and_writes_nothing(tmp_path: Path) -> None:
 
 def test_per_dataset_overrides_apply_to_their_dataset_only() -> None:
     p = load_params(ROOT / "params.yaml")
-    digits, board = p.run("digits", "fm_ot", 0), p.run("checkerboard", "fm_ot", 0)
+    digits, board = run_for(p, "digits", "fm_ot", 0), run_for(p, "checkerboard", "fm_ot", 0)
     assert (digits.model.channels, digits.train.batch_size, digits.sample.n_samples, digits.score.fid_draws) == (24, 64, 1077, 3)
     assert (board.model, board.train, board.sample, board.score) == (p.model, p.train, p.sample, p.score)
 
@@ -111,17 +113,16 @@ def test_command_line_overrides_win_over_per_dataset(tmp_path: Path) -> None:
     params = tiny_params()
     params["per_dataset"]["digits"] = ["train.steps=500", "train.batch_size=16", "model.channel_mults=[1,2,2]"]
     path = write_yaml(tmp_path / "params.yaml", params)
-    run = load_params(path, ["train.steps=7", "model=" + "{channels: 4}"]).run("digits", "fm_ot", 0)
+    run = run_for(load_params(path, ["train.steps=7", "model=" + "{channels: 4}"]), "digits", "fm_ot", 0)
     assert (run.train.steps, run.train.batch_size) == (7, 16)  # the command line's steps, the file's batch size
     assert run.model.channels == 4 and run.model.channel_mults == [1, 2]  # the section was given: per_dataset model.* dropped
 
 
 def test_every_dataset_has_a_per_dataset_entry() -> None:
     """dvc.yaml declares per_dataset.<dataset> as a param of train/sample/score: DVC fails on a missing key."""
-    from fmexp.data import DATASETS
-    from fmexp.images import IMAGE_DATASETS
+    from fmexp.registry import names
 
-    assert set(load_params(ROOT / "params.yaml").per_dataset) == set(DATASETS) | set(IMAGE_DATASETS)
+    assert set(load_params(ROOT / "params.yaml").per_dataset) == set(names("toy_dataset", "image_dataset"))
 
 
 @pytest.mark.parametrize("entry, expected", [
@@ -143,10 +144,10 @@ def test_bad_per_dataset_entries_name_file_and_key(tmp_path: Path, entry: dict, 
 
 def test_cifar10_gets_the_papers_setting() -> None:
     """per_dataset.cifar10 gives Table 3's optimization and U-Net (256 channels, multipliers 1,2,2,2)."""
-    from fmexp.data import Dataset
-    from fmexp.plan import model_spec
+    from fmexp.config.plan import model_spec
+    from fmexp.data.datasets import Dataset
 
-    run = load_params(ROOT / "params.yaml").run("cifar10", "fm_ot", 0)
+    run = run_for(load_params(ROOT / "params.yaml"), "cifar10", "fm_ot", 0)
     assert (run.train.lr, run.train.batch_size, run.train.warmup_steps, run.train.steps) == (5e-4, 256, 45000, 391000)
     assert (run.train.weight_decay, run.train.grad_clip, run.train.precision, run.model.dropout) == (0.0, 0.0, "fp32", 0.0)  # Adam, fp32
     images = Dataset("cifar10", torch.zeros(2, 3, 32, 32), torch.zeros(2, 3, 32, 32), levels=256)

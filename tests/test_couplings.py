@@ -6,7 +6,8 @@ import pytest
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from fmexp.couplings import COUPLINGS, get_coupling
+from fmexp.flow.couplings import get_coupling
+from fmexp.registry import names
 
 
 def test_minibatch_ot_is_the_optimal_assignment() -> None:
@@ -22,7 +23,7 @@ def test_minibatch_ot_is_the_optimal_assignment() -> None:
     assert sorted(map(tuple, paired_0.tolist())) == sorted(map(tuple, x_0.tolist()))  # a permutation
 
 
-@pytest.mark.parametrize("name", sorted(COUPLINGS))
+@pytest.mark.parametrize("name", names("coupling"))
 def test_couplings_keep_shapes(name: str) -> None:
     x_0, x_1 = torch.randn(16, 1, 4, 4), torch.randn(16, 1, 4, 4)
     a, b = get_coupling(name)(x_0, x_1)

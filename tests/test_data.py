@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fmexp.data import DATASETS, load_dataset, max_pairwise_distance
+from fmexp.data.datasets import load_dataset, max_pairwise_distance
+from fmexp.registry import names
 
 
-@pytest.mark.parametrize("name", sorted(DATASETS))
+@pytest.mark.parametrize("name", names("toy_dataset"))
 def test_deterministic_with_a_fixed_split(name: str) -> None:
     a = load_dataset(name, n_train=500, n_test=200, seed=3)
     b = load_dataset(name, n_train=500, n_test=200, seed=3)
@@ -54,7 +55,7 @@ def test_entropy_of_the_2d_data_against_quadrature() -> None:
 
     import numpy as np
 
-    from fmexp.data import LOG_DENSITIES, entropy
+    from fmexp.data.toy import LOG_DENSITIES, entropy
 
     assert entropy("checkerboard") == (pytest.approx(math.log(32), abs=1e-12), 0.0)
     h, se = entropy("8gaussians", n=400_000)

@@ -21,10 +21,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from fmexp.config import ConfigError
-from fmexp.launch import World
-from fmexp.models import build_model
-from tests.helpers import BIN, ROOT, assert_same_weights, killed_mid_training, sh, tiny_params
+from fmexp.errors import ConfigError
+from fmexp.networks.models import build_model
+from fmexp.training.launch import World
+from tests.helpers import (
+    BIN,
+    ROOT,
+    assert_same_weights,
+    killed_mid_training,
+    sh,
+    tiny_params,
+)
 
 TOLERANCE = 1e-12  # derived in the module docstring
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from fmexp.features import _as_bytes, features, fid, train_digits_classifier
-from fmexp.images import data_scale, level_centres, load_images, to_uint8
+from fmexp.data.features import _as_bytes, features, fid, train_digits_classifier
+from fmexp.data.images import data_scale, digits, level_centres, to_uint8
 from tests.helpers import ROOT
 
 
@@ -30,7 +30,7 @@ def test_classifier_training_is_deterministic() -> None:
 
 def test_fid_is_small_between_splits_and_large_against_noise(classifier) -> None:
     model, _ = classifier
-    data = load_images("digits")
+    data = digits()
     gen = torch.Generator().manual_seed(0)
     same = fid("digits-classifier", data.train[:359], data.test, 17, classifier=model)
     noise = fid("digits-classifier", torch.randint(0, 17, (359, 1, 8, 8), generator=gen, dtype=torch.uint8), data.test, 17, classifier=model)

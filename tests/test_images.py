@@ -10,12 +10,13 @@ import pytest
 import torch
 from PIL import Image
 
-from fmexp.images import data_scale, dequantize, load_images, quantize
-from fmexp.metrics import bits_per_dim
+from fmexp.data.datasets import load_dataset
+from fmexp.data.images import cifar10, data_scale, dequantize, digits, imagefolder, quantize
+from fmexp.flow.metrics import bits_per_dim
 
 
 def test_digits_load_offline_with_a_fixed_split() -> None:
-    a, b = load_images("digits"), load_images("digits")
+    a, b = digits(), digits()
     assert a.train.shape == (1438, 1, 8, 8) and a.test.shape == (359, 1, 8, 8) and a.levels == 17
     assert torch.equal(a.test, b.test)
     assert float(a.train.min()) == 0 and float(a.train.max()) == 16
@@ -45,18 +46,18 @@ def test_image_folder_loads_resizes_and_crops(tmp_path: Path) -> None:
     for i, (w, h) in enumerate([(20, 12), (12, 12), (9, 30), (16, 16)]):
         Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(tmp_path / f"im{i}.{'png' if i % 2 else 'jpg'}")
     (tmp_path / "notes.txt").write_text("not an image")
-    data = load_images("imagefolder", root=tmp_path, size=8, channels=3)
+    data = imagefolder(root=tmp_path, size=8, channels=3)
     assert data.levels == 256 and data.train.shape[1:] == (3, 8, 8)
     assert len(data.train) + len(data.test) == 4
     assert float(data.train.max()) <= 255 and float(data.train.min()) >= 0
-    gray = load_images("imagefolder", root=tmp_path, size=6, channels=1)
+    gray = imagefolder(root=tmp_path, size=6, channels=1)
     assert gray.train.shape[1:] == (1, 6, 6)
 
 
 def test_missing_files_say_where_to_put_them(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="at least 2 PNG or JPEG"):
-        load_images("imagefolder", root=tmp_path / "none", size=8)
+        imagefolder(root=tmp_path / "none", size=8)
     with pytest.raises((FileNotFoundError, RuntimeError), match="cifar10"):
-        load_images("cifar10", root=tmp_path)
-    with pytest.raises(ValueError, match="unknown image dataset"):
-        load_images("svhn")
+        cifar10(root=tmp_path)
+    with pytest.raises(ValueError, match="unknown dataset 'svhn'"):
+        load_dataset("svhn")

@@ -11,12 +11,12 @@ import yaml
 from tests.helpers import ROOT
 
 STAGE_MODULES = {
-    "prepare": ["fmexp.stages.prepare"],
-    "train": ["fmexp.stages.train", "fmexp.stages.aggregate"],
-    "sample": ["fmexp.stages.sample", "fmexp.stages.aggregate"],
-    "score": ["fmexp.stages.score", "fmexp.stages.aggregate"],
-    "sweep": ["fmexp.sweep", "fmexp.stages.train", "fmexp.stages.sample", "fmexp.stages.score"],
-    "report": ["fmexp.report"],
+    "prepare": ["fmexp.pipeline.stages.prepare"],
+    "train": ["fmexp.pipeline.stages.train", "fmexp.pipeline.stages.aggregate"],
+    "sample": ["fmexp.pipeline.stages.sample", "fmexp.pipeline.stages.aggregate"],
+    "score": ["fmexp.pipeline.stages.score", "fmexp.pipeline.stages.aggregate"],
+    "sweep": ["fmexp.sweep", "fmexp.pipeline.stages.train", "fmexp.pipeline.stages.sample", "fmexp.pipeline.stages.score"],
+    "report": ["fmexp.report.page"],
 }
 
 

@@ -7,7 +7,12 @@ import math
 import pytest
 import torch
 
-from fmexp.likelihood import gaussian_log_prob, log_likelihood, log_mean_likelihood, velocity_and_divergence
+from fmexp.flow.likelihood import (
+    gaussian_log_prob,
+    log_likelihood,
+    log_mean_likelihood,
+    velocity_and_divergence,
+)
 from tests.conftest import LOG_2PI, Counter, GaussianMarginal, make_path
 
 # Non-symmetric, with A_12 + A_21 != 0 so that Rademacher probes z^T A z actually vary.
@@ -74,8 +79,8 @@ def test_hutchinson_error_with_k_probes_has_its_closed_form(k: int) -> None:
 def test_hutchinson_agrees_with_the_exact_divergence_on_digits() -> None:
     """Digits (64 dims) under a random U-Net: the Hutchinson log-likelihood is unbiased against the
     exact one, and 16 probes cut the spread of its error by about sqrt(16) = 4."""
-    from fmexp.images import dequantize, load_digits
-    from fmexp.models import build_model
+    from fmexp.data.images import dequantize, load_digits
+    from fmexp.networks.models import build_model
 
     torch.manual_seed(0)
     net = build_model("unet", in_channels=1, resolution=8, channels=8, channel_mults=[1, 2], time_embed_dim=8).double()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fmexp.losses import cfm_loss, dsm_loss, epsilon_to_velocity, score_to_velocity
-from fmexp.methods import make_method
+from fmexp.flow.losses import cfm_loss, dsm_loss, epsilon_to_velocity, score_to_velocity
+from fmexp.flow.methods import make_method
 from tests.conftest import GaussianMarginal, make_path
 
 M = torch.tensor([1.5, -0.5], dtype=torch.float64)

@@ -6,10 +6,11 @@ import inspect
 import pytest
 import torch
 
-from fmexp.models import ACTIVATIONS, MODELS, build_model
+from fmexp.networks.models import build_model
+from fmexp.registry import names, resolve
 
 
-@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+@pytest.mark.parametrize("activation", names("activation"))
 def test_mlp_shapes_and_gradients(activation: str) -> None:
     model = build_model("mlp", dim=2, width=32, depth=2, activation=activation, time_embed_dim=8)
     x, t = torch.randn(5, 2), torch.rand(5)
@@ -26,19 +27,20 @@ def test_time_embedding_makes_the_field_depend_on_t() -> None:
     assert not torch.allclose(model(x, torch.zeros(3)), model(x, torch.ones(3)))
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", names("model"))
 def test_config_keys_are_the_constructor_arguments(name: str) -> None:
-    """model.<key> in params.yaml is the constructor argument <key>: no renaming between config and model."""
-    from fmexp.config import ModelConfig
-    from fmexp.plan import MODEL_ARGS
+    """model.<key> in params.yaml is the constructor argument <key>: no renaming between config and model,
+    and every argument but the data's is a config key."""
+    from fmexp.config.plan import model_args
+    from fmexp.config.schema import ModelConfig
 
     derived = {"mlp": {"dim"}, "unet": {"in_channels", "resolution"}}[name]  # from the data
-    assert set(inspect.signature(MODELS[name]).parameters) == derived | set(MODEL_ARGS[name])
-    assert set(MODEL_ARGS[name]) <= {f.name for f in dataclasses.fields(ModelConfig)}
+    assert set(inspect.signature(resolve("model", name)).parameters) == derived | set(model_args(name))
+    assert set(model_args(name)) <= {f.name for f in dataclasses.fields(ModelConfig)}
 
 
 def test_registry_errors() -> None:
-    assert "mlp" in MODELS
+    assert "mlp" in names("model")
     with pytest.raises(ValueError, match=r"unknown model 'transformer'; choose one of \['mlp', 'unet'\]$"):
         build_model("transformer", dim=2)
     with pytest.raises(ValueError, match=r"unknown model 'mlpp'; choose one of \['mlp', 'unet'\]; did you mean 'mlp'\?"):

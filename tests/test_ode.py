@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from fmexp.ode import SOLVERS, integrate
+from fmexp.flow.ode import get_solver, integrate
+from fmexp.registry import names
 from tests.conftest import Counter, GaussianMarginal, make_path
 
 A = torch.tensor([[-0.5, 1.0], [-1.0, -0.2]], dtype=torch.float64)  # non-symmetric: a damped rotation
@@ -21,12 +22,12 @@ def linear(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 FIXED_TOLERANCE = {"euler": 1e-2, "midpoint": 1e-4, "heun3": 1e-6, "rk4": 1e-8}
 
 
-@pytest.mark.parametrize("method", sorted(SOLVERS))
+@pytest.mark.parametrize("method", names("adaptive_solver", "fixed_solver"))
 def test_linear_field_matches_matrix_exponential(method: str) -> None:
     """x(1) = expm(A) x(0); adaptive methods converge as the tolerance tightens, fixed ones at their order."""
     x_0 = torch.randn(16, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     exact = x_0 @ torch.linalg.matrix_exp(A).T
-    if SOLVERS[method].adaptive:
+    if get_solver(method).adaptive:
         errors = []
         for tol in (1e-5, 1e-9):
             v = Counter(linear)
@@ -37,12 +38,12 @@ def test_linear_field_matches_matrix_exponential(method: str) -> None:
     else:
         v = Counter(linear)
         res = integrate(v, x_0, method=method, steps=200)
-        assert res.nfe == v.calls == 200 * SOLVERS[method].evals_per_step
+        assert res.nfe == v.calls == 200 * get_solver(method).evals_per_step
         tol = FIXED_TOLERANCE[method]
         torch.testing.assert_close(res.x, exact, rtol=tol, atol=tol)
 
 
-@pytest.mark.parametrize("method", sorted(SOLVERS))
+@pytest.mark.parametrize("method", names("adaptive_solver", "fixed_solver"))
 def test_gaussian_marginal_field_carries_source_to_data(path_name: str, method: str) -> None:
     """The exact marginal field of data N(m, s^2 I) maps x(0) to x(1) = M_1 + (S_1/S_0)(x(0) - M_0)."""
     marginal = GaussianMarginal(make_path(path_name), m=torch.tensor([1.5, -0.5], dtype=torch.float64), s=0.7)
@@ -50,7 +51,7 @@ def test_gaussian_marginal_field_carries_source_to_data(path_name: str, method: 
     zero, one = torch.zeros(1, dtype=torch.float64), torch.ones(1, dtype=torch.float64)
     (m0, s0), (m1, s1) = marginal.mean_std(zero), marginal.mean_std(one)
     x_0 = m0 + s0 * torch.randn(64, 2, generator=gen, dtype=torch.float64)
-    kwargs = {"rtol": 1e-7, "atol": 1e-7} if SOLVERS[method].adaptive else {"steps": 400 if method == "euler" else 100}
+    kwargs = {"rtol": 1e-7, "atol": 1e-7} if get_solver(method).adaptive else {"steps": 400 if method == "euler" else 100}
     res = integrate(marginal.field, x_0, method=method, **kwargs)
     expected = m1 + s1 / s0 * (x_0 - m0)
     tol = {"euler": 5e-2, "midpoint": 2e-3}.get(method, 1e-4)
@@ -83,7 +84,7 @@ def test_errors_are_clear() -> None:
 
 def test_a_blowing_up_field_raises_solver_error() -> None:
     """dx/dt = x^2 from x(0) = 1 blows up at t = 1: dopri5's step underflows before it gets there."""
-    from fmexp.ode import SolverError
+    from fmexp.errors import SolverError
 
     with pytest.raises(SolverError, match="dopri5 failed"):
         integrate(lambda x, t: x**2, torch.ones(4, 1, dtype=torch.float64), t1=1.5, rtol=1e-6, atol=1e-6)
@@ -94,7 +95,7 @@ def test_the_step_budget_stops_a_costly_solve() -> None:
     thousand steps. Within the default budget (1000 steps) it stops with SolverError after at most
     1000 steps of 6 evaluations (plus the two of the initial step selection); given room, it lands on
     sin(w t1)."""
-    from fmexp.ode import SolverError
+    from fmexp.errors import SolverError
 
     w = 200.0
     calls = 0

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from fmexp.paths import PATHS, VPPath, get_path
+from fmexp.flow.paths import VPPath, get_path
+from fmexp.registry import names
 from tests.conftest import make_path
 
 T_INTERIOR = torch.tensor([0.01, 0.2, 0.5, 0.8, 0.99], dtype=torch.float64)
@@ -71,7 +72,7 @@ def test_ot_is_the_papers_condot() -> None:
 
 
 def test_registry_and_errors() -> None:
-    assert set(PATHS) == {"ot", "vp", "ve"}
+    assert set(names("path")) == {"ot", "vp", "ve"}
     with pytest.raises(ValueError, match=r"unknown path 'otp'.*\['ot', 've', 'vp'\]"):
         get_path("otp")
     with pytest.raises(ValueError, match="sigma_min"):

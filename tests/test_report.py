@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy.stats import t as student_t
 
-from fmexp.report import method_table, welch_p
+from fmexp.report.page import method_table, welch_p
 
 
 def test_welch_p_matches_the_formula() -> None:
@@ -39,8 +39,8 @@ def test_user_strings_in_the_report_are_escaped(tmp_path, monkeypatch) -> None:
     text, never as markup."""
     import yaml
 
-    from fmexp.config import load_params
-    from fmexp.report import build_report
+    from fmexp.config.load import load_params
+    from fmexp.report.page import build_report
     from tests.helpers import tiny_params, write_yaml
 
     monkeypatch.chdir(tmp_path)

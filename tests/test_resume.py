@@ -9,13 +9,21 @@ from pathlib import Path
 
 import pytest
 
-from fmexp.config import ConfigError, load_params
-from fmexp.data import load_dataset
-from fmexp.layout import RunFiles
-from fmexp.plan import training_key
-from fmexp.stages.sample import sample_run
-from fmexp.stages.train import train_run
-from tests.helpers import BIN, assert_same_weights, killed_mid_training, sh, tiny_params, write_yaml
+from fmexp.config.load import load_params, run_for
+from fmexp.config.plan import training_key
+from fmexp.data.datasets import load_dataset
+from fmexp.errors import ConfigError
+from fmexp.pipeline.layout import RunFiles
+from fmexp.pipeline.stages.sample import sample_run
+from fmexp.pipeline.stages.train import train_run
+from tests.helpers import (
+    BIN,
+    assert_same_weights,
+    killed_mid_training,
+    sh,
+    tiny_params,
+    write_yaml,
+)
 
 
 @pytest.mark.slow
@@ -37,7 +45,7 @@ def test_sigkill_under_dvc_repro_then_rerun_gives_the_uninterrupted_weights(tmp_
 
 def _run(tmp_path: Path, **train):
     path = write_yaml(tmp_path / "params.yaml", tiny_params())
-    run = load_params(path, [f"train.{k}={v}" for k, v in train.items()]).run("checkerboard", "fm_ot", 0)
+    run = run_for(load_params(path, [f"train.{k}={v}" for k, v in train.items()]), "checkerboard", "fm_ot", 0)
     return run, load_dataset("checkerboard", run.data.n_train, run.data.n_test, run.data.seed)
 
 

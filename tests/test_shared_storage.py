@@ -14,7 +14,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import GRID, check_exact, tiny_params, tiny_study, workers_share, write_yaml
+from tests.helpers import (
+    GRID,
+    check_exact,
+    tiny_params,
+    tiny_study,
+    workers_share,
+    write_yaml,
+)
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 pytestmark = [

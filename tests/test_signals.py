@@ -7,8 +7,8 @@ import random
 import signal
 import threading
 
-from fmexp.config import load_params, run_config, to_plain
-from fmexp.signals import exit_on_sigterm, held
+from fmexp.config.load import load_params, run_config, run_for, to_plain
+from fmexp.runtime.signals import exit_on_sigterm, held
 from tests.helpers import ROOT
 
 
@@ -16,7 +16,7 @@ def test_sigterm_during_config_building_is_raised_as_system_exit_when_it_ends() 
     """Unheld, a SIGTERM inside OmegaConf surfaced as an AttributeError about half-built nodes (the
     sweep's SIGTERM test failed 2 times in about 20 full suites). Each of 200 signals at a random moment
     of a run_config / to_plain loop must come out as SystemExit(143)."""
-    base = load_params(ROOT / "params.yaml").run("checkerboard", "fm_ot", 0)
+    base = run_for(load_params(ROOT / "params.yaml"), "checkerboard", "fm_ot", 0)
     previous = signal.signal(signal.SIGTERM, exit_on_sigterm)
     rng = random.Random(0)
     outcomes: dict[str, int] = {}

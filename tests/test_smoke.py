@@ -32,7 +32,7 @@ def _smoke(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
     params["data"]["root"] = str(raw)
     params["per_dataset"]["cifar10"] = yaml.safe_load((ROOT / "params.yaml").read_text())["per_dataset"]["cifar10"]  # the shipped profile
     path = write_yaml(tmp_path / "params.yaml", params)
-    return subprocess.run([sys.executable, "-m", "fmexp.smoke", "--params", str(path), "--out", str(tmp_path / "smoke"), *overrides],
+    return subprocess.run([sys.executable, "-m", "fmexp", "smoke", "--params", str(path), "--out", str(tmp_path / "smoke"), *overrides],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 

@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from fmexp.config import load_params
-from fmexp.data import load_dataset, max_pairwise_distance
-from fmexp.layout import RunFiles
-from fmexp.plan import build_method
-from fmexp.stages.aggregate import run_stage
-from fmexp.stages.prepare import prepare
-from fmexp.stages.sample import sample_run
-from fmexp.stages.score import score_run
-from fmexp.stages.train import train_run
+from fmexp.config.load import load_params, run_for
+from fmexp.config.plan import build_method
+from fmexp.data.datasets import load_dataset, max_pairwise_distance
+from fmexp.pipeline.layout import RunFiles
+from fmexp.pipeline.stages.aggregate import run_stage
+from fmexp.pipeline.stages.prepare import prepare
+from fmexp.pipeline.stages.sample import sample_run
+from fmexp.pipeline.stages.score import score_run
+from fmexp.pipeline.stages.train import train_run
 from tests.helpers import tiny_params, write_yaml
 
 REPRODUCIBLE = ("nll", "nll_se", "distance", "nfe", "nfe_nll")
@@ -43,16 +43,16 @@ def data(params):
 
 
 def test_same_params_give_the_same_metrics(tmp_path: Path, params, data) -> None:
-    run = params.run("checkerboard", "fm_ot", 0)
+    run = run_for(params, "checkerboard", "fm_ot", 0)
     a, b = run_all(run, data, RunFiles(tmp_path / "a", 0)), run_all(run, data, RunFiles(tmp_path / "b", 0))
     assert {k: a[k] for k in REPRODUCIBLE} == {k: b[k] for k in REPRODUCIBLE}
-    c = run_all(params.run("checkerboard", "fm_ot", 1), data, RunFiles(tmp_path / "c", 1))
+    c = run_all(run_for(params, "checkerboard", "fm_ot", 1), data, RunFiles(tmp_path / "c", 1))
     assert c["nll"] != a["nll"]  # the seed matters
 
 
 @pytest.mark.parametrize("method", ["fm_ot", "fm_vp", "sm_vp", "fm_ve"])
 def test_every_method_through_the_stages(tmp_path: Path, params, data, method: str) -> None:
-    run = params.run("checkerboard", method, 0)
+    run = run_for(params, "checkerboard", method, 0)
     files = RunFiles.of(tmp_path, run)
     train_run(run, data, files, progress=False)
     sample = sample_run(run, data, files)
@@ -72,7 +72,7 @@ def test_every_method_through_the_stages(tmp_path: Path, params, data, method: s
 
 
 def test_ve_sigma_max_defaults_to_the_largest_pairwise_distance(params, data) -> None:
-    method = build_method(params.run("checkerboard", "fm_ve", 0), data)
+    method = build_method(run_for(params, "checkerboard", "fm_ve", 0), data)
     assert method.path.prior_std == pytest.approx(max_pairwise_distance(data.train))
 
 

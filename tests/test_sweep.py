@@ -11,9 +11,15 @@ import pandas as pd
 import pytest
 import yaml
 
-from fmexp.study import load_study, to_distribution
-from fmexp.sweep import main
+from fmexp.cli import main as fmexp_main
+from fmexp.sweep.study import load_study, to_distribution
 from tests.helpers import BIN, ROOT, dvc_repo, sh, tiny_params, tiny_study, write_yaml
+
+
+def main(argv: list[str]) -> int:
+    """``python -m fmexp.sweep ARGV``, in this process."""
+    return fmexp_main(["sweep", *argv], prog="python -m fmexp.sweep")
+
 
 
 @pytest.mark.parametrize("expr, expected", [

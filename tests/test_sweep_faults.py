@@ -15,10 +15,33 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
-from fmexp.storage import make_storage
-from fmexp.sweep import main
-from fmexp.trial_queue import Heartbeat, counted, enqueue_slots, fail_stale, run_worker, superseded
-from tests.helpers import FAST_HEARTBEAT, GRID, RANDOM, check_exact, journal, study_trials, sweep, tiny_study, workers_share, write_yaml
+from fmexp.cli import main as fmexp_main
+from fmexp.sweep.storage import make_storage
+from fmexp.sweep.trial_queue import (
+
+    Heartbeat,
+    counted,
+    enqueue_slots,
+    fail_stale,
+    run_worker,
+    superseded,
+)
+from tests.helpers import (
+    FAST_HEARTBEAT,
+    GRID,
+    RANDOM,
+    check_exact,
+    journal,
+    study_trials,
+    sweep,
+    tiny_study,
+    workers_share,
+    write_yaml,
+)
+
+def main(argv: list[str]) -> int:
+    """``python -m fmexp.sweep ARGV``, in this process."""
+    return fmexp_main(["sweep", *argv], prog="python -m fmexp.sweep")
 
 pytestmark = pytest.mark.slow
 
@@ -159,8 +182,9 @@ def test_a_trial_judged_lost_at_its_own_write_leaves_its_worker_running(tmp_path
 TAKE_SLOTS = """
 import json, sys, time
 from pathlib import Path
-from fmexp.storage import make_storage
-from fmexp.trial_queue import _pop
+from fmexp.sweep.storage import make_storage
+from fmexp.sweep.trial_queue import _pop
+
 
 url, ready, n = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
 storage = make_storage(url)
@@ -179,7 +203,7 @@ print(json.dumps(taken))
 def test_workers_taking_slots_at_once_never_take_one_twice(tmp_path: Path, scheme: str) -> None:
     """Taking a slot is the queue's compare-and-set, WAITING to RUNNING: four processes that take 60
     slots as fast as they can, all at once, take each exactly once. On SQLite that needs the write
-    lock from each transaction's start (``fmexp.storage._sqlite_storage`` says why); without it a CI
+    lock from each transaction's start (``fmexp.sweep.storage._sqlite_storage`` says why); without it a CI
     run saw two workers run trial 3, and here they took 78 slots of 60."""
     url = f"sqlite:///{(tmp_path / 'q.db').as_posix()}" if scheme == "sqlite" else f"journal:///{(tmp_path / 'q.journal').as_posix()}"
     enqueue_slots(optuna.create_study(study_name="q", storage=make_storage(url)), 60)

@@ -7,12 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from fmexp import artifacts
-from fmexp.config import TrainConfig
-from fmexp.data import load_dataset
-from fmexp.methods import make_method
-from fmexp.models import build_model
-from fmexp.training import TrainingDiverged, load_model, train
+from fmexp.config.schema import TrainConfig
+from fmexp.data.datasets import load_dataset
+from fmexp.errors import TrainingDiverged
+from fmexp.flow.methods import make_method
+from fmexp.networks.models import build_model
+from fmexp.runtime import artifacts
+from fmexp.training.loop import train
+from fmexp.training.state import load_model
 
 SPEC = {"name": "mlp", "dim": 2, "width": 64, "depth": 2}
 
@@ -113,7 +115,8 @@ def test_ema_follows_the_warmed_up_recurrence() -> None:
     """e_{n+1} = d_n e_n + (1 - d_n) w_n with d_n = min(decay, (1 + n) / (10 + n)), checked against the
     scalar recurrence for a parameter that takes the values 1, 2, 3, ...; d_0 = 0.1, so one update
     already moves the average 90% of the way from the initial weights."""
-    from fmexp.training import EMA, ema_decay_at
+    from fmexp.training.ema import EMA
+    from fmexp.training.schedules import ema_decay_at
 
     assert ema_decay_at(0.999, 0) == pytest.approx(0.1) and ema_decay_at(0.5, 100) == 0.5
     model = torch.nn.Linear(1, 1, bias=False)

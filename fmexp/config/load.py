@@ -1,0 +1,101 @@
+"""Reading ``params.yaml`` into the typed schema, with overrides, and the config of one run.
+
+``load_params`` fails at load time on an unknown key, a wrong type or an out-of-range value, with
+the file and the dotted key in the message. Overrides use Hydra's override grammar
+(``train.lr=1e-3``, ``+methods.fm_ot2={objective: fm, path: ot}``; ``fmexp.config.overrides``), the
+same syntax that ``dvc exp run -S`` writes into params.yaml.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from fmexp.config.overrides import (
+    apply_overrides,
+    not_one_of,
+    parse_overrides,
+    read_yaml,
+    structured,
+    to_object,
+)
+from fmexp.config.schema import PER_DATASET_SECTIONS, Params, RunConfig
+from fmexp.config.validate import dataset_names, validate_params, validate_run
+from fmexp.errors import ConfigError
+from fmexp.runtime.signals import held
+
+__all__ = ["load_params", "run_for", "run_config", "to_plain"]
+
+
+def load_params(path: str | Path = "params.yaml", overrides: Sequence[str] = ()) -> Params:
+    """Load, override and validate ``params.yaml``.
+
+    ``overrides`` win over the file's ``per_dataset`` entries too: ``train.steps=10`` on the
+    command line sets 10 steps for every dataset, whatever ``per_dataset.digits`` says.
+    """
+    cfg = structured(Params, read_yaml(path), str(path))
+    apply_overrides(cfg, overrides, f"{path} overrides")
+    params: Params = to_object(cfg, str(path))
+    given = [ov.key_or_group for ov in parse_overrides(overrides, f"{path} overrides")]
+    for dataset, entries in params.per_dataset.items():
+        parsed = parse_overrides(entries, f"{path}: per_dataset.{dataset}")
+        params.per_dataset[dataset] = [e for e, ov in zip(entries, parsed, strict=True)
+                                       if not any(ov.key_or_group == g or ov.key_or_group.startswith(g + ".") for g in given)]
+    errors = validate_params(params) or _per_dataset_errors(params)
+    if errors:
+        raise ConfigError(f"{path}: " + "; ".join(errors))
+    return params
+
+
+def run_for(params: Params, dataset: str, method: str, seed: int) -> RunConfig:
+    """The config of one pipeline run: one dataset, one named method, one seed, with the dataset's
+    ``per_dataset`` overrides applied."""
+    if dataset not in dataset_names():
+        raise ConfigError(not_one_of("dataset", dataset, dataset_names()))
+    if method not in params.methods:
+        raise ConfigError(not_one_of("method", method, sorted(params.methods)))
+    run = RunConfig(dataset=dataset, method_name=method, method=params.methods[method], seed=seed, data=params.data,
+                    model=params.model, train=params.train, sample=params.sample, score=params.score)
+    overrides = params.per_dataset.get(dataset, [])
+    return run_config(run, overrides, f"per_dataset.{dataset}") if overrides else run
+
+
+def _per_dataset_errors(p: Params) -> list[str]:
+    """Each ``per_dataset`` entry must name a dataset and set keys of ``PER_DATASET_SECTIONS`` to
+    values that give a valid run."""
+    errors = []
+    for dataset, overrides in p.per_dataset.items():
+        key = f"per_dataset.{dataset}"
+        if dataset not in dataset_names():
+            errors.append(not_one_of(key, dataset, dataset_names()))
+            continue
+        for ov in parse_overrides(overrides, key):
+            if ov.key_or_group.split(".")[0] not in PER_DATASET_SECTIONS or ov.is_add() or ov.is_delete():
+                errors.append(f"{key}: {ov.input_line!r} must set a key of {list(PER_DATASET_SECTIONS)} (key=value)")
+        if not errors and p.methods:
+            try:
+                run_for(p, dataset, next(iter(p.methods)), 0)
+            except ConfigError as e:
+                errors.append(str(e))
+    return errors
+
+
+def run_config(base: RunConfig, overrides: Sequence[str], source: str) -> RunConfig:
+    """``base`` with Hydra-grammar overrides applied and validated."""
+    with held():  # a SIGTERM inside OmegaConf would surface as an unrelated error (fmexp/runtime/signals.py)
+        cfg = OmegaConf.structured(base)
+        apply_overrides(cfg, overrides, source)
+        run: RunConfig = to_object(cfg, source)
+    errors = validate_run(run)
+    if errors:
+        raise ConfigError(f"{source}: " + "; ".join(errors))
+    return run
+
+
+def to_plain(obj: Any) -> Any:
+    """A dataclass config as plain dicts and lists (for JSON, checkpoints and reports)."""
+    with held():
+        return OmegaConf.to_container(OmegaConf.structured(obj), resolve=True)

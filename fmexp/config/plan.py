@@ -1,0 +1,155 @@
+"""Config into objects, decided in one place: the device, the dataset, the model's spec, the method,
+the divergence estimator, the FID backend, and the named random streams of a run.
+
+Every "auto" rule lives here; ``resolve(run, data)`` returns the ``Plan``, which train.json records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from fmexp import registry
+from fmexp.config.load import to_plain
+from fmexp.config.schema import DataConfig, ModelConfig, RunConfig
+from fmexp.data.datasets import Dataset, load_dataset, max_pairwise_distance
+from fmexp.errors import ConfigError
+from fmexp.flow.methods import Method, make_method
+from fmexp.pipeline.layout import data_file
+from fmexp.registry import constructor_args, names
+from fmexp.runtime import artifacts
+
+__all__ = ["Streams", "Plan", "resolve", "device_for", "load_data", "load_prepared", "model_spec", "model_args", "training_key", "build_method",
+           "auto_divergence", "auto_fid_backend"]
+
+
+@dataclass(frozen=True)
+class Streams:
+    """The seeds of a run's random streams, each named for what it draws (one generator per use, so
+    that changing one use never shifts another's numbers)."""
+
+    training: int  # batches, times and noise of the training loop
+    validation: int  # the fixed validation batch and its dequantization
+    curve: int  # the curve's source noise and Hutchinson probes
+    sampling: int  # the source noise of the samples
+    scoring: int  # the dequantization of the scored points
+    curve_points: int  # the dequantization of the curve's held-out points
+    probes: int  # the score stage's Hutchinson probes
+    reference: int  # the dequantization of the held-out split that samples are compared with
+
+    @classmethod
+    def of(cls, seed: int) -> Streams:
+        return cls(training=seed, validation=seed + 1, curve=seed + 2, sampling=seed + 3, scoring=seed + 4,
+                   curve_points=seed + 5, probes=seed + 7, reference=seed)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run's config and data decide."""
+
+    device: torch.device
+    images: bool
+    model_spec: dict[str, object]
+    method: Method
+    divergence: str  # the score stage's (score.divergence, or the auto rule)
+    curve_divergence: str  # the training curve's: always the auto rule
+    fid_backend: str | None
+    streams: Streams
+
+    def record(self) -> dict[str, object]:
+        """The decisions as plain values (train.json's ``plan``)."""
+        m = self.method
+        return {"device": str(self.device), "data": "images" if self.images else "flat", "model_spec": self.model_spec,
+                "method": {"objective": m.objective, "path": type(m.path).__name__, "time_sampler": m.time_sampler,
+                           "coupling": getattr(m.coupling, "__name__", type(m.coupling).__name__),
+                           "path_params": {k: float(v) for k, v in vars(m.path).items() if isinstance(v, (int, float))}},
+                "divergence": self.divergence, "curve_divergence": self.curve_divergence, "fid_backend": self.fid_backend,
+                "fid_reference": "train split" if self.images else None, "distance_reference": "test split",
+                "streams": asdict(self.streams)}
+
+
+def resolve(run: RunConfig, data: Dataset) -> Plan:
+    """Every decision of one run, made once."""
+    images = data.levels is not None
+    divergence = run.score.divergence if run.score.divergence != "auto" else auto_divergence(data)
+    return Plan(device=device_for(run), images=images, model_spec=model_spec(run.model, data), method=build_method(run, data),
+                    divergence=divergence, curve_divergence=auto_divergence(data), fid_backend=auto_fid_backend(run, data) if images else None, streams=Streams.of(run.seed))
+
+
+def training_key(run: RunConfig) -> str:
+    """A hash of everything that decides a run's training (all but the ``sample`` and ``score`` sections,
+    ``train.checkpoint_every`` and ``train.nproc``, which make the same draws): a checkpoint is resumed
+    only by a run with the same key."""
+    plain = to_plain(run)
+    del plain["sample"], plain["score"], plain["train"]["checkpoint_every"], plain["train"]["nproc"]
+    return hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def auto_fid_backend(run: RunConfig, data: Dataset) -> str:
+    """``score.fid_backend: auto``: the digits classifier's features for digits, InceptionV3's otherwise."""
+    if run.score.fid_backend != "auto":
+        return run.score.fid_backend
+    return "digits-classifier" if data.name == "digits" else "inception"
+
+
+def device_for(run: RunConfig) -> torch.device:
+    """``train.device`` (``auto``: a GPU where there is one)."""
+    name = run.train.device
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def load_data(params_data: DataConfig, name: str) -> Dataset:
+    """Dataset ``name`` as ``params_data`` sets it (image datasets read their folder and size)."""
+    return load_dataset(name, params_data.n_train, params_data.n_test, params_data.seed, **(
+        {"root": params_data.root, "size": params_data.image_size, "channels": params_data.channels,
+         "download": params_data.download} if name in names("image_dataset") else {}))
+
+
+def load_prepared(data_dir: str | Path, dataset: str) -> Dataset:
+    state = artifacts.load_torch(data_file(data_dir, dataset))
+    return Dataset(name=dataset, train=state["train"], test=state["test"], levels=state.get("levels"))
+
+
+DATA_ARGS = ("dim", "in_channels", "resolution")
+"""The constructor arguments that the data decides, not ``model``: ``dim`` for flat data, and
+``in_channels`` and ``resolution`` for images."""
+
+
+def model_args(name: str) -> list[str]:
+    """The ``model`` config keys that model ``name`` reads: its constructor's arguments of the same
+    names (``inspect.signature``), but those the data decides."""
+    return [a for a in constructor_args(registry.resolve("model", name)) if a not in DATA_ARGS]
+
+
+def model_spec(cfg: ModelConfig, data: Dataset) -> dict[str, object]:
+    """The model's registry name and constructor args for this data (``auto``: MLP if flat, U-Net if images)."""
+    name = cfg.name if cfg.name != "auto" else ("unet" if data.train.dim() == 4 else "mlp")
+    if name == "unet" and data.train.dim() != 4:
+        raise ConfigError(f"model.name: unet needs image data (n, C, H, W); {data.name} has shape {tuple(data.train.shape)}")
+    images = data.train.dim() == 4
+    available = {"in_channels": data.train.shape[1], "resolution": data.train.shape[2]} if images else {"dim": data.dim}
+    derived = {k: available[k] for k in constructor_args(registry.resolve("model", name)) if k in available}
+    args = {k: (list(v) if isinstance(v := getattr(cfg, k), (list, tuple)) else v) for k in model_args(name)}
+    return {"name": name, **derived, **args}
+
+
+def build_method(run: RunConfig, data: Dataset) -> Method:
+    """The run's method; a VE path without ``sigma_max`` takes the largest pairwise distance of the
+    training split as the model sees it (images dequantized with a fixed seed)."""
+    m = run.method
+    kwargs: dict[str, float] = {"sigma_min": m.sigma_min}
+    if m.path == "ve":
+        kwargs["sigma_max"] = m.sigma_max if m.sigma_max is not None else max_pairwise_distance(
+            data.model_space(data.train, torch.Generator().manual_seed(0)))
+    return make_method(m.objective, m.path, m.coupling, run.train.time_sampler, **kwargs)
+
+
+def auto_divergence(data: Dataset) -> str:
+    """``score.divergence: auto``: the exact trace for flat data, Hutchinson for images."""
+    return "exact" if data.levels is None else "hutchinson"

@@ -1,0 +1,167 @@
+"""The typed schema of ``params.yaml``: one dataclass per section, read through OmegaConf.
+
+``fmexp.config.load`` reads a file into these and ``fmexp.config.validate`` checks them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = [
+    "PipelineConfig", "DataConfig", "MethodConfig", "ModelConfig", "TrainConfig", "SampleConfig", "ScoreConfig", "SweepConfig",
+    "Params", "RunConfig", "PER_DATASET_SECTIONS",
+]
+
+
+@dataclass
+class DataConfig:
+    """Sizes and seed of the prepared splits (fixed for every run)."""
+
+    n_train: int = 50_000  # 2-D data; image datasets have their own fixed split
+    n_test: int = 2_000
+    seed: int = 0
+    root: str = "data/raw"  # image folders and torchvision datasets are read from here
+    image_size: int = 32  # imagefolder: resize and centre-crop to this side
+    channels: int = 3  # imagefolder: 1 (grey) or 3 (RGB)
+    download: bool = False  # torchvision datasets: fetch when missing (off: nothing is downloaded)
+
+
+@dataclass
+class MethodConfig:
+    """An objective on a path: ``fm`` (CFM, eq. 14) or ``sm`` (DSM baseline), on ``ot``, ``vp`` or ``ve``."""
+
+    objective: str = "fm"
+    path: str = "ot"
+    sigma_min: float = 1e-4  # std of p_t(x | x_1) at t=1, for every path
+    sigma_max: float | None = None  # VE only; null: the largest pairwise distance of the training data
+    coupling: str = "independent"  # independent | ot (minibatch OT, Tong et al. 2023)
+
+
+@dataclass
+class ModelConfig:
+    """``auto``: the MLP for flat data, the U-Net for images. Each reads its own fields."""
+
+    name: str = "auto"  # auto | mlp | unet
+    width: int = 256  # mlp
+    depth: int = 3  # mlp
+    activation: str = "silu"  # mlp
+    fourier_features: int = 0  # mlp: random Fourier features of x (0: none)
+    fourier_scale: float = 1.0  # mlp: their frequencies' std, in cycles per unit of x
+    time_embed_dim: int = 32
+    channels: int = 32  # unet (the paper's CIFAR-10: 256)
+    channel_mults: list[int] = field(default_factory=lambda: [1, 2])  # unet (CIFAR-10: [1, 2, 2, 2])
+    num_res_blocks: int = 1  # unet (CIFAR-10: 2)
+    attention_resolutions: list[int] = field(default_factory=list)  # unet (CIFAR-10: [16])
+    dropout: float = 0.0  # unet
+
+
+@dataclass
+class TrainConfig:
+    """Optimization of one run: AdamW with linear warmup, gradient clipping and EMA weights."""
+
+    steps: int = 2000
+    batch_size: int = 512
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 100
+    lr_schedule: str = "constant"  # constant | cosine | linear: the decay to 0 at ``steps`` after the warmup
+    time_sampler: str = "uniform"  # uniform | logit_normal: the distribution of t in the loss (every method alike)
+    grad_clip: float = 1.0  # max global grad norm; 0 disables clipping
+    ema_decay: float = 0.995
+    eval_every: int = 500  # rows of the convergence curve; the last step always gets one
+    val_batch: int = 2048  # held-out points for the validation loss
+    checkpoint_every: int = 0  # 0: only at the end
+    curve_points: int = 256  # held-out points for the NLL and dopri5-NFE columns of the curve; 0: none
+    curve_tol: float = 1e-5  # dopri5 rtol = atol for those columns
+    device: str = "auto"  # auto | cpu | cuda
+    nproc: int = 1  # processes (GPUs) that share each batch: the train stage launches torchrun when > 1
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast for the loss; fp16 adds a gradient scaler)
+
+
+@dataclass
+class SampleConfig:
+    """dopri5 at the paper's tolerance, plus a ladder of fixed-step solvers for the NFE curve (Fig. 7)."""
+
+    method: str = "dopri5"
+    rtol: float = 1e-5
+    atol: float | None = None  # null: equal to rtol (the paper's atol = rtol = 1e-5)
+    steps: int = 100  # used only when ``method`` is a fixed-step solver
+    n_samples: int = 2000
+    fixed_solvers: list[str] = field(default_factory=lambda: ["euler", "midpoint", "rk4"])
+    nfe_ladder: list[int] = field(default_factory=lambda: [4, 8, 16, 32, 64])
+    n_trajectories: int = 12
+    batch_size: int | None = None  # samples per ODE solve: peak memory is bounded by it (null: all at once)
+    ladder_samples: int | None = None  # the first this many samples also run the NFE ladder (null: all of them)
+
+    @property
+    def tolerances(self) -> dict[str, float]:
+        """``rtol`` and ``atol`` as keyword arguments of ``integrate`` and ``log_likelihood``."""
+        return {"rtol": self.rtol, "atol": self.rtol if self.atol is None else self.atol}
+
+
+@dataclass
+class ScoreConfig:
+    """Exact NLL on the held-out split and a sample distance to it."""
+
+    n_points: int = 1000
+    divergence: str = "auto"  # auto (exact for flat data, hutchinson for images) | exact | hutchinson
+    probe: str = "rademacher"  # hutchinson probes: rademacher | gaussian
+    probes: int = 1  # hutchinson probes per point, fixed over the solve; the estimate's variance falls as 1/probes
+    dequant_draws: int = 1  # images: K dequantizations per point, combined by log-mean-exp (Table 4)
+    fid_backend: str = "auto"  # auto (digits-classifier for digits, else inception) | digits-classifier | inception | none (no FID)
+    fid_draws: int = 1  # images: FID is the mean over this many disjoint draws of n_samples / fid_draws samples (1: all of them at once)
+    inception_weights: str | None = None  # local InceptionV3 weights file for the inception backend
+    distance: str = "w2"  # w2 | sliced_w2
+    density_grid: int = 40  # side of the grid on which 2-D densities are drawn (Fig. 4); 0: none
+    batch_size: int | None = None  # held-out points per likelihood solve (null: all at once)
+    density_times: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])  # the times t of p_t drawn (Fig. 4)
+
+
+@dataclass
+class SweepConfig:
+    studies: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PipelineConfig:
+    """The axes of the DVC matrix: every dataset x method x seed is one run."""
+
+    datasets: list[str] = field(default_factory=lambda: ["checkerboard", "8gaussians"])
+    methods: list[str] = field(default_factory=lambda: ["fm_ot", "fm_vp", "sm_vp", "fm_ve"])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    workers: int = 1  # processes per stage that run its seeds side by side, each with cores // workers threads (at least 1)
+    cells: list[str] | None = None  # "dataset/method" cells to run (a method on some datasets only); None: the full product
+
+
+@dataclass
+class Params:
+    """The whole of ``params.yaml``: the pipeline's axes, the named methods, one section per stage."""
+
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    methods: dict[str, MethodConfig] = field(default_factory=dict)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+    sweep: SweepConfig = field(default_factory=SweepConfig)
+    per_dataset: dict[str, list[str]] = field(default_factory=dict)  # overrides of PER_DATASET_SECTIONS, per dataset
+
+
+@dataclass
+class RunConfig:
+    """Everything one train/sample/score run reads; a sweep trial is one of these."""
+
+    dataset: str = "checkerboard"
+    method_name: str = "fm_ot"
+    method: MethodConfig = field(default_factory=MethodConfig)
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    sample: SampleConfig = field(default_factory=SampleConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
+
+
+PER_DATASET_SECTIONS = ("model", "train", "sample", "score")
+"""The sections that ``per_dataset.<dataset>`` entries may override."""

@@ -1,0 +1,187 @@
+"""Validation of a loaded config: one validator per section, each returning ``dotted.key: reason``
+strings for every out-of-range value and unknown name. Names are checked against the registry table
+(``fmexp.registry``), which imports nothing."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from fmexp.config.overrides import not_one_of
+from fmexp.config.schema import (
+    DataConfig,
+    MethodConfig,
+    ModelConfig,
+    Params,
+    RunConfig,
+    SampleConfig,
+    ScoreConfig,
+    TrainConfig,
+)
+from fmexp.registry import names
+
+__all__ = ["DEVICES", "PRECISIONS", "DIVERGENCES", "PROBES", "dataset_names", "validate_params", "validate_run"]
+
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "bf16", "fp16")
+DIVERGENCES = ("auto", "exact", "hutchinson")
+PROBES = ("rademacher", "gaussian")
+
+
+def dataset_names() -> list[str]:
+    """Every registered dataset: the 2-D toys, then the image datasets."""
+    return names("toy_dataset") + names("image_dataset")
+
+
+class _Errors(list[str]):
+    """The errors of one validation, with the checks every section uses."""
+
+    def positive(self, key: str, value: float) -> None:
+        if not (value > 0 and math.isfinite(value)):
+            self.append(f"{key}: must be a positive finite number, got {value}")
+
+    def non_negative(self, key: str, value: float) -> None:
+        if not (value >= 0 and math.isfinite(value)):
+            self.append(f"{key}: must be a finite number >= 0, got {value}")
+
+    def one_of(self, key: str, value: Any, allowed: Sequence[Any]) -> None:
+        if value not in allowed:
+            self.append(not_one_of(key, value, allowed))
+
+    def within(self, key: str, value: float, low: float, high: float) -> None:
+        """``low <= value < high``."""
+        if not low <= value < high:
+            self.append(f"{key}: must lie in [{low:g}, {high:g}), got {value}")
+
+
+def method_errors(key: str, m: MethodConfig) -> list[str]:
+    e = _Errors()
+    e.one_of(f"{key}.objective", m.objective, names("objective"))
+    e.one_of(f"{key}.path", m.path, names("path"))
+    e.one_of(f"{key}.coupling", m.coupling, names("coupling"))
+    e.within(f"{key}.sigma_min", m.sigma_min, 0, 1)
+    if m.path == "ve" and m.sigma_min <= 0:
+        e.append(f"{key}.sigma_min: the ve path needs sigma_min > 0, got {m.sigma_min}")
+    if m.sigma_max is not None and m.sigma_max <= m.sigma_min:
+        e.append(f"{key}.sigma_max: must exceed sigma_min, got {m.sigma_max}")
+    if m.objective == "sm" and m.path == "ot":
+        e.append(f"{key}: objective 'sm' needs a diffusion path (vp, ve): the ot path has mu_0 = 0")
+    return e
+
+
+def data_errors(data: DataConfig) -> list[str]:
+    e = _Errors()
+    for key in ("n_train", "n_test", "image_size"):
+        e.positive(f"data.{key}", getattr(data, key))
+    e.one_of("data.channels", data.channels, [1, 3])
+    return e
+
+
+def model_errors(model: ModelConfig) -> list[str]:
+    e = _Errors()
+    e.one_of("model.name", model.name, ["auto", *names("model")])
+    for key in ("channels", "num_res_blocks", "width", "depth", "time_embed_dim", "fourier_scale"):
+        e.positive(f"model.{key}", getattr(model, key))
+    if not model.channel_mults or min(model.channel_mults) < 1:
+        e.append(f"model.channel_mults: must be a non-empty list of positive ints, got {model.channel_mults}")
+    e.within("model.dropout", model.dropout, 0, 1)
+    e.one_of("model.activation", model.activation, names("activation"))
+    if model.fourier_features < 0:
+        e.append(f"model.fourier_features: must be >= 0, got {model.fourier_features}")
+    return e
+
+
+def train_errors(train: TrainConfig) -> list[str]:
+    e = _Errors()
+    for key in ("steps", "batch_size", "lr", "eval_every", "val_batch", "nproc", "curve_tol"):
+        e.positive(f"train.{key}", getattr(train, key))
+    if train.nproc > 0 and train.batch_size % train.nproc:
+        e.append(f"train.batch_size: {train.batch_size} must split evenly over train.nproc={train.nproc} processes")
+    for key in ("warmup_steps", "grad_clip", "weight_decay", "checkpoint_every"):
+        e.non_negative(f"train.{key}", getattr(train, key))
+    e.within("train.ema_decay", train.ema_decay, 0, 1)
+    if train.curve_points < 0:
+        e.append(f"train.curve_points: must be >= 0, got {train.curve_points}")
+    e.one_of("train.device", train.device, DEVICES)
+    e.one_of("train.lr_schedule", train.lr_schedule, names("lr_schedule"))
+    e.one_of("train.time_sampler", train.time_sampler, names("time_sampler"))
+    e.one_of("train.precision", train.precision, PRECISIONS)
+    return e
+
+
+def sample_errors(sample: SampleConfig) -> list[str]:
+    e = _Errors()
+    e.one_of("sample.method", sample.method, names("adaptive_solver", "fixed_solver"))
+    for key in ("rtol", "steps", "n_samples"):
+        e.positive(f"sample.{key}", getattr(sample, key))
+    for key in ("atol", "batch_size", "ladder_samples"):
+        if getattr(sample, key) is not None:
+            e.positive(f"sample.{key}", getattr(sample, key))
+    for s in sample.fixed_solvers:
+        e.one_of("sample.fixed_solvers", s, names("fixed_solver"))
+    for n in sample.nfe_ladder:
+        e.positive("sample.nfe_ladder", n)
+    if sample.n_trajectories < 0:
+        e.append(f"sample.n_trajectories: must be >= 0, got {sample.n_trajectories}")
+    return e
+
+
+def score_errors(score: ScoreConfig, sample: SampleConfig) -> list[str]:
+    e = _Errors()
+    for key in ("n_points", "dequant_draws", "fid_draws", "probes"):
+        e.positive(f"score.{key}", getattr(score, key))
+    if score.batch_size is not None:
+        e.positive("score.batch_size", score.batch_size)
+    if score.density_grid < 0:
+        e.append(f"score.density_grid: must be >= 0, got {score.density_grid}")
+    if not score.density_times or not all(0.0 <= t <= 1.0 for t in score.density_times):
+        e.append(f"score.density_times: must be a non-empty list of times in [0, 1], got {score.density_times}")
+    e.one_of("score.divergence", score.divergence, DIVERGENCES)
+    e.one_of("score.probe", score.probe, PROBES)
+    e.one_of("score.fid_backend", score.fid_backend, ["auto", "none", *names("fid_backend")])
+    e.one_of("score.distance", score.distance, names("distance"))
+    if score.fid_draws > 0 and sample.n_samples % score.fid_draws:
+        e.append(f"score.fid_draws: {score.fid_draws} must divide sample.n_samples={sample.n_samples} into equal draws")
+    return e
+
+
+_SECTIONS: list[Callable[[Any], list[str]]] = [
+    lambda c: data_errors(c.data), lambda c: model_errors(c.model), lambda c: train_errors(c.train),
+    lambda c: sample_errors(c.sample), lambda c: score_errors(c.score, c.sample),
+]
+
+
+def validate_params(p: Params) -> list[str]:
+    """Every out-of-range value and unknown name in ``p`` (but its ``per_dataset`` entries), as ``dotted.key: reason``."""
+    e = _Errors()
+    for d in p.pipeline.datasets:
+        e.one_of("pipeline.datasets", d, dataset_names())
+    for m in p.pipeline.methods:
+        e.one_of("pipeline.methods", m, sorted(p.methods))
+    if p.pipeline.workers < 1:
+        e.append(f"pipeline.workers: must be at least 1, got {p.pipeline.workers}")
+    e += [f"pipeline.seeds: {s} must be >= 0" for s in p.pipeline.seeds if s < 0]
+    for key in ("datasets", "methods", "seeds"):
+        if not getattr(p.pipeline, key):
+            e.append(f"pipeline.{key}: must not be empty")
+    for cell in p.pipeline.cells or []:
+        dataset, _, method = cell.partition("/")
+        if dataset not in p.pipeline.datasets or method not in p.pipeline.methods:
+            e.append(f"pipeline.cells: {cell!r} must be 'dataset/method' with a dataset of pipeline.datasets"
+                     f" {p.pipeline.datasets} and a method of pipeline.methods {p.pipeline.methods}")
+    for name, m in p.methods.items():
+        e += method_errors(f"methods.{name}", m)
+    for section in _SECTIONS:
+        e += section(p)
+    return e
+
+
+def validate_run(r: RunConfig) -> list[str]:
+    """Every out-of-range value and unknown name of one run."""
+    e = _Errors()
+    e.one_of("dataset", r.dataset, dataset_names())
+    e += method_errors("method", r.method)
+    for section in _SECTIONS:
+        e += section(r)
+    return e

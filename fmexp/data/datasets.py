@@ -1,0 +1,84 @@
+"""A dataset's two fixed splits, and ``load_dataset``: any registered dataset by name.
+
+A 2-D toy dataset (``fmexp.data.toy``) draws its train and test splits from two independent streams
+of one seed, so the test split is fixed whatever the train size; an image dataset
+(``fmexp.data.images``) has its own fixed split.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from fmexp.registry import check_name, names, resolve
+
+__all__ = ["Dataset", "load_dataset", "max_pairwise_distance"]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset's two fixed splits, as float32 tensors of shape ``(n, ...)``.
+
+    ``levels`` is None for continuous data. For images it is the number of intensity levels: the
+    splits then hold integer levels, and ``model_space`` dequantizes them to [-1, 1) (``fmexp.data.images``).
+    """
+
+    name: str
+    train: Tensor
+    test: Tensor
+    levels: int | None = None
+
+    @property
+    def dim(self) -> int:
+        return self.train[0].numel()
+
+    def model_space(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """What the model sees: ``x`` itself, or for images a fresh uniform dequantization of it."""
+        if self.levels is None:
+            return x
+        from fmexp.data.images import dequantize
+
+        return dequantize(x, self.levels, generator)
+
+    def stored(self, y: Tensor) -> Tensor:
+        """Samples ``y`` in model space as the sample stage keeps them: as they are, or for images their
+        integer levels in one byte each (a quarter of float32's size)."""
+        if self.levels is None:
+            return y
+        from fmexp.data.images import to_uint8
+
+        return to_uint8(y, self.levels)
+
+    def unstored(self, x: Tensor) -> Tensor:
+        """Stored samples back in model space: as they are, or for images the centres of their levels."""
+        if self.levels is None:
+            return x
+        from fmexp.data.images import level_centres
+
+        return level_centres(x, self.levels)
+
+
+def load_dataset(name: str, n_train: int = 50_000, n_test: int = 5_000, seed: int = 0, **image_args: object) -> Dataset:
+    """The dataset ``name``: a registered ``toy_dataset`` (splits from independent streams of ``seed``,
+    sizes ``n_train`` and ``n_test``), or an ``image_dataset`` (its own fixed split; ``image_args`` are
+    ``root``, ``size``, ``channels``, ``download``)."""
+    if name in names("image_dataset"):
+        splits = resolve("image_dataset", name)(seed=seed, **image_args)
+        return Dataset(name=name, train=splits.train, test=splits.test, levels=splits.levels)
+    check_name(("toy_dataset", "image_dataset"), name)
+    make = resolve("toy_dataset", name)
+    if n_train < 1 or n_test < 1:
+        raise ValueError(f"n_train and n_test must be positive, got {n_train}, {n_test}")
+    train_rng, test_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    train = torch.from_numpy(make(n_train, train_rng).astype(np.float32))
+    test = torch.from_numpy(make(n_test, test_rng).astype(np.float32))
+    return Dataset(name=name, train=train, test=test)
+
+
+def max_pairwise_distance(x: Tensor, max_points: int = 4096) -> float:
+    """The largest distance between two points (of the first ``max_points``): the VE path's ``sigma_max`` rule."""
+    x = x[:max_points].flatten(1).double()
+    return float(torch.cdist(x, x).max())

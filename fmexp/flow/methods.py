@@ -1,0 +1,80 @@
+"""A method: a training objective on a probability path, with a coupling (the rows of Table 1).
+
+``fm`` regresses the path's conditional field (CFM, eq. 14); ``sm`` is the paper's score-matching
+baseline, whose network predicts the noise and is sampled through the probability-flow ODE. Either
+way ``velocity(model)`` is the field that ``ode.integrate`` and ``likelihood.log_likelihood`` take.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+import torch
+from torch import Tensor, nn
+
+from fmexp.errors import ConfigError
+from fmexp.flow.couplings import Coupling, get_coupling
+from fmexp.flow.losses import Field, Objective
+from fmexp.flow.paths import PathSample, ProbabilityPath, get_path
+from fmexp.registry import resolve
+
+__all__ = ["uniform_time", "logit_normal_time", "Method", "make_method"]
+
+
+def uniform_time(n: int, generator: torch.Generator | None, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """``t ~ U[0, 1]``, the paper's choice (eq. 14)."""
+    return torch.rand(n, generator=generator, device=device, dtype=dtype)
+
+
+def logit_normal_time(n: int, generator: torch.Generator | None, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """``t = sigmoid(z)``, ``z ~ N(0, 1)`` (Esser et al. 2024): more weight on mid-path times. It reweights
+    the loss over t and leaves its minimizer, the marginal field, unchanged."""
+    return torch.sigmoid(torch.randn(n, generator=generator, device=device, dtype=dtype))
+
+
+@dataclass(frozen=True)
+class Method:
+    """An objective (``fm`` or ``sm``), a path and a coupling."""
+
+    objective: str
+    path: ProbabilityPath
+    coupling: Coupling = field(default=get_coupling("independent"))
+    time_sampler: str = "uniform"
+
+    def __post_init__(self) -> None:
+        resolve("time_sampler", self.time_sampler)
+        a_0 = float(self.path.schedule(torch.zeros(1))[0])
+        if self._objective.needs_source_mean and a_0 <= 0.0:
+            raise ConfigError(f"objective {self.objective!r} needs a path with mu_0 = a_0 x_1, a_0 > 0 (vp, ve);"
+                              f" {type(self.path).__name__} has a_0 = 0")
+
+    @property
+    def _objective(self) -> Objective:
+        objective: Objective = resolve("objective", self.objective)()
+        return objective
+
+    def sample_source(self, shape: tuple[int, ...], generator: torch.Generator | None = None, device: str | torch.device = "cpu") -> Tensor:
+        """Draw from the source ``N(0, prior_std^2 I)`` that sampling starts from at t=0."""
+        return self.path.prior_std * torch.randn(shape, generator=generator, device=device)
+
+    def loss(self, model: nn.Module, x_1: Tensor, generator: torch.Generator | None = None, rows: slice | None = None) -> Tensor:
+        """Per-sample loss ``(B,)`` at ``t`` from the time sampler, ``x_0 ~ N(0, I)`` coupled to the data batch ``x_1``.
+
+        With ``rows``, the draws (and the coupling) are made for the whole batch and only those rows go
+        through the model: a rank's share of a distributed batch (``fmexp.training.distributed``)."""
+        x_0 = torch.randn(x_1.shape, generator=generator, device=x_1.device, dtype=x_1.dtype)
+        t = resolve("time_sampler", self.time_sampler)(x_1.shape[0], generator, x_1.device, x_1.dtype)
+        x_0, x_1 = self.coupling(x_0, x_1)
+        sample = self.path.sample(x_0, x_1, t)
+        if rows is not None:
+            sample = PathSample(*(getattr(sample, f.name)[rows] for f in fields(PathSample)))
+        return self._objective.loss(model, sample)
+
+    def velocity(self, model: nn.Module) -> Field:
+        """The field to integrate: the network itself for ``fm``, the probability-flow ODE of ``sm``."""
+        return self._objective.velocity(model, self.path)
+
+
+def make_method(objective: str, path: str, coupling: str = "independent", time_sampler: str = "uniform", **path_args: float) -> Method:
+    """Build a method from names, e.g. ``make_method("fm", "ot", sigma_min=1e-4)``."""
+    return Method(objective=objective, path=get_path(path, **path_args), coupling=get_coupling(coupling), time_sampler=time_sampler)

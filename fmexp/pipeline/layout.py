@@ -1,0 +1,75 @@
+"""Where every file of a run lives: ``data/<dataset>.pt``, and below ``runs/<dataset>/<method>/`` one
+folder per stage and seed, ``<stage>/<seed>/``, which is what DVC tracks. The stages write through
+it and the report reads through it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from fmexp.config.schema import RunConfig
+
+__all__ = ["RunFiles", "data_file"]
+
+
+def data_file(data_dir: str | Path, dataset: str) -> Path:
+    """The prepared splits of ``dataset`` (written by the prepare stage)."""
+    return Path(data_dir) / f"{dataset}.pt"
+
+
+@dataclass(frozen=True)
+class RunFiles:
+    """Where one seed of one run keeps its files, below ``root`` (``runs/<dataset>/<method>`` in the pipeline)."""
+
+    root: Path
+    seed: int
+
+    @classmethod
+    def of(cls, runs_dir: str | Path, run: RunConfig) -> RunFiles:
+        return cls(Path(runs_dir) / run.dataset / run.method_name, run.seed)
+
+    def stage(self, name: str) -> Path:
+        return self.root / name / str(self.seed)
+
+    @property
+    def model(self) -> Path:
+        return self.stage("train") / "model.pt"
+
+    def checkpoint(self, key: str) -> Path:
+        """The resumable checkpoint of an unfinished training run whose config hashes to ``key``
+        (``plan.training_key``). It lives beside the stage folders, not in ``train/``, which DVC
+        deletes before it reruns the stage; a finished run moves it to ``model.pt``."""
+        return self.root / "checkpoints" / f"{self.seed}-{key}.pt"
+
+    @property
+    def curve(self) -> Path:
+        return self.stage("train") / "curve.csv"
+
+    @property
+    def train_info(self) -> Path:
+        return self.stage("train") / "train.json"
+
+    @property
+    def samples(self) -> Path:
+        return self.stage("sample") / "samples.pt"
+
+    @property
+    def sample_info(self) -> Path:
+        return self.stage("sample") / "sample.json"
+
+    @property
+    def ladder(self) -> Path:
+        return self.stage("sample") / "ladder.csv"
+
+    @property
+    def metrics(self) -> Path:
+        return self.stage("score") / "metrics.json"
+
+    @property
+    def density(self) -> Path:
+        return self.stage("score") / "density.pt"
+
+    @property
+    def fid_ladder(self) -> Path:
+        return self.stage("score") / "fid_ladder.csv"

@@ -1,0 +1,82 @@
+"""The sample stage: one seed's dopri5 samples, trajectories and NFE ladder."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+
+from fmexp.config.plan import Plan, resolve
+from fmexp.config.schema import RunConfig
+from fmexp.data.datasets import Dataset
+from fmexp.flow.metrics import sliced_wasserstein
+from fmexp.flow.ode import chunks, get_solver, integrate
+from fmexp.pipeline.layout import RunFiles
+from fmexp.runtime import artifacts
+from fmexp.training.state import load_model
+
+__all__ = ["sample_run", "load_trained"]
+
+
+def load_trained(run: RunConfig, data: Dataset, files: RunFiles) -> tuple[Plan, torch.nn.Module]:
+    """The run's decisions and its trained (EMA) network, on the run's device; ``ConfigError`` if the
+    network was trained for fewer than ``train.steps`` steps."""
+    plan = resolve(run, data)
+    return plan, load_model(files.model, map_location=plan.device, steps=run.train.steps)
+
+
+def sample_run(run: RunConfig, data: Dataset, files: RunFiles) -> dict[str, float]:
+    """Sample with dopri5 at ``sample.rtol``/``atol`` and with each fixed-step solver at the NFE ladder (Fig. 7).
+
+    Writes ``samples.pt`` (samples; a few trajectories from a separate solve, so that saving them
+    does not change the NFE; the fixed-step samples of the ladder, keyed ``solver:steps``),
+    ``sample.json`` (NFE, time) and ``ladder.csv``: per solver and NFE budget, the mean distance of
+    the endpoints to the dopri5 endpoints from the same noise (the paper's error against an
+    accurate solve), and the sliced W2 distance to the held-out data.
+
+    The solves run chunk by chunk, ``sample.batch_size`` samples each: the noise is drawn per chunk,
+    and a chunk's endpoints are stored as ``Dataset.stored`` keeps them (image samples as uint8
+    levels) before the next chunk starts, so peak memory is bounded by the chunk, not by
+    ``n_samples``. The NFE of an adaptive solve is then the mean over chunks. The ladder runs on the
+    first ``sample.ladder_samples`` samples.
+    """
+    plan, model = load_trained(run, data, files)
+    method, device = plan.method, plan.device
+    v = method.velocity(model)
+    gen = torch.Generator(device=device).manual_seed(plan.streams.sampling)
+    adaptive = get_solver(run.sample.method).adaptive
+    solve = {"method": run.sample.method, **run.sample.tolerances, "steps": None if adaptive else run.sample.steps}
+    rungs = [(name, budget // get_solver(name).evals_per_step) for name in run.sample.fixed_solvers for budget in run.sample.nfe_ladder
+             if budget // get_solver(name).evals_per_step >= 1]
+    n_ladder = run.sample.n_samples if run.sample.ladder_samples is None else min(run.sample.ladder_samples, run.sample.n_samples)
+    samples, nfes, seconds, traj = [], [], 0.0, None
+    ladder = {rung: {"x": [], "error": [], "nfe": []} for rung in rungs}
+    with torch.no_grad():
+        for part in chunks(run.sample.n_samples, run.sample.batch_size):
+            x_0 = method.sample_source((part.stop - part.start, *data.train.shape[1:]), gen, device)
+            start = time.perf_counter()
+            result = integrate(v, x_0, **solve)
+            seconds += time.perf_counter() - start
+            samples.append(data.stored(result.x.cpu()))
+            nfes.append(result.nfe)
+            if traj is None:
+                n_traj = min(run.sample.n_trajectories, len(x_0))
+                save_at = [i / 16 for i in range(1, 16)] if adaptive else None
+                traj = integrate(v, x_0[:n_traj], **solve, save_at=save_at).xs.cpu() if n_traj else x_0[:0].cpu()
+            k = max(0, min(part.stop, n_ladder) - part.start)
+            for (name, steps), kept in ladder.items() if k else ():
+                x = integrate(v, x_0[:k], method=name, steps=steps)
+                kept["x"].append(data.stored(x.x.cpu()))  # for Fig. 4's few-NFE panels and FID against NFE
+                kept["error"].append((x.x - result.x[:k]).flatten(1).norm(dim=1).cpu())
+                kept["nfe"].append(x.nfe)
+    test = data.model_space(data.test, torch.Generator().manual_seed(plan.streams.reference))
+    ladder_samples = {f"{name}:{steps}": torch.cat(kept["x"]) for (name, steps), kept in ladder.items()}
+    rows = [{"solver": name, "steps": steps, "nfe": statistics.mean(kept["nfe"]), "error": float(torch.cat(kept["error"]).mean()),
+             "distance": sliced_wasserstein(data.unstored(ladder_samples[f"{name}:{steps}"]), test, n_projections=64, seed=run.seed)}
+            for (name, steps), kept in ladder.items()]
+    artifacts.save_torch(files.samples, {"samples": torch.cat(samples), "trajectories": traj, "ladder": ladder_samples, "levels": data.levels})
+    artifacts.write_csv(files.ladder, rows)
+    summary = {"nfe": statistics.mean(nfes), "seconds": seconds, "method": run.sample.method, **run.sample.tolerances}
+    artifacts.write_json(files.sample_info, summary)
+    return summary

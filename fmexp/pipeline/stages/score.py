@@ -1,0 +1,152 @@
+"""The score stage: one seed's held-out NLL, sample distance and NFE; for images bits/dim and FID."""
+
+from __future__ import annotations
+
+import functools
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from fmexp.config.plan import Plan
+from fmexp.config.schema import RunConfig
+from fmexp.data.datasets import Dataset
+from fmexp.flow.likelihood import log_likelihood, log_mean_likelihood
+from fmexp.flow.metrics import bits_per_dim, sample_distance
+from fmexp.flow.ode import chunks, get_solver
+from fmexp.pipeline.layout import RunFiles, data_file
+from fmexp.pipeline.stages.sample import load_trained
+from fmexp.runtime import artifacts
+
+__all__ = ["score_run", "prepared_extras"]
+
+
+def _image_metrics(run: RunConfig, plan: Plan, data: Dataset, nll: Tensor, samples: Tensor, ladder: dict[str, Tensor],
+                   data_dir: str | Path, files: RunFiles) -> dict[str, float | str]:
+    """Bits/dim of the held-out images (with its standard error over points), and FID by the standard
+    protocol: the uint8 samples against the statistics of the whole training split, which ``prepare``
+    caches. With ``score.fid_draws`` k > 1, ``fid`` is the mean FID of k disjoint draws of
+    ``fid_n`` = n_samples / k samples, and ``fid_draw_std`` their spread: one small draw's FID is noisy.
+    Beside it, labelled: ``fid_floor``, the FID of as many real held-out images as a draw has, at most
+    all of them (``fid_floor_n``), the floor to read the models' FIDs against; ``fid_floor_std``, the
+    spread of that number over disjoint subsets of the training split, the noise of an FID at that
+    count; and ``fid_heldout``, the draws against the held-out split (their mean). Also the FID of each
+    fixed-step sample set of the NFE ladder, in ``fid_ladder.csv``."""
+    from fmexp.data.features import backend_kwargs, fid_against, reference_stats
+    from fmexp.data.images import data_scale
+
+    bpd = bits_per_dim(nll, data.dim, scale=data_scale(data.levels))
+    backend, levels = plan.fid_backend, data.levels
+    likelihood = {"bpd": float(bpd.mean()), "bpd_se": float(bpd.std() / len(bpd) ** 0.5)}
+    if backend == "none":  # asked for: no FID, recorded as not a number
+        artifacts.write_csv(files.fid_ladder, [])
+        return {**likelihood, "fid": float("nan"), "fid_backend": backend}
+    prepared = prepared_extras(str(data_dir), data.name)
+    kwargs = backend_kwargs(backend, run.score.inception_weights, prepared)
+    cached = prepared.get("fid_reference")
+    train_stats = cached if cached and cached["backend"] == backend else reference_stats(backend, data.train, levels, **kwargs)
+    fid = fid_against(backend, train_stats, levels, **kwargs)
+    draws = samples.chunk(run.score.fid_draws)  # n_samples / fid_draws each (config checks that it divides)
+    fids = [fid(x) for x in draws]
+    heldout = fid_against(backend, reference_stats(backend, data.test, levels, **kwargs), levels, **kwargs)
+    m = min(len(draws[0]), len(data.test))
+    floors = [fid(data.train[i : i + m]) for i in range(0, len(data.train) - m + 1, m)]
+    out: dict[str, float | str] = {
+        **likelihood, "fid": statistics.mean(fids), "fid_draws": len(fids), "fid_n": len(draws[0]),
+        "fid_draw_std": _spread(fids), "fid_backend": backend,
+        "fid_reference": f"train split, {train_stats['n']} images", "fid_floor": fid(data.test[:m]), "fid_floor_n": m,
+        "fid_floor_std": _spread(floors),
+        "fid_heldout": statistics.mean(heldout(x) for x in draws)}
+    rows = []
+    for key, x in ladder.items():
+        solver, steps = key.split(":")
+        rows.append({"solver": solver, "steps": int(steps), "nfe": int(steps) * get_solver(solver).evals_per_step, "fid": fid(x)})
+    artifacts.write_csv(files.fid_ladder, rows)
+    if "classifier_accuracy" in prepared and backend == "digits-classifier":
+        out["fid_classifier_accuracy"] = prepared["classifier_accuracy"]
+    return out
+
+
+def _spread(values: list[float]) -> float:
+    """The std (ddof 1) of a few FIDs; not a number for fewer than two."""
+    return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+
+
+@functools.cache
+def prepared_extras(data_dir: str, dataset: str) -> dict[str, object]:
+    """What ``prepare`` stored besides the splits: the FID reference statistics, and for digits the FID
+    classifier and its test accuracy. Without a prepared file (a sweep), the digits classifier is
+    trained here, and the reference statistics are left to the score stage."""
+    path = data_file(data_dir, dataset)
+    state = artifacts.load_torch(path) if path.exists() else {}
+    extras = {k: v for k, v in state.items() if k in ("classifier", "classifier_accuracy", "fid_reference")}
+    if dataset == "digits" and "classifier" not in extras:
+        from fmexp.data.features import train_digits_classifier
+
+        model, accuracy = train_digits_classifier(seed=0)
+        extras.update(classifier=model.state_dict(), classifier_accuracy=accuracy)
+    return extras
+
+
+def _probe_seed(seed: int, chunk: int) -> int:
+    """The Hutchinson probes' seed for chunk ``chunk`` of the held-out points: the probe stream's own for
+    the first, one spawned from (seed, chunk) for each other, so that no two chunks share probes."""
+    return seed if chunk == 0 else int(np.random.SeedSequence([seed, chunk]).generate_state(1)[0])
+
+
+def score_run(run: RunConfig, data: Dataset, files: RunFiles, *, density: bool = True, data_dir: str | Path = "data") -> dict[str, float]:
+    """Write ``metrics.json``: held-out NLL (nats), sample distance, NFE, training time and speed; for
+    images also bits/dim with its standard error, and FID with its feature backend. The likelihood
+    solves run in chunks of ``score.batch_size`` points; ``nfe_nll`` is then the mean over chunks.
+
+    With ``density``, also writes ``density.pt``: the log-density ``log p_t`` of the model's path at each
+    time of ``score.density_times``, on a ``score.density_grid`` square over the data's range (2-D data
+    only; dopri5 at 1e-4), for the paper's Fig. 4 panels.
+    """
+    plan, model = load_trained(run, data, files)
+    method, device = plan.method, plan.device
+    v = method.velocity(model)
+    gen = torch.Generator(device=device).manual_seed(plan.streams.scoring)
+    points = data.test[: run.score.n_points].to(device)
+    draws = [data.model_space(points, gen) for _ in range(run.score.dequant_draws if plan.images else 1)]
+    start = time.perf_counter()
+    results = [log_mean_likelihood(v, [d[part] for d in draws], probe_seed=_probe_seed(plan.streams.probes, j), divergence=plan.divergence,
+                                   probe=run.score.probe, probes=run.score.probes, prior_std=method.path.prior_std, **run.sample.tolerances)
+               for j, part in enumerate(chunks(len(points), run.score.batch_size))]
+    logp, nfe_nll = torch.cat([r.logp for r in results]), statistics.mean(r.nfe for r in results)
+    nll_seconds = time.perf_counter() - start
+    sampled_state = artifacts.load_torch(files.samples)
+    samples = sampled_state["samples"]  # as Dataset.stored keeps them: image samples as uint8 levels
+    sampled, trained = artifacts.read_json(files.sample_info), artifacts.read_json(files.train_info)
+    reference = data.model_space(data.test, torch.Generator().manual_seed(plan.streams.reference))  # the held-out split, as the model sees it
+    nll = -logp.cpu()
+    metrics: dict[str, float | str] = {
+        "nll": float(nll.mean()),
+        "nll_se": float(nll.std() / len(nll) ** 0.5),
+        "distance": sample_distance(run.score.distance, data.unstored(samples), reference),
+        "distance_name": run.score.distance,
+        "nfe": sampled["nfe"],
+        "nfe_nll": nfe_nll,
+        "nll_seconds": nll_seconds,
+        "train_seconds": trained["seconds"],
+        "steps_per_second": trained["steps_per_second"],
+    }
+    if plan.images:
+        metrics.update(_image_metrics(run, plan, data, nll, samples, sampled_state.get("ladder", {}), data_dir, files))
+    if density:  # the pipeline's output; empty where it does not apply (grid 0 or data not 2-D)
+        grid_n = run.score.density_grid if data.dim == 2 else 0
+        payload: dict[str, Tensor] = {}
+        if grid_n > 0:
+            lo, hi = data.test.min(0).values - 0.5, data.test.max(0).values + 0.5
+            axes = [torch.linspace(float(lo[i]), float(hi[i]), grid_n) for i in range(2)]
+            grid = torch.stack(torch.meshgrid(*axes, indexing="xy"), -1).reshape(-1, 2).to(device)
+            times = run.score.density_times
+            logp = torch.stack([log_likelihood(v, grid, prior_std=method.path.prior_std, rtol=1e-4, atol=1e-4, t=t).logp
+                                for t in times])
+            payload = {"x": axes[0], "y": axes[1], "t": torch.tensor(times), "logp": logp.reshape(len(times), grid_n, grid_n).cpu()}
+        artifacts.save_torch(files.density, payload)
+    artifacts.write_json(files.metrics, metrics)
+    return metrics

@@ -1,0 +1,1 @@
+"""The report: the paper's tables, the figures, and the one self-contained page."""

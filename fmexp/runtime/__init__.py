@@ -1,0 +1,1 @@
+"""Process plumbing: atomic file writes, worker processes that share the cores, and signals."""

@@ -1,0 +1,81 @@
+"""A study's objective: one trial's runs, through the pipeline's own train, sample and score stages."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import optuna
+import torch
+
+from fmexp.config.load import run_config
+from fmexp.config.plan import load_data
+from fmexp.data.datasets import Dataset
+from fmexp.errors import ConfigError, SolverError, TrainingDiverged
+from fmexp.pipeline.layout import RunFiles
+from fmexp.pipeline.stages.sample import sample_run
+from fmexp.pipeline.stages.score import score_run
+from fmexp.pipeline.stages.train import train_run
+from fmexp.sweep.study import Study, override
+
+__all__ = ["TRIAL_FAILURES", "make_objective"]
+
+TRIAL_FAILURES = (ConfigError, TrainingDiverged, SolverError, torch.OutOfMemoryError)
+"""What fails one trial (recorded in its ``error`` user attr) and lets the study go on."""
+
+
+def _suggest(trial: optuna.Trial, key: str, d: optuna.distributions.BaseDistribution) -> Any:
+    if isinstance(d, optuna.distributions.CategoricalDistribution):
+        return trial.suggest_categorical(key, d.choices)
+    if isinstance(d, optuna.distributions.IntDistribution):
+        return trial.suggest_int(key, d.low, d.high, step=d.step, log=d.log)
+    return trial.suggest_float(key, d.low, d.high, step=d.step, log=d.log)  # type: ignore[attr-defined]
+
+
+def make_objective(study: Study) -> Callable[[optuna.Trial], float | tuple[float, ...]]:
+    """The study's objective: a trial's sampled values applied to the base run, every seed trained,
+    sampled and scored by the pipeline's own stage functions, the mean over seeds returned."""
+    cache: dict[tuple[str, str], Dataset] = {}
+    metrics = [o.metric for o in study.config.objectives]
+    prune = study.config.pruner.name != "none"
+    single = len(metrics) == 1  # Optuna takes intermediate values for single-objective studies only
+
+    def objective(trial: optuna.Trial) -> float | tuple[float, ...]:
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        values = {key: _suggest(trial, key, d) for key, d in study.space.items()}
+        try:
+            return _evaluate(trial, values)
+        except TRIAL_FAILURES as e:  # a bad combination (sm with the ot path), a diverged run, a solver failure, OOM
+            trial.set_user_attr("error", f"{type(e).__name__}: {e}")
+            raise
+
+    def _evaluate(trial: optuna.Trial, values: dict[str, Any]) -> float | tuple[float, ...]:
+        run = run_config(study.base_run, [override(k, v) for k, v in values.items()], f"trial {trial.number}")
+        key = (run.dataset, repr(run.data))
+        if key not in cache:
+            cache[key] = load_data(run.data, run.dataset)
+        per_seed: dict[str, list[float]] = {m: [] for m in metrics}
+        for i, seed in enumerate(study.config.seeds):
+            offset = i * run.train.steps
+
+            def on_eval(row: dict[str, float]) -> None:
+                if single and metrics[0] in row:  # reported with or without a pruner: optuna-dashboard draws the curves
+                    trial.report(row[metrics[0]], offset + int(row["step"]))
+                    if prune and trial.should_prune():
+                        raise optuna.TrialPruned(f"pruned at step {row['step']} of seed {seed}")
+
+            files = RunFiles(study.folder / "trials" / f"{trial.number:04d}", seed)
+            seeded = replace(run, seed=seed)
+            train_run(seeded, cache[key], files, on_eval=on_eval, progress=False)
+            sample_run(seeded, cache[key], files)
+            result = score_run(seeded, cache[key], files, density=False)
+            for m in metrics:
+                per_seed[m].append(float(result[m]))
+                trial.set_user_attr(f"seed{seed}_{m}", float(result[m]))
+        means = tuple(sum(v) / len(v) for v in per_seed.values())
+        return means[0] if len(means) == 1 else means
+
+    return objective

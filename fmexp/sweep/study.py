@@ -1,0 +1,251 @@
+"""A study file: its schema, and ``load_study``, which checks it completely before anything runs.
+
+A study file names a base config (``params.yaml``, a dataset and a method), fixed overrides, and a
+search space in Hydra's sweep grammar (``choice``, ``interval``, ``range``, ``tag(log, ...)``), parsed
+by hydra-core into Optuna distributions. A bad file raises ``ConfigError`` naming the file and the
+field; ``fmexp.sweep.runner`` runs a checked study.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from omegaconf import MISSING
+
+from fmexp.config.load import load_params, run_config, run_for
+from fmexp.config.overrides import (
+    not_one_of,
+    parse_overrides,
+    read_yaml,
+    structured,
+    to_object,
+)
+from fmexp.config.schema import RunConfig
+from fmexp.errors import ConfigError
+from fmexp.registry import did_you_mean
+from fmexp.sweep.storage import STORAGE_ENV, STORAGE_SCHEMES, default_storage, redact
+from fmexp.sweep.trial_queue import Heartbeat
+
+__all__ = ["StudyConfig", "Study", "METRICS", "to_distribution", "override", "load_study", "grid_points", "find_study", "study_file"]
+
+METRICS = ("nll", "distance", "nfe", "nfe_nll", "train_seconds")
+DIRECTIONS = ("minimize", "maximize")
+SAMPLERS = ("tpe", "random", "grid", "nsga2", "cmaes")
+PRUNERS = ("none", "median", "hyperband")
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass
+class ObjectiveConfig:
+    metric: str = MISSING
+    direction: str = "minimize"
+
+
+@dataclass
+class SamplerConfig:
+    name: str = "tpe"
+    seed: int = 0
+
+
+@dataclass
+class PrunerConfig:
+    name: str = "none"
+
+
+@dataclass
+class StudyConfig:
+    """The study file. ``search_space`` maps RunConfig keys (``method.sigma_min``) to sweep expressions."""
+
+    study: str = MISSING
+    base: str = "params.yaml"
+    dataset: str = "checkerboard"
+    method: str = "fm_ot"  # a method defined in the base params; search_space may change its fields
+    overrides: list[str] = field(default_factory=list)
+    search_space: dict[str, str] = field(default_factory=dict)
+    objectives: list[ObjectiveConfig] = field(default_factory=lambda: [ObjectiveConfig(metric="nll")])
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    pruner: PrunerConfig = field(default_factory=PrunerConfig)
+    n_trials: int = 10
+    seeds: list[int] = field(default_factory=lambda: [0])
+    storage: str | None = None
+    heartbeat: Heartbeat = field(default_factory=Heartbeat)
+
+
+@dataclass
+class Study:
+    """A checked study: its config, the base run, the Optuna distributions and where it lives."""
+
+    path: Path
+    config: StudyConfig
+    base_run: RunConfig
+    space: dict[str, optuna.distributions.BaseDistribution]
+    folder: Path
+    storage: str
+
+    @property
+    def directions(self) -> list[str]:
+        return [o.direction for o in self.config.objectives]
+
+
+def to_distribution(key: str, expr: str, source: str) -> optuna.distributions.BaseDistribution:
+    """A Hydra sweep expression as an Optuna distribution (as the Hydra Optuna sweeper maps them)."""
+    from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
+
+    (ov,) = parse_overrides([f"{key}={expr}"], f"{source}: search_space.{key}")
+    value = ov.value()
+    log = "log" in getattr(value, "tags", set())
+    where = f"{source}: search_space.{key}"
+    if isinstance(value, ChoiceSweep):
+        if log:
+            raise ConfigError(f"{where}: tag(log, ...) applies to interval or range, not choice")
+        if not value.list:
+            raise ConfigError(f"{where}: choice() needs at least one value")
+        return optuna.distributions.CategoricalDistribution(list(value.list))
+    if isinstance(value, IntervalSweep):
+        low, high = float(value.start), float(value.end)
+        _check_bounds(where, low, high, log)
+        return optuna.distributions.FloatDistribution(low, high, log=log)
+    if isinstance(value, RangeSweep):
+        start, stop, step = value.start, value.stop, value.step
+        if step is None or step <= 0:
+            raise ConfigError(f"{where}: range() needs a positive step, got {step}")
+        n = math.ceil((stop - start) / step)
+        if n < 1:
+            raise ConfigError(f"{where}: range({start}, {stop}) is empty: the bounds are reversed")
+        last = start + (n - 1) * step
+        _check_bounds(where, start, last, log, allow_equal=True)
+        if all(isinstance(v, int) for v in (start, stop, step)):
+            return optuna.distributions.IntDistribution(start, last, log=log, step=1 if log else step)
+        if log:
+            raise ConfigError(f"{where}: tag(log, range(...)) needs integer bounds")
+        return optuna.distributions.FloatDistribution(float(start), float(last), step=float(step))
+    raise ConfigError(f"{where}: {expr!r} is not a sweep; use choice(...), interval(a, b), range(a, b) or tag(log, ...)"
+                      " (fixed values belong in overrides)")
+
+
+def _check_bounds(where: str, low: float, high: float, log: bool, allow_equal: bool = False) -> None:
+    if high < low or (high == low and not allow_equal):
+        raise ConfigError(f"{where}: the bounds are reversed or empty: low={low}, high={high}")
+    if log and low <= 0:
+        raise ConfigError(f"{where}: a log range must stay above 0, got low={low}")
+
+
+def _probe_values(dist: optuna.distributions.BaseDistribution) -> list[Any]:
+    if isinstance(dist, optuna.distributions.CategoricalDistribution):
+        return list(dist.choices)
+    return [dist.low, dist.high]  # type: ignore[attr-defined]
+
+
+def override(key: str, value: Any) -> str:
+    """A ``key=value`` override for a sampled value (strings quoted for the Hydra grammar)."""
+    return f"{key}={value}" if not isinstance(value, str) else f"{key}='{value}'"
+
+
+def load_study(path: str | Path, *, storage: str | None = None, n_trials: int | None = None,
+               reports_dir: str | Path = "reports", name: str | None = None) -> Study:
+    """Read and check a study file completely; raises ``ConfigError`` naming the file and field.
+    ``name``, when given (a study listed in ``sweep.studies``), must equal the file's ``study``."""
+    path = Path(path)
+    source = str(path)
+    data = read_yaml(path)
+    cfg: StudyConfig = to_object(structured(StudyConfig, data, source), source)
+    if n_trials is not None:
+        cfg.n_trials = n_trials
+    if not NAME.match(cfg.study or ""):
+        raise ConfigError(f"{source}: study: {cfg.study!r} must be a plain name (letters, digits, '_', '-', '.'),"
+                          " so that reports/sweeps/<study>/ stays inside reports/sweeps/")
+    if name is not None and cfg.study != name:
+        raise ConfigError(f"{source}: study: {cfg.study!r} must equal the file's name {name!r} (sweep.studies lists it by name,"
+                          f" and the pipeline's sweep stage owns reports/sweeps/{name}/)")
+    if cfg.n_trials < 1:
+        raise ConfigError(f"{source}: n_trials: must be at least 1, got {cfg.n_trials}")
+    if not cfg.seeds:
+        raise ConfigError(f"{source}: seeds: must list at least one seed")
+    if not cfg.objectives:
+        raise ConfigError(f"{source}: objectives: must list at least one objective")
+    for i, o in enumerate(cfg.objectives):
+        if o.metric not in METRICS:
+            raise ConfigError(f"{source}: objectives[{i}].metric: {o.metric!r} is not one of {list(METRICS)}")
+        if o.direction not in DIRECTIONS:
+            raise ConfigError(f"{source}: objectives[{i}].direction: {o.direction!r} is not one of {list(DIRECTIONS)}")
+    if cfg.sampler.name not in SAMPLERS:
+        raise ConfigError(f"{source}: sampler.name: {cfg.sampler.name!r} is not one of {list(SAMPLERS)}")
+    if cfg.pruner.name not in PRUNERS:
+        raise ConfigError(f"{source}: pruner.name: {cfg.pruner.name!r} is not one of {list(PRUNERS)}")
+    multi = len(cfg.objectives) > 1
+    if multi and cfg.pruner.name != "none":
+        raise ConfigError(f"{source}: pruner.name: Optuna cannot prune a multi-objective study; use 'none'")
+    if multi and cfg.sampler.name == "cmaes":
+        raise ConfigError(f"{source}: sampler.name: cmaes is single-objective; use nsga2 or tpe")
+
+    base_path = Path(cfg.base)
+    params = load_params(base_path)
+    if cfg.method not in params.methods:
+        raise ConfigError(f"{source}: {not_one_of('method', cfg.method, sorted(params.methods))} (the methods of {base_path})")
+    base_run = run_config(run_for(params, cfg.dataset, cfg.method, cfg.seeds[0]), cfg.overrides, f"{source}: overrides")
+    space = {key: to_distribution(key, expr, source) for key, expr in cfg.search_space.items()}
+    for key, dist in space.items():  # every key must exist, every choice and bound must be valid
+        for value in _probe_values(dist):
+            run_config(base_run, [override(key, value)], f"{source}: search_space.{key}")
+    if cfg.sampler.name == "grid":
+        bad = [k for k, d in space.items() if isinstance(d, optuna.distributions.FloatDistribution) and d.step is None]
+        if bad:
+            raise ConfigError(f"{source}: sampler.name: grid needs choice() or range() for every key; {bad} are intervals")
+        size = len(grid_points(space, 0))
+        if cfg.n_trials > size:
+            raise ConfigError(f"{source}: n_trials: {cfg.n_trials} is more than the grid's {size} points (each runs once)")
+    hb = cfg.heartbeat
+    if not 0 < hb.interval < hb.grace_period:
+        raise ConfigError(f"{source}: heartbeat: needs 0 < interval < grace_period, got interval={hb.interval},"
+                          f" grace_period={hb.grace_period}")
+
+    folder = Path(reports_dir) / "sweeps" / cfg.study
+    url = storage or os.environ.get(STORAGE_ENV) or cfg.storage
+    if url is None:
+        url = default_storage(folder)
+    elif url.split("://")[0].split("+")[0] not in STORAGE_SCHEMES:
+        raise ConfigError(f"{source}: storage: {redact(url)!r} must be null, journal:///FILE, sqlite:///FILE or postgresql://...")
+    return Study(path=path, config=cfg, base_run=base_run, space=space, folder=folder, storage=url)
+
+
+def grid_points(space: dict[str, optuna.distributions.BaseDistribution], seed: int) -> list[dict[str, Any]]:
+    """Every point of a grid study, in an order shuffled by ``seed`` (a partial grid is a random subset)."""
+    axes = {}
+    for key, d in space.items():
+        if isinstance(d, optuna.distributions.CategoricalDistribution):
+            axes[key] = list(d.choices)
+        else:
+            n = int(round((d.high - d.low) / d.step)) + 1  # type: ignore[attr-defined]
+            axes[key] = [d.low + i * d.step for i in range(n)]  # type: ignore[attr-defined]
+    points = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+    order = np.random.default_rng(seed).permutation(len(points))
+    return [points[i] for i in order]
+
+
+def study_file(name: str, studies_dir: str | Path = "studies") -> Path:
+    """The file of a study listed by name under ``sweep.studies``: ``studies/<name>.yaml``."""
+    return Path(studies_dir) / f"{name}.yaml"
+
+
+def find_study(study: str, studies_dir: str | Path = "studies") -> tuple[Path, str | None]:
+    """The file of ``study``: itself where it names a file (``studies/mine.yaml``), else the study of
+    that name under ``studies_dir``, whose ``study`` field must then equal the name (returned)."""
+    path = Path(study)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return path, None
+    if not NAME.match(study):
+        raise ConfigError(f"{study}: not a study file, nor a study's name")
+    path = study_file(study, studies_dir)
+    if not path.exists():
+        known = sorted(p.stem for p in Path(studies_dir).glob("*.yaml"))
+        raise ConfigError(f"{path}: no such study; the studies under {studies_dir}/ are {known}{did_you_mean(study, known)}")
+    return path, study

@@ -1,0 +1,1 @@
+"""The training loop, its resumable state, and data-parallel training under torchrun."""
