@@ -25,13 +25,22 @@ from fmexp.training.state import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 TOLERANCES = (1e-5, 1e-4, 1e-3)
-CASES = (("checkerboard", "fm_ot"), ("checkerboard", "fm_ve"), ("checkerboard", "sm_vp"),
-         ("digits", "fm_ot"), ("digits", "fm_vp"), ("digits", "sm_vp"))
+CASES = (
+    ("checkerboard", "fm_ot"),
+    ("checkerboard", "fm_ve"),
+    ("checkerboard", "sm_vp"),
+    ("digits", "fm_ot"),
+    ("digits", "fm_vp"),
+    ("digits", "sm_vp"),
+)
 
 
 def main(rounds: int = 3) -> int:
     params = load_params(ROOT / "params.yaml")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; one curve row per model, median of {rounds} rounds")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; one curve row per model, median of "
+        f"{rounds} rounds"
+    )
     for dataset, method in CASES:
         model_file = RunFiles(ROOT / "runs" / dataset / method, 0).model
         if not model_file.exists():
@@ -42,8 +51,17 @@ def main(rounds: int = 3) -> int:
         plan = resolve(run, data)
         model = load_model(model_file)
         test = data.model_space(data.test, torch.Generator().manual_seed(plan.streams.curve_points))
-        rows = {tol: _curve_columns(run_config(run, [f"train.curve_tol={tol}"], __file__), plan.method,
-                                    test, plan.curve_divergence, plan.streams.curve, None) for tol in TOLERANCES}
+        rows = {
+            tol: _curve_columns(
+                run_config(run, [f"train.curve_tol={tol}"], __file__),
+                plan.method,
+                test,
+                plan.curve_divergence,
+                plan.streams.curve,
+                None,
+            )
+            for tol in TOLERANCES
+        }
         rows[TOLERANCES[0]](0, model)  # warm-up
         seconds: dict[float, list[float]] = {tol: [] for tol in TOLERANCES}
         result: dict[float, dict[str, float]] = {}
@@ -55,8 +73,12 @@ def main(rounds: int = 3) -> int:
         base = statistics.median(seconds[TOLERANCES[0]])
         for tol in TOLERANCES:
             s = statistics.median(seconds[tol])
-            print(f"{dataset:12s} {method:6s} tol {tol:g}: {s:6.2f} s  NFE {result[tol]['nfe']:4.0f}  NLL {result[tol]['nll']:9.4f}"
-                  f"  change {result[tol]['nll'] - result[TOLERANCES[0]]['nll']:+.4f}  time {s / base:4.2f} of 1e-5's", flush=True)
+            print(
+                f"{dataset:12s} {method:6s} tol {tol:g}: {s:6.2f} s  NFE {result[tol]['nfe']:4.0f}  NLL "
+                f"{result[tol]['nll']:9.4f}"
+                f"  change {result[tol]['nll'] - result[TOLERANCES[0]]['nll']:+.4f}  time {s / base:4.2f} of 1e-5's",
+                flush=True,
+            )
     return 0
 
 

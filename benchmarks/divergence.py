@@ -37,7 +37,10 @@ def main() -> None:
         hutch = per_call_ms(lambda: velocity_and_divergence(model, x, t, z))
         with torch.no_grad():
             fwd = per_call_ms(lambda: model(x, t))
-        print(f"dim={dim:3d} batch={batch}: forward {fwd:7.2f} ms  exact {exact:7.2f} ms  hutchinson {hutch:7.2f} ms  exact/forward {exact / fwd:5.1f}  exact/hutchinson {exact / hutch:5.1f}")
+        print(
+            f"dim={dim:3d} batch={batch}: forward {fwd:7.2f} ms  exact {exact:7.2f} ms  hutchinson {hutch:7.2f} "
+            f"ms  exact/forward {exact / fwd:5.1f}  exact/hutchinson {exact / hutch:5.1f}"
+        )
 
 
 if __name__ == "__main__":

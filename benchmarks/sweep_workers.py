@@ -25,12 +25,23 @@ N_TRIALS = 6
 
 def study(name: str) -> dict:
     return {
-        "study": name, "base": str(ROOT / "params.yaml"), "dataset": "checkerboard", "method": "fm_ot",
-        "overrides": ["train.steps=500", "train.eval_every=500", "train.curve_points=0", "sample.n_samples=1000",
-                      "sample.n_trajectories=0", "score.n_points=500"],
+        "study": name,
+        "base": str(ROOT / "params.yaml"),
+        "dataset": "checkerboard",
+        "method": "fm_ot",
+        "overrides": [
+            "train.steps=500",
+            "train.eval_every=500",
+            "train.curve_points=0",
+            "sample.n_samples=1000",
+            "sample.n_trajectories=0",
+            "score.n_points=500",
+        ],
         "search_space": {"method.sigma_min": "tag(log, interval(1e-5, 1e-1))"},
         "objectives": [{"metric": "nll", "direction": "minimize"}],
-        "sampler": {"name": "random", "seed": 0}, "n_trials": N_TRIALS, "seeds": [0],
+        "sampler": {"name": "random", "seed": 0},
+        "n_trials": N_TRIALS,
+        "seeds": [0],
     }
 
 
@@ -45,8 +56,10 @@ def run(mode: str, folder: Path) -> float:
     start = time.perf_counter()
     if mode.endswith("x"):
         storage = f"journal:///{folder / name}.journal"
-        procs = [subprocess.Popen([*common, "--storage", storage], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
-                 for _ in range(int(mode[:-1]))]
+        procs = [
+            subprocess.Popen([*common, "--storage", storage], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+            for _ in range(int(mode[:-1]))
+        ]
         if any(p.wait() for p in procs):
             raise RuntimeError(f"a worker of mode {mode} failed")
     else:
@@ -59,16 +72,27 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for mode in ("1", "2", "2x"):
             seconds = run(mode, Path(tmp))
-            rows.append({"workers": mode, "trials": N_TRIALS, "seconds": round(seconds, 1),
-                         "trials_per_hour": round(3600 * N_TRIALS / seconds, 1)})
+            rows.append(
+                {
+                    "workers": mode,
+                    "trials": N_TRIALS,
+                    "seconds": round(seconds, 1),
+                    "trials_per_hour": round(3600 * N_TRIALS / seconds, 1),
+                }
+            )
             print(f"workers {mode}: {N_TRIALS} trials in {seconds:.1f} s = {rows[-1]['trials_per_hour']} trials/hour")
     base = rows[0]["trials_per_hour"]
-    print("against 1 worker: " + ", ".join(f"{r['workers']}: {r['trials_per_hour'] / base:.2f}" for r in rows[1:])
-          + f" (cores: {len(os.sched_getaffinity(0))})")
+    print(
+        "against 1 worker: "
+        + ", ".join(f"{r['workers']}: {r['trials_per_hour'] / base:.2f}" for r in rows[1:])
+        + f" (cores: {len(os.sched_getaffinity(0))})"
+    )
     out = ROOT / "benchmarks" / "results" / "sweep_workers.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("workers,trials,seconds,trials_per_hour\n" + "".join(
-        f"{r['workers']},{r['trials']},{r['seconds']},{r['trials_per_hour']}\n" for r in rows))
+    out.write_text(
+        "workers,trials,seconds,trials_per_hour\n"
+        + "".join(f"{r['workers']},{r['trials']},{r['seconds']},{r['trials_per_hour']}\n" for r in rows)
+    )
 
 
 if __name__ == "__main__":

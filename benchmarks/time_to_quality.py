@@ -33,7 +33,13 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results"
 ANCHOR_STEPS = 20_000
 ANCHOR_EVALS = (2_500, 5_000, 10_000, 15_000, 20_000)
-BUDGETS = (4_000, 6_000, 8_000, 10_000, 12_000)  # fmexp step budgets around the crossing; the recipe's train.steps is 6000
+BUDGETS = (
+    4_000,
+    6_000,
+    8_000,
+    10_000,
+    12_000,
+)  # fmexp step budgets around the crossing; the recipe's train.steps is 6000
 
 
 def nll(v, test: Tensor, prior_std: float = 1.0) -> float:
@@ -45,8 +51,15 @@ class AnchorMLP(nn.Module):
 
     def __init__(self, dim: int = 2, width: int = 256) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(dim + 1, width), nn.SiLU(), nn.Linear(width, width), nn.SiLU(),
-                                 nn.Linear(width, width), nn.SiLU(), nn.Linear(width, dim))
+        self.net = nn.Sequential(
+            nn.Linear(dim + 1, width),
+            nn.SiLU(),
+            nn.Linear(width, width),
+            nn.SiLU(),
+            nn.Linear(width, width),
+            nn.SiLU(),
+            nn.Linear(width, dim),
+        )
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         return self.net(torch.cat([x, t.reshape(-1, 1).expand(len(x), 1)], dim=1))
@@ -86,17 +99,29 @@ def fmexp_recipe(data, test: Tensor) -> list[dict[str, float]]:
         spec = model_spec(run.model, data)
         method = build_method(run, data)
         result = train(method, build_model(**spec), data.train, cfg, seed=0, progress=False)
-        rows.append({"who": "fmexp", "steps": cfg.steps, "seconds": result.seconds,
-                     "nll": nll(method.velocity(result.ema), test, method.path.prior_std)})
-        print(f"fmexp   {cfg.steps:6d} steps {result.seconds:7.1f} s  NLL {rows[-1]['nll']:.3f}  "
-              f"(batch {cfg.batch_size}, lr {cfg.lr} {cfg.lr_schedule}, EMA {cfg.ema_decay}, t {cfg.time_sampler})", flush=True)
+        rows.append(
+            {
+                "who": "fmexp",
+                "steps": cfg.steps,
+                "seconds": result.seconds,
+                "nll": nll(method.velocity(result.ema), test, method.path.prior_std),
+            }
+        )
+        print(
+            f"fmexp   {cfg.steps:6d} steps {result.seconds:7.1f} s  NLL {rows[-1]['nll']:.3f}  "
+            f"(batch {cfg.batch_size}, lr {cfg.lr} {cfg.lr_schedule}, EMA {cfg.ema_decay}, t {cfg.time_sampler})",
+            flush=True,
+        )
     return rows
 
 
 def main() -> None:
     data = load_dataset("checkerboard", n_train=50_000, n_test=2_000, seed=0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; exact NLL of 2,000 held-out points, dopri5 1e-5;"
-          " checkerboard entropy log 32 = 3.466 nats")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads; exact NLL of 2,000 held-out points, "
+        "dopri5 1e-5;"
+        " checkerboard entropy log 32 = 3.466 nats"
+    )
     rows = fmexp_recipe(data, data.test) + anchor(data.train, data.test)
     df = pd.DataFrame(rows)
     target = df[df.who == "anchor"].iloc[-1]
@@ -105,8 +130,11 @@ def main() -> None:
     df.to_csv(OUT / "time_to_quality.csv", index=False)
     if len(reached):
         first = reached.iloc[0]
-        print(f"time to the anchor's NLL {target.nll:.3f}: fmexp {first.seconds:.1f} s against the anchor's {target.seconds:.1f} s,"
-              f" ratio {first.seconds / target.seconds:.2f} (goal <= 0.25)")
+        print(
+            f"time to the anchor's NLL {target.nll:.3f}: fmexp {first.seconds:.1f} s against the anchor's "
+            f"{target.seconds:.1f} s,"
+            f" ratio {first.seconds / target.seconds:.2f} (goal <= 0.25)"
+        )
     else:
         best = df[df.who == "fmexp"].nll.min()
         print(f"fmexp did not reach the anchor's NLL {target.nll:.3f} in these budgets (best {best:.3f})")
@@ -123,7 +151,9 @@ def _plot(df: pd.DataFrame, path: Path) -> None:
     for who, part in df.groupby("who"):
         ax.plot(part.seconds, part.nll, marker="o", label=who)
     ax.axhline(3.466, color="grey", ls=":", label="data entropy (log 32)")
-    ax.set(xlabel="training seconds (2 CPU cores)", ylabel="held-out NLL (nats)", title="checkerboard: NLL against time")
+    ax.set(
+        xlabel="training seconds (2 CPU cores)", ylabel="held-out NLL (nats)", title="checkerboard: NLL against time"
+    )
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)

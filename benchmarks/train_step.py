@@ -5,8 +5,8 @@
 Both run in this process, interleaved in rounds (bare, train, bare, train, ...), on the same network
 and batch: the bare step draws ``(x_t, t, u_t)`` once and then only does ``model(x_t, t)``, the MSE,
 ``backward`` and ``Adam.step``; ``train()`` does all of its work (batch sampling, the path, the loss,
-clipping, the schedule, EMA; for digits the dequantization). The printed ratio is the median over rounds of train / bare; it is
-what the README reports. Time it on an idle machine: other load, even niced, distorts both sides.
+clipping, the schedule, EMA; for digits the dequantization). The printed ratio is the median over rounds
+of train / bare; it is what the README reports. Time it on an idle machine: other load, even niced, distorts both sides.
 """
 
 from __future__ import annotations
@@ -65,7 +65,9 @@ def train_ms(model: torch.nn.Module, data: Dataset, batch: int, steps: int) -> f
 def main(rounds: int = 5, steps: int = 100, only: str = "") -> None:
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median over {rounds} rounds of {steps} steps")
-    pipeline = {f"{case[1]} model of params.yaml, b{case[2]}": case for case in map(pipeline_case, ("checkerboard", "digits"))}
+    pipeline = {
+        f"{case[1]} model of params.yaml, b{case[2]}": case for case in map(pipeline_case, ("checkerboard", "digits"))
+    }
     for name, (spec, dataset, batch) in {**CASES, **pipeline}.items():
         if only not in name:
             continue
@@ -78,8 +80,11 @@ def main(rounds: int = 5, steps: int = 100, only: str = "") -> None:
         for _ in range(rounds):
             bare.append(bare_ms(model, x_1, steps))
             trained.append(train_ms(model, data, batch, steps))
-        ratio = statistics.median(t / b for t, b in zip(trained, bare))
-        print(f"{name:24s} bare {statistics.median(bare):7.2f} ms  train() {statistics.median(trained):7.2f} ms  ratio {ratio:5.2f}")
+        ratio = statistics.median(t / b for t, b in zip(trained, bare, strict=False))
+        print(
+            f"{name:24s} bare {statistics.median(bare):7.2f} ms  train() {statistics.median(trained):7.2f} ms  "
+            f"ratio {ratio:5.2f}"
+        )
 
 
 if __name__ == "__main__":

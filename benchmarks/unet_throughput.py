@@ -17,14 +17,21 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
 from fmexp.flow.methods import make_method
 from fmexp.networks.models import build_model
 
-TABLE_3 = {"in_channels": 3, "resolution": 32, "channel_mults": [1, 2, 2, 2], "num_res_blocks": 2, "attention_resolutions": [16], "dropout": 0.0}
+TABLE_3 = {
+    "in_channels": 3,
+    "resolution": 32,
+    "channel_mults": [1, 2, 2, 2],
+    "num_res_blocks": 2,
+    "attention_resolutions": [16],
+    "dropout": 0.0,
+}
 OPTIONS = ("fp32 eager", "channels_last", "bf16 autocast", "torch.compile")
 
 
@@ -77,8 +84,10 @@ def main() -> None:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     channels, batch = (256, 256) if args.full else (32, 16)
     params = sum(p.numel() for p in build_model("unet", channels=channels, **TABLE_3).parameters())
-    print(f"torch {torch.__version__} on {device} ({torch.get_num_threads()} threads); U-Net {channels} channels"
-          f" ({params / 1e6:.1f}M parameters), batch {batch}; median over {args.rounds} rounds of {args.steps} steps")
+    print(
+        f"torch {torch.__version__} on {device} ({torch.get_num_threads()} threads); U-Net {channels} channels"
+        f" ({params / 1e6:.1f}M parameters), batch {batch}; median over {args.rounds} rounds of {args.steps} steps"
+    )
     options = [o for o in OPTIONS if o not in args.skip]
     steps, firsts = {}, {}
     for option in options:
@@ -97,10 +106,12 @@ def main() -> None:
                 peaks[option] = torch.cuda.max_memory_allocated() / 2**30
     base = rates.get("fp32 eager")
     for option, r in rates.items():
-        ratio = statistics.median(a / b for a, b in zip(r, base)) if base else float("nan")
+        ratio = statistics.median(a / b for a, b in zip(r, base, strict=False)) if base else float("nan")
         memory = f"  peak {peaks[option]:.1f} GiB" if option in peaks else ""
-        print(f"{option:14s} {statistics.median(r):8.1f} images/s  x{ratio:4.2f} of fp32 eager"
-              f"  first step {firsts[option]:.1f} s{memory}")
+        print(
+            f"{option:14s} {statistics.median(r):8.1f} images/s  x{ratio:4.2f} of fp32 eager"
+            f"  first step {firsts[option]:.1f} s{memory}"
+        )
 
 
 if __name__ == "__main__":

@@ -15,21 +15,39 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     # the math
-    "ProbabilityPath": "fmexp.flow.paths", "CondOTPath": "fmexp.flow.paths", "VPPath": "fmexp.flow.paths",
-    "VEPath": "fmexp.flow.paths", "PathSample": "fmexp.flow.paths", "get_path": "fmexp.flow.paths",
-    "Objective": "fmexp.flow.losses", "cfm_loss": "fmexp.flow.losses", "dsm_loss": "fmexp.flow.losses",
-    "Method": "fmexp.flow.methods", "make_method": "fmexp.flow.methods",
-    "get_coupling": "fmexp.flow.couplings", "integrate": "fmexp.flow.ode",
-    "log_likelihood": "fmexp.flow.likelihood", "bits_per_dim": "fmexp.flow.metrics",
+    "ProbabilityPath": "fmexp.flow.paths",
+    "CondOTPath": "fmexp.flow.paths",
+    "VPPath": "fmexp.flow.paths",
+    "VEPath": "fmexp.flow.paths",
+    "PathSample": "fmexp.flow.paths",
+    "get_path": "fmexp.flow.paths",
+    "Objective": "fmexp.flow.losses",
+    "cfm_loss": "fmexp.flow.losses",
+    "dsm_loss": "fmexp.flow.losses",
+    "Method": "fmexp.flow.methods",
+    "make_method": "fmexp.flow.methods",
+    "get_coupling": "fmexp.flow.couplings",
+    "integrate": "fmexp.flow.ode",
+    "log_likelihood": "fmexp.flow.likelihood",
+    "bits_per_dim": "fmexp.flow.metrics",
     # networks, data, training
-    "build_model": "fmexp.networks.models", "Dataset": "fmexp.data.datasets", "load_dataset": "fmexp.data.datasets",
-    "train": "fmexp.training.loop", "TrainResult": "fmexp.training.loop", "TrainState": "fmexp.training.state",
+    "build_model": "fmexp.networks.models",
+    "Dataset": "fmexp.data.datasets",
+    "load_dataset": "fmexp.data.datasets",
+    "train": "fmexp.training.loop",
+    "TrainResult": "fmexp.training.loop",
+    "TrainState": "fmexp.training.state",
     "load_model": "fmexp.training.state",
     # config
-    "TrainConfig": "fmexp.config.schema", "Params": "fmexp.config.schema", "RunConfig": "fmexp.config.schema",
-    "load_params": "fmexp.config.load", "run_for": "fmexp.config.load",
+    "TrainConfig": "fmexp.config.schema",
+    "Params": "fmexp.config.schema",
+    "RunConfig": "fmexp.config.schema",
+    "load_params": "fmexp.config.load",
+    "run_for": "fmexp.config.load",
     # errors
-    "UserError": "fmexp.errors", "ConfigError": "fmexp.errors", "RunError": "fmexp.errors",
+    "UserError": "fmexp.errors",
+    "ConfigError": "fmexp.errors",
+    "RunError": "fmexp.errors",
 }
 
 __all__ = ["__version__", *_EXPORTS]

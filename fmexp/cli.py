@@ -69,7 +69,9 @@ def _stage(stage: str) -> Handler:
         from fmexp.training.launch import launched, torchrun_command
 
         params = _load(args)
-        nproc = run_for(params, args.dataset, args.method, params.pipeline.seeds[0]).train.nproc if stage == "train" else 1
+        nproc = (
+            run_for(params, args.dataset, args.method, params.pipeline.seeds[0]).train.nproc if stage == "train" else 1
+        )
         if nproc > 1 and not launched():  # this process becomes torchrun's, which runs this command N times
             os.execv(sys.executable, torchrun_command(nproc, args.argv))
         run_stage(stage, params, args.dataset, args.method, data_dir=args.data_dir, runs_dir=args.runs_dir)
@@ -105,8 +107,10 @@ def _sweep(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     ensure_writable(args.reports_dir / "sweeps")
     ostudy = run_study(study, archive_changed=args.archive_changed, workers=args.workers)
     if not any(t.state.name == "COMPLETE" for t in ostudy.trials):
-        raise RunError(f"every trial of study {study.config.study!r} failed (reasons in {study.folder}/trials.csv,"
-                       " column user_attrs_error)")
+        raise RunError(
+            f"every trial of study {study.config.study!r} failed (reasons in {study.folder}/trials.csv,"
+            " column user_attrs_error)"
+        )
     print(f"  wall time {time.perf_counter() - start:.1f} s")
     return 0
 
@@ -138,7 +142,9 @@ def _dvc_yaml(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.check:
         current = args.out.read_text() if args.out.exists() else ""
         if current != text:
-            raise UserError(f"{args.out} differs from what `fmexp dvc-yaml` generates from {args.params}; run `fmexp dvc-yaml`")
+            raise UserError(
+                f"{args.out} differs from what `fmexp dvc-yaml` generates from {args.params}; run `fmexp dvc-yaml`"
+            )
         return 0
     write_text(args.out, text)
     print(f"wrote {args.out}")
@@ -172,16 +178,26 @@ def _build_sweep(p: argparse.ArgumentParser) -> None:
     from fmexp.sweep.storage import STORAGE_ENV
 
     p.add_argument("study", help="a study file (studies/ot_vs_vp.yaml), or a study's name under studies/ (ot_vs_vp)")
-    p.add_argument("--storage", help=f"an Optuna storage shared by workers (or ${STORAGE_ENV}): postgresql://...,"
-                                     " sqlite:///FILE or journal:///FILE; default: a journal file under reports/sweeps/<study>/")
+    p.add_argument(
+        "--storage",
+        help=f"an Optuna storage shared by workers (or ${STORAGE_ENV}): postgresql://...,"
+        " sqlite:///FILE or journal:///FILE; default: a journal file under reports/sweeps/<study>/",
+    )
     p.add_argument("--n-trials", type=int, help="the study's total number of trials (overrides the file)")
-    p.add_argument("--workers", type=int, default=1,
-                   help="worker processes on this machine, each with cores // N torch threads (default 1)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes on this machine, each with cores // N torch threads (default 1)",
+    )
     _folder_flags(p, "reports")
-    p.add_argument("--archive-changed", action="store_true",
-                   help="when the stored study (under reports/sweeps/<study>/) was made from a different definition,"
-                        " move it and its trials to reports/sweeps/<study>/archive/<time>/ and start afresh; without it,"
-                        " such a study is refused (the pipeline's sweep stage sets it)")
+    p.add_argument(
+        "--archive-changed",
+        action="store_true",
+        help="when the stored study (under reports/sweeps/<study>/) was made from a different definition,"
+        " move it and its trials to reports/sweeps/<study>/archive/<time>/ and start afresh; without it,"
+        " such a study is refused (the pipeline's sweep stage sets it)",
+    )
 
 
 def _build_smoke(p: argparse.ArgumentParser) -> None:
@@ -198,7 +214,9 @@ def _build_dvc_yaml(p: argparse.ArgumentParser) -> None:
     _params_flags(p, overrides=False)
     p.set_defaults(overrides=[])
     p.add_argument("--out", default="dvc.yaml", type=Path, help="the file to write (default dvc.yaml)")
-    p.add_argument("--check", action="store_true", help="write nothing; exit 2 if the file differs from the generated one")
+    p.add_argument(
+        "--check", action="store_true", help="write nothing; exit 2 if the file differs from the generated one"
+    )
 
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {
@@ -210,16 +228,22 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handle
     "sweep": ("run a declarative Optuna study of fmexp runs", _build_sweep, _sweep),
     "smoke": ("the paper's CIFAR-10 profile for a few minutes on one GPU: throughput and memory", _build_smoke, _smoke),
     "config": ("print the resolved config of params.yaml, or of one run", _build_config, _config),
-    "dvc-yaml": ("write dvc.yaml from params.yaml: the pipeline's stages and their exact dependencies",
-                 _build_dvc_yaml, _dvc_yaml),
+    "dvc-yaml": (
+        "write dvc.yaml from params.yaml: the pipeline's stages and their exact dependencies",
+        _build_dvc_yaml,
+        _dvc_yaml,
+    ),
     "offline-plots": ("make `dvc plots show` work without internet", lambda p: None, _offline_plots),
 }
 
 
 def _top_parser(prog: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="commands:\n" + "\n".join(f"  {n:<14} {h}" for n, (h, _, _) in COMMANDS.items()))
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="commands:\n" + "\n".join(f"  {n:<14} {h}" for n, (h, _, _) in COMMANDS.items()),
+    )
     parser.add_argument("command", choices=list(COMMANDS), metavar="COMMAND")
     return parser
 
@@ -236,11 +260,16 @@ def main(argv: Sequence[str] | None = None, prog: str = "fmexp") -> int:
     command = args_list[0]
     if command not in COMMANDS:
         top.print_usage(sys.stderr)
-        print(f"{prog}: error: unknown command {command!r}; choose one of {list(COMMANDS)}{did_you_mean(command, COMMANDS)}",
-              file=sys.stderr)
+        print(
+            f"{prog}: error: unknown command {command!r}; choose one of "
+            f"{list(COMMANDS)}{did_you_mean(command, COMMANDS)}",
+            file=sys.stderr,
+        )
         return 2
     help_text, build, handler = COMMANDS[command]
-    parser = argparse.ArgumentParser(prog=prog if prog.endswith(command) else f"{prog} {command}", description=help_text)
+    parser = argparse.ArgumentParser(
+        prog=prog if prog.endswith(command) else f"{prog} {command}", description=help_text
+    )
     build(parser)
     args = parser.parse_intermixed_args(args_list[1:])
     args.argv = args_list

@@ -88,15 +88,28 @@ KINDS: dict[str, Kind] = {
     ),
     "activation": Kind(
         "a torch.nn.Module built without arguments",
-        {"silu": "torch.nn.SiLU", "relu": "torch.nn.ReLU", "gelu": "torch.nn.GELU", "tanh": "torch.nn.Tanh",
-         "softplus": "torch.nn.Softplus"},
+        {
+            "silu": "torch.nn.SiLU",
+            "relu": "torch.nn.ReLU",
+            "gelu": "torch.nn.GELU",
+            "tanh": "torch.nn.Tanh",
+            "softplus": "torch.nn.Softplus",
+        },
         base="torch.nn.Module",
     ),
     "toy_dataset": Kind(
         "a callable (n, numpy Generator) -> (n, d) float array",
-        {name: f"fmexp.data.toy.{fn}" for name, fn in (("checkerboard", "checkerboard"), ("8gaussians", "eight_gaussians"),
-                                                          ("moons", "moons"), ("circles", "circles"), ("2spirals", "two_spirals"),
-                                                          ("swissroll", "swissroll"))},
+        {
+            name: f"fmexp.data.toy.{fn}"
+            for name, fn in (
+                ("checkerboard", "checkerboard"),
+                ("8gaussians", "eight_gaussians"),
+                ("moons", "moons"),
+                ("circles", "circles"),
+                ("2spirals", "two_spirals"),
+                ("swissroll", "swissroll"),
+            )
+        },
         label="dataset",
     ),
     "image_dataset": Kind(
@@ -110,7 +123,10 @@ KINDS: dict[str, Kind] = {
     ),
     "fid_backend": Kind(
         "a callable (images, levels, *, classifier, inception_weights) -> (n, k) features",
-        {"digits-classifier": "fmexp.data.features.classifier_features", "inception": "fmexp.data.features.inception_features"},
+        {
+            "digits-classifier": "fmexp.data.features.classifier_features",
+            "inception": "fmexp.data.features.inception_features",
+        },
         label="feature backend",
     ),
 }
@@ -165,4 +181,8 @@ def resolve(kind: str, name: str) -> Any:
 
 def constructor_args(cls: Callable[..., Any]) -> list[str]:
     """The names of ``cls``'s constructor arguments, in order: the config keys a component reads."""
-    return [p.name for p in inspect.signature(cls).parameters.values() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return [
+        p.name
+        for p in inspect.signature(cls).parameters.values()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]

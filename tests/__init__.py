@@ -1,1 +1,4 @@
-"""fmexp tests (a package, so that `tests` never resolves to another distribution's top-level `tests`: flow-matching ships one)."""
+"""fmexp tests (a package, so that `tests` never resolves to another distribution's top-level
+`tests`: flow-matching ships one)."""
+
+"flow-matching ships one)."

@@ -14,8 +14,18 @@ from fmexp.networks.models import build_model
 from fmexp.training.distributed import process_group
 from fmexp.training.loop import train
 
-CONFIG = TrainConfig(steps=30, batch_size=64, lr=1e-3, warmup_steps=5, lr_schedule="cosine", eval_every=10, val_batch=64,
-                     ema_decay=0.9, grad_clip=1.0, curve_points=0)
+CONFIG = TrainConfig(
+    steps=30,
+    batch_size=64,
+    lr=1e-3,
+    warmup_steps=5,
+    lr_schedule="cosine",
+    eval_every=10,
+    val_batch=64,
+    ema_decay=0.9,
+    grad_clip=1.0,
+    curve_points=0,
+)
 
 
 def main(out: str, coupling: str = "ot") -> None:
@@ -23,8 +33,16 @@ def main(out: str, coupling: str = "ot") -> None:
     model = build_model("mlp", dim=2, width=32, depth=2, time_embed_dim=8).double()
     data = load_dataset("checkerboard", 1000, 64, 0)
     with process_group(torch.device("cpu")) as ranks:
-        result = train(make_method("fm", "ot", coupling, sigma_min=1e-4), model, data.train.double(), CONFIG, seed=0,
-                       val_data=data.test.double(), progress=False, world=ranks)
+        result = train(
+            make_method("fm", "ot", coupling, sigma_min=1e-4),
+            model,
+            data.train.double(),
+            CONFIG,
+            seed=0,
+            val_data=data.test.double(),
+            progress=False,
+            world=ranks,
+        )
     if ranks.main:
         torch.save({"model": model.state_dict(), "ema": result.ema.state_dict(), "rows": result.rows}, out)
 

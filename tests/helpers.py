@@ -27,12 +27,12 @@ def sh(*args: str, cwd: Path) -> str:
 
 
 def dvc_repo(root: Path, params: dict) -> Path:
-    """A git + DVC copy of the project in ``root`` (code, dvc.yaml, the plot templates) with ``params``, committed."""
+    """A git + DVC copy of the project in ``root`` (code, the plot templates) with ``params`` and the
+    ``dvc.yaml`` that ``fmexp dvc-yaml`` generates from them, committed."""
     import shutil
 
     for name in ("fmexp", "studies"):
         shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "dvc.yaml", root / "dvc.yaml")
     (root / "reports" / "sweeps").mkdir(parents=True)
     shutil.copy(ROOT / "reports" / "sweeps" / "README.md", root / "reports" / "sweeps" / "README.md")
     (root / ".dvc" / "plots").mkdir(parents=True)
@@ -40,6 +40,7 @@ def dvc_repo(root: Path, params: dict) -> Path:
     for template in (ROOT / ".dvc" / "plots").glob("by_*.json"):
         shutil.copy(template, root / ".dvc" / "plots" / template.name)
     write_yaml(root / "params.yaml", params)
+    sh(sys.executable, "-m", "fmexp", "dvc-yaml", cwd=root)  # the pipeline of these params
     sh("git", "init", "-q", cwd=root)
     sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "init", cwd=root)
     sh("git", "add", "-A", cwd=root)
@@ -57,17 +58,25 @@ def killed_mid_training(root: Path, params: dict, timeout: float = 180) -> tuple
     import torch
 
     repo = dvc_repo(root, params)
-    sh(str(BIN / "dvc"), "repro", "prepare@checkerboard", cwd=repo)
+    sh(str(BIN / "dvc"), "repro", "prepare-checkerboard", cwd=repo)
     checkpoints = repo / "runs" / "checkerboard" / "fm_ot" / "checkpoints"
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
-    proc = subprocess.Popen([str(BIN / "dvc"), "repro", "train@checkerboard-fm_ot"], cwd=repo, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [str(BIN / "dvc"), "repro", "train-checkerboard-fm_ot"],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + timeout
     while not list(checkpoints.glob("0-*.pt")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)  # dvc and the stage's processes, mid-training
     proc.wait()
-    assert not (repo / "runs" / "checkerboard" / "fm_ot" / "train" / "0" / "model.pt").exists(), "the run finished before the kill"
+    assert not (repo / "runs" / "checkerboard" / "fm_ot" / "train" / "0" / "model.pt").exists(), (
+        "the run finished before the kill"
+    )
     (checkpoint,) = checkpoints.glob("0-*.pt")
     killed_at = int(torch.load(checkpoint, weights_only=True)["step"])
     assert 0 < killed_at < params["train"]["steps"]
@@ -75,7 +84,8 @@ def killed_mid_training(root: Path, params: dict, timeout: float = 180) -> tuple
 
 
 def assert_same_weights(a: Path, b: Path) -> None:
-    """Two training checkpoints hold the same weights and EMA weights bit for bit, at the same step, with the same curve rows."""
+    """Two training checkpoints hold the same weights and EMA weights bit for bit, at the same step, with
+    the same curve rows."""
     import torch
 
     sa, sb = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
@@ -93,7 +103,9 @@ def tiny_params(**pipeline: list) -> dict:
     p["data"].update(n_train=1000, n_test=200)
     p["model"].update(width=16, depth=2, time_embed_dim=8)
     p["train"].update(steps=20, eval_every=10, batch_size=64, warmup_steps=5, curve_points=32, val_batch=128)
-    p["sample"].update(n_samples=100, nfe_ladder=[4, 8], fixed_solvers=["euler", "rk4"], rtol=1e-3, atol=1e-3, n_trajectories=4)
+    p["sample"].update(
+        n_samples=100, nfe_ladder=[4, 8], fixed_solvers=["euler", "rk4"], rtol=1e-3, atol=1e-3, n_trajectories=4
+    )
     p["score"].update(n_points=64, density_grid=12)
     p["sweep"]["studies"] = []
     p["per_dataset"] = {name: [] for name in p["per_dataset"]}  # the tiny sections above, for every dataset
@@ -126,15 +138,24 @@ def write_yaml(path: Path, data: dict) -> Path:
 
 
 FAST_HEARTBEAT = {"interval": 1, "grace_period": 3}  # for tests that kill a worker and wait for its trial to go stale
-SHARING_HEARTBEAT = {"interval": 1, "grace_period": 30}  # no worker dies: a beat late on a loaded machine must not count as lost
+SHARING_HEARTBEAT = {
+    "interval": 1,
+    "grace_period": 30,
+}  # no worker dies: a beat late on a loaded machine must not count as lost
 
 
 def sweep(args: list[str], cwd: Path, threads: int = 1) -> subprocess.Popen:
     """``python -m fmexp.sweep ARGS`` as a process of its own, with ``threads`` OpenMP threads."""
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     env.pop("FMEXP_STORAGE", None)
-    return subprocess.Popen([sys.executable, "-m", "fmexp.sweep", *args], cwd=cwd, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "fmexp.sweep", *args],
+        cwd=cwd,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
 
 def study_trials(name: str, url: str) -> list[optuna.trial.FrozenTrial]:
@@ -165,8 +186,10 @@ def workers_share(workdir: Path, url: str, fields: dict, n_workers: int = 3) -> 
     (Two workers taking one slot, on SQLite before ``make_storage`` began its transactions with ``BEGIN
     IMMEDIATE``, ends the same way.)"""
     # trials of a few seconds, longer than a process start, so that the workers overlap
-    study = write_yaml(workdir / "p.yaml", tiny_study("p", heartbeat=SHARING_HEARTBEAT, overrides=["train.steps=300", "train.eval_every=150"],
-                                                      **fields))
+    study = write_yaml(
+        workdir / "p.yaml",
+        tiny_study("p", heartbeat=SHARING_HEARTBEAT, overrides=["train.steps=300", "train.eval_every=150"], **fields),
+    )
     workers = [sweep([str(study), "--storage", url, "--reports-dir", f"w{i}"], workdir) for i in range(n_workers)]
     for w in workers:
         out, err = w.communicate(timeout=300)
@@ -177,7 +200,13 @@ def workers_share(workdir: Path, url: str, fields: dict, n_workers: int = 3) -> 
     return trials
 
 
-GRID = {"sampler": {"name": "grid", "seed": 0}, "n_trials": 6,
-        "search_space": {"method.path": "choice(ot, vp)", "method.sigma_min": "choice(1e-4, 1e-2, 1e-1)"}}
-RANDOM = {"sampler": {"name": "random", "seed": 0}, "n_trials": 5,
-          "search_space": {"method.sigma_min": "tag(log, interval(1e-5, 1e-1))"}}
+GRID = {
+    "sampler": {"name": "grid", "seed": 0},
+    "n_trials": 6,
+    "search_space": {"method.path": "choice(ot, vp)", "method.sigma_min": "choice(1e-4, 1e-2, 1e-1)"},
+}
+RANDOM = {
+    "sampler": {"name": "random", "seed": 0},
+    "n_trials": 5,
+    "search_space": {"method.sigma_min": "tag(log, interval(1e-5, 1e-1))"},
+}

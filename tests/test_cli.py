@@ -27,19 +27,37 @@ TRAIN = ["train", "--dataset", "checkerboard", "--method", "fm_ot"]
 
 
 def test_a_misspelt_dataset_or_method(workdir: Path, capsys) -> None:
-    _fails(["train", "--dataset", "checkerbord", "--method", "fm_ot"], capsys, "dataset: 'checkerbord' is not one of",
-           "did you mean 'checkerboard'?")
-    _fails(["train", "--dataset", "checkerboard", "--method", "fm_tt"], capsys, "method: 'fm_tt' is not one of ['fm_ot', 'fm_ve', 'fm_vp', 'sm_vp']",
-           "did you mean 'fm_ot'?")
+    _fails(
+        ["train", "--dataset", "checkerbord", "--method", "fm_ot"],
+        capsys,
+        "dataset: 'checkerbord' is not one of",
+        "did you mean 'checkerboard'?",
+    )
+    _fails(
+        ["train", "--dataset", "checkerboard", "--method", "fm_tt"],
+        capsys,
+        "method: 'fm_tt' is not one of ['fm_ot', 'fm_ve', 'fm_vp', 'sm_vp']",
+        "did you mean 'fm_ot'?",
+    )
     assert sorted(p.name for p in workdir.iterdir()) == ["params.yaml"]
 
 
 def test_a_stage_before_its_upstream_names_the_command(workdir: Path, capsys) -> None:
-    _fails(TRAIN, capsys, "data/checkerboard.pt, which does not exist", "python -m fmexp prepare pipeline.datasets=[checkerboard]",
-           "dvc repro prepare@checkerboard")
+    _fails(
+        TRAIN,
+        capsys,
+        "data/checkerboard.pt, which does not exist",
+        "python -m fmexp prepare pipeline.datasets=[checkerboard]",
+        "dvc repro prepare-checkerboard",
+    )
     assert main(["prepare"]) == 0
-    _fails(["sample", "--dataset", "checkerboard", "--method", "fm_ot"], capsys, "runs/checkerboard/fm_ot/train/0/model.pt",
-           "python -m fmexp train --dataset checkerboard --method fm_ot", "dvc repro train@checkerboard-fm_ot")
+    _fails(
+        ["sample", "--dataset", "checkerboard", "--method", "fm_ot"],
+        capsys,
+        "runs/checkerboard/fm_ot/train/0/model.pt",
+        "python -m fmexp train --dataset checkerboard --method fm_ot",
+        "dvc repro train-checkerboard-fm_ot",
+    )
     assert not (workdir / "runs").exists()
 
 
@@ -79,8 +97,11 @@ def test_negative_seed_and_unknown_keys(workdir: Path, capsys) -> None:
 
 
 def test_exit_status_and_stderr_of_the_real_command(workdir: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "fmexp", "sample", "--dataset", "checkerboard", "--method", "fm_ot"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fmexp", "sample", "--dataset", "checkerboard", "--method", "fm_ot"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1  # one paragraph
 
@@ -103,12 +124,18 @@ def test_progress_lines_when_stderr_is_no_terminal(workdir: Path) -> None:
     """Under DVC or CI stderr is a pipe: a line per curve row of each seed (from the worker processes
     too) and one at the end of the stage, with timings."""
     assert main(["prepare"]) == 0
-    proc = subprocess.run([sys.executable, "-m", "fmexp", *TRAIN, "pipeline.seeds=[0,1]", "pipeline.workers=2"],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fmexp", *TRAIN, "pipeline.seeds=[0,1]", "pipeline.workers=2"],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stderr.splitlines()
     steps = yaml.safe_load((workdir / "params.yaml").read_text())["train"]["steps"]
-    assert {line.split(" step ")[0].split()[-1] for line in lines if f"step {steps}/{steps}: loss" in line} == {"0", "1"}
+    assert {line.split(" step ")[0].split()[-1] for line in lines if f"step {steps}/{steps}: loss" in line} == {
+        "0",
+        "1",
+    }
     assert sum("train checkerboard/fm_ot seed" in line and "done in" in line for line in lines) == 2
     assert "train checkerboard/fm_ot: done in" in lines[-1]
 
@@ -123,8 +150,21 @@ def test_a_failed_solve_names_the_seed_with_status_1(workdir: Path) -> None:
     state = torch.load(model, weights_only=False)
     state["ema_weights"] = {k: torch.full_like(v, float("nan")) for k, v in state["ema_weights"].items()}
     torch.save(state, model)  # seed 1's field is NaN everywhere: its dopri5 solve cannot finish
-    proc = subprocess.run([sys.executable, "-m", "fmexp", "sample", "--dataset", "checkerboard", "--method", "fm_ot",
-                           "pipeline.seeds=[0,1]"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fmexp",
+            "sample",
+            "--dataset",
+            "checkerboard",
+            "--method",
+            "fm_ot",
+            "pipeline.seeds=[0,1]",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("error: sample checkerboard/fm_ot seed 1: dopri5"), last

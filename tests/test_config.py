@@ -34,7 +34,9 @@ def test_shipped_convergence_curves_have_twenty_rows() -> None:
 
 def test_overrides_use_hydra_grammar(tmp_path: Path) -> None:
     path = write_yaml(tmp_path / "params.yaml", tiny_params())
-    p = load_params(path, ["train.lr=3e-4", "pipeline.seeds=[0,1,2]", "+methods.fm_ot_mb={objective: fm, path: ot, coupling: ot}"])
+    p = load_params(
+        path, ["train.lr=3e-4", "pipeline.seeds=[0,1,2]", "+methods.fm_ot_mb={objective: fm, path: ot, coupling: ot}"]
+    )
     assert p.train.lr == 3e-4 and p.pipeline.seeds == [0, 1, 2]
     assert p.methods["fm_ot_mb"].coupling == "ot" and p.methods["fm_ot_mb"].sigma_min == 1e-4
 
@@ -45,19 +47,36 @@ def test_overrides_use_hydra_grammar(tmp_path: Path) -> None:
         (lambda p: p["train"].update(lrr=1.0), r"train\.lrr"),
         (lambda p: p["train"].update(steps="many"), r"train\.steps"),
         (lambda p: p["methods"]["fm_ot"].update(sigma_min=-1e-3), r"methods\.fm_ot\.sigma_min"),
-        (lambda p: p["methods"]["fm_ot"].update(path="otp"), r"methods\.fm_ot\.path: 'otp' is not one of \['ot', 've', 'vp'\]"),
-        (lambda p: p["methods"]["fm_ot"].update(objective="sm"), r"methods\.fm_ot: objective 'sm' needs a diffusion path"),
+        (
+            lambda p: p["methods"]["fm_ot"].update(path="otp"),
+            r"methods\.fm_ot\.path: 'otp' is not one of \['ot', 've', 'vp'\]",
+        ),
+        (
+            lambda p: p["methods"]["fm_ot"].update(objective="sm"),
+            r"methods\.fm_ot: objective 'sm' needs a diffusion path",
+        ),
         (lambda p: p["train"].update(steps=0), r"train\.steps: must be a positive finite number"),
         (lambda p: p["sample"].update(method="rk45"), r"sample\.method"),
         (lambda p: p["sample"].update(fixed_solvers=["dopri5"]), r"sample\.fixed_solvers"),
-        (lambda p: p["pipeline"].update(methods=["fm_xx"]), r"pipeline\.methods: 'fm_xx' is not one of \['fm_ot', 'fm_ve', 'fm_vp', 'sm_vp'\]"),
+        (
+            lambda p: p["pipeline"].update(methods=["fm_xx"]),
+            r"pipeline\.methods: 'fm_xx' is not one of \['fm_ot', 'fm_ve', 'fm_vp', 'sm_vp'\]",
+        ),
         (lambda p: p["pipeline"].update(datasets=["mnist2d"]), r"pipeline\.datasets"),
         (lambda p: p["score"].update(divergence="skilling"), r"score\.divergence"),
-        (lambda p: p["train"].update(nproc=3), r"train\.batch_size: 64 must split evenly over train\.nproc=3 processes"),
+        (
+            lambda p: p["train"].update(nproc=3),
+            r"train\.batch_size: 64 must split evenly over train\.nproc=3 processes",
+        ),
         (lambda p: p["train"].update(nproc=0), r"train\.nproc: must be a positive finite number"),
-        (lambda p: p["score"].update(density_times=[0.5, 1.5]), r"score\.density_times: must be a non-empty list of times in \[0, 1\]"),
-        (lambda p: (p["sample"].update(n_samples=100), p["score"].update(fid_draws=3)),
-         r"score\.fid_draws: 3 must divide sample\.n_samples=100 into equal draws"),
+        (
+            lambda p: p["score"].update(density_times=[0.5, 1.5]),
+            r"score\.density_times: must be a non-empty list of times in \[0, 1\]",
+        ),
+        (
+            lambda p: (p["sample"].update(n_samples=100), p["score"].update(fid_draws=3)),
+            r"score\.fid_draws: 3 must divide sample\.n_samples=100 into equal draws",
+        ),
     ],
 )
 def test_bad_values_name_file_and_key(tmp_path: Path, edit, expected: str) -> None:
@@ -69,12 +88,15 @@ def test_bad_values_name_file_and_key(tmp_path: Path, edit, expected: str) -> No
     assert str(path) in str(info.value)
 
 
-@pytest.mark.parametrize("override, expected", [
-    ("train.stepz=3", r"unknown key: 'train\.stepz' is not one of .*did you mean 'train\.steps'\?"),
-    ("train.lr=[", r"train\.lr=\["),
-    ("train.lr=choice(1,2)", "is a sweep"),
-    ("+methods.x={pathh: vp}", r"methods\.x.*pathh"),
-])
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        ("train.stepz=3", r"unknown key: 'train\.stepz' is not one of .*did you mean 'train\.steps'\?"),
+        ("train.lr=[", r"train\.lr=\["),
+        ("train.lr=choice(1,2)", "is a sweep"),
+        ("+methods.x={pathh: vp}", r"methods\.x.*pathh"),
+    ],
+)
 def test_bad_overrides(tmp_path: Path, override: str, expected: str) -> None:
     path = write_yaml(tmp_path / "params.yaml", tiny_params())
     with pytest.raises(ConfigError, match=expected):
@@ -95,8 +117,12 @@ def test_run_config_validates_overrides() -> None:
 
 def test_cli_exits_2_and_writes_nothing(tmp_path: Path) -> None:
     write_yaml(tmp_path / "params.yaml", tiny_params())
-    proc = subprocess.run([sys.executable, "-m", "fmexp", "train", "--dataset", "checkerboard", "--method", "fm_ot",
-                           "train.steps=-5"], cwd=tmp_path, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fmexp", "train", "--dataset", "checkerboard", "--method", "fm_ot", "train.steps=-5"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert "params.yaml" in proc.stderr and "train.steps" in proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
@@ -105,7 +131,12 @@ def test_cli_exits_2_and_writes_nothing(tmp_path: Path) -> None:
 def test_per_dataset_overrides_apply_to_their_dataset_only() -> None:
     p = load_params(ROOT / "params.yaml")
     digits, board = run_for(p, "digits", "fm_ot", 0), run_for(p, "checkerboard", "fm_ot", 0)
-    assert (digits.model.channels, digits.train.batch_size, digits.sample.n_samples, digits.score.fid_draws) == (24, 64, 1077, 3)
+    assert (digits.model.channels, digits.train.batch_size, digits.sample.n_samples, digits.score.fid_draws) == (
+        24,
+        64,
+        1077,
+        3,
+    )
     assert (board.model, board.train, board.sample, board.score) == (p.model, p.train, p.sample, p.score)
 
 
@@ -115,7 +146,10 @@ def test_command_line_overrides_win_over_per_dataset(tmp_path: Path) -> None:
     path = write_yaml(tmp_path / "params.yaml", params)
     run = run_for(load_params(path, ["train.steps=7", "model=" + "{channels: 4}"]), "digits", "fm_ot", 0)
     assert (run.train.steps, run.train.batch_size) == (7, 16)  # the command line's steps, the file's batch size
-    assert run.model.channels == 4 and run.model.channel_mults == [1, 2]  # the section was given: per_dataset model.* dropped
+    assert run.model.channels == 4 and run.model.channel_mults == [
+        1,
+        2,
+    ]  # the section was given: per_dataset model.* dropped
 
 
 def test_every_dataset_has_a_per_dataset_entry() -> None:
@@ -125,14 +159,20 @@ def test_every_dataset_has_a_per_dataset_entry() -> None:
     assert set(load_params(ROOT / "params.yaml").per_dataset) == set(names("toy_dataset", "image_dataset"))
 
 
-@pytest.mark.parametrize("entry, expected", [
-    ({"mnist2d": []}, r"per_dataset\.mnist2d: 'mnist2d' is not one of"),
-    ({"digits": ["method.sigma_min=0.1"]}, r"per_dataset\.digits: 'method\.sigma_min=0\.1' must set a key of \['model', 'train', 'sample', 'score'\]"),
-    ({"digits": ["pipeline.seeds=[0]"]}, r"per_dataset\.digits: 'pipeline\.seeds=\[0\]' must set"),
-    ({"digits": ["train.steps=0"]}, r"per_dataset\.digits: train\.steps: must be a positive finite number"),
-    ({"digits": ["train.stepz=3"]}, r"per_dataset\.digits: unknown key: 'train\.stepz'"),
-    ({"digits": ["train.steps=["]}, r"per_dataset\.digits"),
-])
+@pytest.mark.parametrize(
+    "entry, expected",
+    [
+        ({"mnist2d": []}, r"per_dataset\.mnist2d: 'mnist2d' is not one of"),
+        (
+            {"digits": ["method.sigma_min=0.1"]},
+            r"per_dataset\.digits: 'method\.sigma_min=0\.1' must set a key of \['model', 'train', 'sample', 'score'\]",
+        ),
+        ({"digits": ["pipeline.seeds=[0]"]}, r"per_dataset\.digits: 'pipeline\.seeds=\[0\]' must set"),
+        ({"digits": ["train.steps=0"]}, r"per_dataset\.digits: train\.steps: must be a positive finite number"),
+        ({"digits": ["train.stepz=3"]}, r"per_dataset\.digits: unknown key: 'train\.stepz'"),
+        ({"digits": ["train.steps=["]}, r"per_dataset\.digits"),
+    ],
+)
 def test_bad_per_dataset_entries_name_file_and_key(tmp_path: Path, entry: dict, expected: str) -> None:
     params = tiny_params()
     params["per_dataset"].update(entry)
@@ -149,7 +189,12 @@ def test_cifar10_gets_the_papers_setting() -> None:
 
     run = run_for(load_params(ROOT / "params.yaml"), "cifar10", "fm_ot", 0)
     assert (run.train.lr, run.train.batch_size, run.train.warmup_steps, run.train.steps) == (5e-4, 256, 45000, 391000)
-    assert (run.train.weight_decay, run.train.grad_clip, run.train.precision, run.model.dropout) == (0.0, 0.0, "fp32", 0.0)  # Adam, fp32
+    assert (run.train.weight_decay, run.train.grad_clip, run.train.precision, run.model.dropout) == (
+        0.0,
+        0.0,
+        "fp32",
+        0.0,
+    )  # Adam, fp32
     images = Dataset("cifar10", torch.zeros(2, 3, 32, 32), torch.zeros(2, 3, 32, 32), levels=256)
     spec = model_spec(run.model, images)
     assert spec["name"] == "unet" and spec["channels"] == 256 and spec["channel_mults"] == [1, 2, 2, 2]

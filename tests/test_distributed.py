@@ -40,7 +40,16 @@ def _worker(out: Path, nproc: int) -> dict:
     """tests/ddp_worker.py as one plain process, or under torchrun with ``nproc`` ranks."""
     cmd = [sys.executable, "-m", "tests.ddp_worker", str(out)]
     if nproc > 1:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", "-m", "tests.ddp_worker", str(out)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={nproc}",
+            "-m",
+            "tests.ddp_worker",
+            str(out),
+        ]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return torch.load(out, weights_only=True)
@@ -57,14 +66,18 @@ def test_two_ranks_at_global_batch_b_match_one_process_at_b(tmp_path: Path) -> N
         diff = max(float((one[part][k] - two[part][k]).abs().max()) for k in one[part])
         assert diff <= TOLERANCE, (part, diff)
     assert [r["step"] for r in one["rows"]] == [r["step"] for r in two["rows"]] == [10, 20, 30]
-    for a, b in zip(one["rows"], two["rows"]):  # the logged loss is the global batch's on every rank
-        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6) and a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-9)
+    for a, b in zip(one["rows"], two["rows"], strict=False):  # the logged loss is the global batch's on every rank
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-6) and a["val_loss"] == pytest.approx(
+            b["val_loss"], rel=1e-9
+        )
 
 
 def test_a_rank_takes_its_equal_block_of_the_global_batch() -> None:
     blocks = [World(rank=r, size=4).share(256) for r in range(4)]
     assert [(s.start, s.stop) for s in blocks] == [(0, 64), (64, 128), (128, 192), (192, 256)]
-    with pytest.raises(ConfigError, match=r"train.batch_size: the global batch 100 must split evenly over the 3 processes"):
+    with pytest.raises(
+        ConfigError, match=r"train.batch_size: the global batch 100 must split evenly over the 3 processes"
+    ):
         World(rank=0, size=3).share(100)
 
 
@@ -75,11 +88,23 @@ def test_a_two_rank_run_killed_under_dvc_repro_resumes_to_the_uninterrupted_weig
     repo, killed_at = killed_mid_training(tmp_path / "repo", params)
     model = repo / "runs" / "checkerboard" / "fm_ot" / "train" / "0" / "model.pt"
 
-    sh(str(BIN / "dvc"), "repro", "train@checkerboard-fm_ot", cwd=repo)
+    sh(str(BIN / "dvc"), "repro", "train-checkerboard-fm_ot", cwd=repo)
     info = json.loads((model.parent / "train.json").read_text())
     assert info["processes"] == 2 and info["resumed_from"] >= killed_at
 
-    sh(sys.executable, "-m", "fmexp", "train", "--dataset", "checkerboard", "--method", "fm_ot", "--runs-dir", "uninterrupted", cwd=repo)
+    sh(
+        sys.executable,
+        "-m",
+        "fmexp",
+        "train",
+        "--dataset",
+        "checkerboard",
+        "--method",
+        "fm_ot",
+        "--runs-dir",
+        "uninterrupted",
+        cwd=repo,
+    )
     uninterrupted = repo / "uninterrupted" / "checkerboard" / "fm_ot" / "train" / "0"
     assert json.loads((uninterrupted / "train.json").read_text())["processes"] == 2
     assert_same_weights(model, uninterrupted / "model.pt")

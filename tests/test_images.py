@@ -44,7 +44,9 @@ def test_bits_per_dim_offset_on_a_closed_form() -> None:
 def test_image_folder_loads_resizes_and_crops(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     for i, (w, h) in enumerate([(20, 12), (12, 12), (9, 30), (16, 16)]):
-        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(tmp_path / f"im{i}.{'png' if i % 2 else 'jpg'}")
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(
+            tmp_path / f"im{i}.{'png' if i % 2 else 'jpg'}"
+        )
     (tmp_path / "notes.txt").write_text("not an image")
     data = imagefolder(root=tmp_path, size=8, channels=3)
     assert data.levels == 256 and data.train.shape[1:] == (3, 8, 8)

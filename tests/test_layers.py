@@ -15,7 +15,12 @@ STAGE_MODULES = {
     "train": ["fmexp.pipeline.stages.train", "fmexp.pipeline.stages.aggregate"],
     "sample": ["fmexp.pipeline.stages.sample", "fmexp.pipeline.stages.aggregate"],
     "score": ["fmexp.pipeline.stages.score", "fmexp.pipeline.stages.aggregate"],
-    "sweep": ["fmexp.sweep", "fmexp.pipeline.stages.train", "fmexp.pipeline.stages.sample", "fmexp.pipeline.stages.score"],
+    "sweep": [
+        "fmexp.sweep",
+        "fmexp.pipeline.stages.train",
+        "fmexp.pipeline.stages.sample",
+        "fmexp.pipeline.stages.score",
+    ],
     "report": ["fmexp.report.page"],
 }
 
@@ -45,11 +50,17 @@ def _imported_files(modules: list[str]) -> set[str]:
                 tree = ast.parse(file.read_text())
                 nodes = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
             else:
-                nodes = [n for n in ast.walk(ast.parse(file.read_text())) if isinstance(n, (ast.Import, ast.ImportFrom))]
+                nodes = [
+                    n for n in ast.walk(ast.parse(file.read_text())) if isinstance(n, (ast.Import, ast.ImportFrom))
+                ]
             for node in nodes:
                 if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("fmexp"):
                     todo.append(node.module)
-                    todo += [f"{node.module}.{a.name}" for a in node.names if _module_file(f"{node.module}.{a.name}").exists()]
+                    todo += [
+                        f"{node.module}.{a.name}"
+                        for a in node.names
+                        if _module_file(f"{node.module}.{a.name}").exists()
+                    ]
                 elif isinstance(node, ast.Import):
                     todo += [a.name for a in node.names if a.name.startswith("fmexp")]
     return seen
@@ -69,6 +80,11 @@ def test_each_stage_depends_on_the_code_it_imports(stage: str) -> None:
 def test_no_stage_depends_on_a_later_stage() -> None:
     """Scoring code (its module, the metrics and the FID features) is no dependency of train, the
     score module none of sample, and the training stage's module none of sample or score."""
-    assert not {"fmexp/stages/score.py", "fmexp/stages/sample.py", "fmexp/metrics.py", "fmexp/features.py"} & _code_deps("train")
+    assert not {
+        "fmexp/stages/score.py",
+        "fmexp/stages/sample.py",
+        "fmexp/metrics.py",
+        "fmexp/features.py",
+    } & _code_deps("train")
     assert "fmexp/stages/score.py" not in _code_deps("sample")
     assert "fmexp/stages/train.py" not in _code_deps("sample") | _code_deps("score")

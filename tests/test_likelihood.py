@@ -66,8 +66,9 @@ def test_hutchinson_error_with_k_probes_has_its_closed_form(k: int) -> None:
     solve: one probe misses log p by exactly +-0.6; the mean of K probes has std 0.6 / sqrt(K)."""
     n = 4000
     x_1 = torch.randn(n, 2, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    res = log_likelihood(linear, x_1, divergence="hutchinson", probes=k, generator=torch.Generator().manual_seed(4),
-                         rtol=1e-9, atol=1e-9)
+    res = log_likelihood(
+        linear, x_1, divergence="hutchinson", probes=k, generator=torch.Generator().manual_seed(4), rtol=1e-9, atol=1e-9
+    )
     error = res.logp - linear_logp(x_1)
     off_diagonal = float(A[0, 1] + A[1, 0])
     if k == 1:
@@ -86,12 +87,19 @@ def test_hutchinson_agrees_with_the_exact_divergence_on_digits() -> None:
     net = build_model("unet", in_channels=1, resolution=8, channels=8, channel_mults=[1, 2], time_embed_dim=8).double()
     for p in net.parameters():  # conv_out starts at zero (v = 0); a random field has a real Jacobian
         torch.nn.init.normal_(p, std=0.1)
-    x_1 = dequantize(load_digits().train[:32].double(), 17, torch.Generator().manual_seed(0))  # as the pipeline sees them
+    x_1 = dequantize(
+        load_digits().train[:32].double(), 17, torch.Generator().manual_seed(0)
+    )  # as the pipeline sees them
     kwargs = {"rtol": 1e-6, "atol": 1e-6}
     with torch.no_grad():
         exact = log_likelihood(net, x_1, **kwargs).logp
-        errors = {k: log_likelihood(net, x_1, divergence="hutchinson", probes=k, generator=torch.Generator().manual_seed(k),
-                                    **kwargs).logp - exact for k in (1, 16)}
+        errors = {
+            k: log_likelihood(
+                net, x_1, divergence="hutchinson", probes=k, generator=torch.Generator().manual_seed(k), **kwargs
+            ).logp
+            - exact
+            for k in (1, 16)
+        }
     for k, error in errors.items():
         assert abs(float(error.mean())) < 4 * float(error.std()) / math.sqrt(len(error)), (k, error)
     assert float(errors[1].std()) > 1e-3  # the probe matters for this field
@@ -119,7 +127,10 @@ def test_exact_divergence_matches_autograd_jacobian_at_64_dims() -> None:
     torch.testing.assert_close(out, v(x, t))
     for i in range(5):
         jac = torch.autograd.functional.jacobian(lambda y: v(y[None], t[i : i + 1])[0], x[i])
-        assert float(div[i]) == pytest.approx(float(torch.trace(jac)), rel=1e-10, abs=1e-10), (float(div[i]), float(torch.trace(jac)))
+        assert float(div[i]) == pytest.approx(float(torch.trace(jac)), rel=1e-10, abs=1e-10), (
+            float(div[i]),
+            float(torch.trace(jac)),
+        )
 
 
 def test_gaussian_marginal_log_likelihood(path_name: str) -> None:
@@ -168,5 +179,7 @@ def test_dequantization_draws_share_probes_so_the_log_mean_exp_is_unbiased() -> 
     assert abs(float(error.mean())) < 4 * abs(c) / math.sqrt(n)
     independent_bias = 0.5 * math.log(math.cosh(c))
     assert independent_bias > 8 * abs(c) / math.sqrt(n)  # so the check above would catch independent probes
-    exact = log_mean_likelihood(linear, [x_1, x_1], rtol=1e-7, atol=1e-7)  # exact divergence: the K-draw mean of equal terms
+    exact = log_mean_likelihood(
+        linear, [x_1, x_1], rtol=1e-7, atol=1e-7
+    )  # exact divergence: the K-draw mean of equal terms
     torch.testing.assert_close(exact.logp, linear_logp(x_1), rtol=1e-5, atol=1e-5)

@@ -38,7 +38,11 @@ def test_cfm_loss_is_minimized_by_the_marginal_field(path_name: str) -> None:
     sample = draws(marginal.path)
     best = cfm_loss(marginal.field, sample).mean()
     assert cfm_loss(marginal.field, sample).shape == (len(sample.t),)
-    for delta in (lambda x, t: 0.3 * torch.ones_like(x), lambda x, t: 0.2 * x, lambda x, t: 0.2 * torch.sin(3 * x) * t[:, None]):
+    for delta in (
+        lambda x, t: 0.3 * torch.ones_like(x),
+        lambda x, t: 0.2 * x,
+        lambda x, t: 0.2 * torch.sin(3 * x) * t[:, None],
+    ):
         perturbed = cfm_loss(lambda x, t: marginal.field(x, t) + delta(x, t), sample).mean()
         assert perturbed > best
 
@@ -60,6 +64,7 @@ def test_probability_flow_of_exact_noise_predictor_is_the_marginal_field(name: s
     x = torch.randn(64, 2, dtype=torch.float64) * 2
     t = torch.linspace(0.0, 1.0, 64, dtype=torch.float64)
     torch.testing.assert_close(epsilon_to_velocity(exact_epsilon(marginal), marginal.path)(x, t), marginal.field(x, t))
+
     # the same through a score model, score = -E[x_0|x] / sigma_t
     def score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         return -exact_epsilon(marginal)(x, t) / marginal.path.schedule(t)[1][:, None]

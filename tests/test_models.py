@@ -43,17 +43,29 @@ def test_registry_errors() -> None:
     assert "mlp" in names("model")
     with pytest.raises(ValueError, match=r"unknown model 'transformer'; choose one of \['mlp', 'unet'\]$"):
         build_model("transformer", dim=2)
-    with pytest.raises(ValueError, match=r"unknown model 'mlpp'; choose one of \['mlp', 'unet'\]; did you mean 'mlp'\?"):
+    with pytest.raises(
+        ValueError, match=r"unknown model 'mlpp'; choose one of \['mlp', 'unet'\]; did you mean 'mlp'\?"
+    ):
         build_model("mlpp", dim=2)
     with pytest.raises(ValueError, match=r"unknown activation 'swish'"):
         build_model("mlp", dim=2, activation="swish")
 
 
-@pytest.mark.parametrize("args", [
-    {"in_channels": 1, "resolution": 8, "channels": 16, "channel_mults": (1, 2), "num_res_blocks": 1},
-    {"in_channels": 3, "resolution": 16, "channels": 16, "channel_mults": (1, 2, 2), "num_res_blocks": 2,
-     "attention_resolutions": (8,), "dropout": 0.1},
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        {"in_channels": 1, "resolution": 8, "channels": 16, "channel_mults": (1, 2), "num_res_blocks": 1},
+        {
+            "in_channels": 3,
+            "resolution": 16,
+            "channels": 16,
+            "channel_mults": (1, 2, 2),
+            "num_res_blocks": 2,
+            "attention_resolutions": (8,),
+            "dropout": 0.1,
+        },
+    ],
+)
 def test_unet_forward_backward(args: dict) -> None:
     torch.manual_seed(0)
     model = build_model("unet", **args).to(torch.float64).to(torch.float32)  # Module.to must still work
@@ -73,8 +85,16 @@ def test_unet_forward_backward(args: dict) -> None:
 
 def test_unet_paper_cifar_configuration_builds() -> None:
     """The paper's CIFAR-10 model (Table 3): 256 channels, multipliers 1,2,2,2, attention at 16x16."""
-    model = build_model("unet", in_channels=3, resolution=32, channels=256, channel_mults=(1, 2, 2, 2),
-                        num_res_blocks=2, attention_resolutions=(16,), dropout=0.0)
+    model = build_model(
+        "unet",
+        in_channels=3,
+        resolution=32,
+        channels=256,
+        channel_mults=(1, 2, 2, 2),
+        num_res_blocks=2,
+        attention_resolutions=(16,),
+        dropout=0.0,
+    )
     n_params = sum(p.numel() for p in model.parameters())
     assert 50e6 < n_params < 150e6
 

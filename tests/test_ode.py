@@ -51,7 +51,9 @@ def test_gaussian_marginal_field_carries_source_to_data(path_name: str, method: 
     zero, one = torch.zeros(1, dtype=torch.float64), torch.ones(1, dtype=torch.float64)
     (m0, s0), (m1, s1) = marginal.mean_std(zero), marginal.mean_std(one)
     x_0 = m0 + s0 * torch.randn(64, 2, generator=gen, dtype=torch.float64)
-    kwargs = {"rtol": 1e-7, "atol": 1e-7} if get_solver(method).adaptive else {"steps": 400 if method == "euler" else 100}
+    kwargs = (
+        {"rtol": 1e-7, "atol": 1e-7} if get_solver(method).adaptive else {"steps": 400 if method == "euler" else 100}
+    )
     res = integrate(marginal.field, x_0, method=method, **kwargs)
     expected = m1 + s1 / s0 * (x_0 - m0)
     tol = {"euler": 5e-2, "midpoint": 2e-3}.get(method, 1e-4)

@@ -18,16 +18,31 @@ from tests.helpers import BIN, dvc_repo, sh, tiny_params
 
 pytestmark = pytest.mark.slow
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     params = tiny_params(seeds=[0, 1], datasets=["checkerboard", "digits"])
     params["train"]["curve_tol"] = 1e-3
-    params["per_dataset"]["digits"] = ["model.channels=8", "train.batch_size=32", "sample.n_samples=64",
-                                       "sample.nfe_ladder=[4,8]", "score.n_points=32", "train.curve_tol=1e-2", "score.fid_draws=2"]
+    params["per_dataset"]["digits"] = [
+        "model.channels=8",
+        "train.batch_size=32",
+        "sample.n_samples=64",
+        "sample.nfe_ladder=[4,8]",
+        "score.n_points=32",
+        "train.curve_tol=1e-2",
+        "score.fid_draws=2",
+    ]
     root = dvc_repo(tmp_path_factory.mktemp("pipeline"), params)
     sh(str(BIN / "dvc"), "repro", cwd=root)
     return root
@@ -43,7 +58,9 @@ def test_repro_writes_metrics_tables_and_page(repo: Path) -> None:
         assert (repo / "runs" / "checkerboard" / method / "train" / "1" / "model.pt").exists()
     table = pd.read_csv(repo / "reports" / "tables" / "checkerboard.csv", index_col=0)
     assert list(table.index) == ["fm_ot", "fm_vp"]
-    p_values = [table[f"{c}_p"].dropna() for c in ("nll", "distance", "nfe")]  # Welch: the best against each other method
+    p_values = [
+        table[f"{c}_p"].dropna() for c in ("nll", "distance", "nfe")
+    ]  # Welch: the best against each other method
     significant = sum(len(p) == len(table) - 1 and bool(p.lt(0.05).all()) for p in p_values)
     assert (repo / "reports" / "tables" / "checkerboard.md").read_text().count("**") == 2 * significant
     assert ("\\textbf" in (repo / "reports" / "tables" / "checkerboard.tex").read_text()) == (significant > 0)
@@ -58,7 +75,9 @@ def test_repro_writes_metrics_tables_and_page(repo: Path) -> None:
 def test_repro_scores_digits_in_the_papers_image_layout(repo: Path) -> None:
     """digits through dvc repro: bits/dim, FID with its backend and NFE per method, sample grids, FID against NFE."""
     for method in ("fm_ot", "fm_vp"):
-        for metrics in json.loads((repo / "runs" / "digits" / method / "score" / "summary.json").read_text())["seeds"].values():
+        for metrics in json.loads((repo / "runs" / "digits" / method / "score" / "summary.json").read_text())[
+            "seeds"
+        ].values():
             assert metrics["fid_backend"] == "digits-classifier" and metrics["fid_classifier_accuracy"] >= 0.95
             assert all(math.isfinite(metrics[k]) for k in ("bpd", "bpd_se", "fid", "fid_floor", "fid_heldout", "nfe"))
         science = json.loads((repo / "runs" / "digits" / method / "metrics.json").read_text())
@@ -72,7 +91,12 @@ def test_repro_scores_digits_in_the_papers_image_layout(repo: Path) -> None:
     for png in ("grid_digits", "fid_nfe"):
         assert (repo / "reports" / "figures" / f"{png}.png").stat().st_size > 1000
     spec = torch.load(repo / "runs" / "digits" / "fm_ot" / "train" / "0" / "model.pt", weights_only=True)["model_spec"]
-    assert (spec["name"], spec["in_channels"], spec["resolution"], spec["channels"]) == ("unet", 1, 8, 8)  # per_dataset.digits
+    assert (spec["name"], spec["in_channels"], spec["resolution"], spec["channels"]) == (
+        "unet",
+        1,
+        8,
+        8,
+    )  # per_dataset.digits
     page = (repo / "reports" / "summary.html").read_text()
     assert "<h3>digits</h3>" in page and "real held-out images score FID" in page
     assert "FID is the mean over 2 disjoint draws of 32 samples" in page
@@ -87,7 +111,9 @@ def test_fid_is_the_mean_over_disjoint_draws(repo: Path) -> None:
 
     data = load_prepared(repo / "data", "digits")
     kwargs = backend_kwargs("digits-classifier", None, torch.load(repo / "data" / "digits.pt", weights_only=True))
-    samples = torch.load(repo / "runs" / "digits" / "fm_ot" / "sample" / "0" / "samples.pt", weights_only=True)["samples"]
+    samples = torch.load(repo / "runs" / "digits" / "fm_ot" / "sample" / "0" / "samples.pt", weights_only=True)[
+        "samples"
+    ]
     halves = [fid("digits-classifier", x, data.train, data.levels, **kwargs) for x in (samples[:32], samples[32:])]
     metrics = json.loads((repo / "runs" / "digits" / "fm_ot" / "score" / "0" / "metrics.json").read_text())
     assert len(samples) == 64 and (metrics["fid_draws"], metrics["fid_n"], metrics["fid_floor_n"]) == (2, 32, 32)
@@ -112,9 +138,14 @@ def test_dvc_metrics_hold_only_the_science(repo: Path) -> None:
         assert not any("seconds" in k or "seed" in k for k in keys)
 
 
-PLOTS = {"held-out NLL during training": "nll", "dopri5 NFE during training (Fig. 10)": "nfe",
-         "validation loss during training": "val_loss", "sampling error against NFE (Fig. 7)": "error",
-         "sample distance against NFE": "distance", "FID against NFE": "fid"}
+PLOTS = {
+    "held-out NLL during training": "nll",
+    "dopri5 NFE during training (Fig. 10)": "nfe",
+    "validation loss during training": "val_loss",
+    "sampling error against NFE (Fig. 7)": "error",
+    "sample distance against NFE": "distance",
+    "FID against NFE": "fid",
+}
 
 
 def test_dvc_plots_compare_methods_and_render_offline(repo: Path, tmp_path: Path) -> None:
@@ -136,8 +167,19 @@ def test_dvc_plots_compare_methods_and_render_offline(repo: Path, tmp_path: Path
     assert "<script src" not in page and "window.vegaEmbed=" in page
     if CHROMIUM is None:
         pytest.skip("Debian's chromium is not installed (.ci/run installs it): the page was not rendered")
-    dom = subprocess.run([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000",
-                          "--dump-dom", (tmp_path / "plots" / "index.html").as_uri()], capture_output=True, text=True, timeout=120).stdout
+    dom = subprocess.run(
+        [
+            CHROMIUM,
+            *CHROMIUM_FLAGS,
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--virtual-time-budget=10000",
+            "--dump-dom",
+            (tmp_path / "plots" / "index.html").as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
     drawn = [w for w in re.findall(r'<svg[^>]*class="marks"[^>]*width="(\d+)"', dom) if int(w) > 0]
     assert len(drawn) == len(PLOTS), dom[:2000]
 
@@ -154,9 +196,17 @@ def test_changing_the_tolerance_reruns_sampling_not_training(repo: Path) -> None
     assert stages == {"sample", "score"}, out  # no sweep@ stage: the tiny params list no study
 
 
-@pytest.mark.parametrize("module, expected", [("fmexp/stages/score.py", {"score"}), ("fmexp/metrics.py", {"prepare", "sample", "score"}),
-                                              ("fmexp/stages/train.py", {"train"})])
-def test_touching_a_stage_module_reruns_that_stage_and_what_follows(repo: Path, module: str, expected: set[str]) -> None:
+@pytest.mark.parametrize(
+    "module, expected",
+    [
+        ("fmexp/stages/score.py", {"score"}),
+        ("fmexp/metrics.py", {"prepare", "sample", "score"}),
+        ("fmexp/stages/train.py", {"train"}),
+    ],
+)
+def test_touching_a_stage_module_reruns_that_stage_and_what_follows(
+    repo: Path, module: str, expected: set[str]
+) -> None:
     """A score-only change lists score (and the report after it), never train."""
     source = (repo / module).read_text()
     (repo / module).write_text(source + "\n# touched\n")
@@ -169,22 +219,28 @@ def test_touching_a_stage_module_reruns_that_stage_and_what_follows(repo: Path, 
     assert changed == expected, out
 
 
-
-
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_page_renders_in_headless_chromium_with_every_image(repo: Path, tmp_path: Path) -> None:
     """Load the page in a real browser; a script appended to a copy counts images that decoded."""
     page = (repo / "reports" / "summary.html").read_text()
-    probe = ("<script>window.addEventListener('load', () => { const imgs = [...document.images];"
-             " document.body.setAttribute('data-images', imgs.length + '/' +"
-             " imgs.filter(i => i.complete && i.naturalWidth > 0).length); });</script>")
+    probe = (
+        "<script>window.addEventListener('load', () => { const imgs = [...document.images];"
+        " document.body.setAttribute('data-images', imgs.length + '/' +"
+        " imgs.filter(i => i.complete && i.naturalWidth > 0).length); });</script>"
+    )
     check = tmp_path / "check.html"
     check.write_text(page.replace("</body>", probe + "</body>"))
     flags = [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
-    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", check.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    dom = subprocess.run(
+        [CHROMIUM, *flags, "--dump-dom", check.as_uri()], capture_output=True, text=True, timeout=120
+    ).stdout
     marker = dom.split('data-images="')[1].split('"')[0]
     total, loaded = map(int, marker.split("/"))
     assert total >= 4 and loaded == total, marker
     shot = tmp_path / "page.png"
-    subprocess.run([CHROMIUM, *flags, "--window-size=1200,2400", f"--screenshot={shot}", check.as_uri()], capture_output=True, timeout=120)
+    subprocess.run(
+        [CHROMIUM, *flags, "--window-size=1200,2400", f"--screenshot={shot}", check.as_uri()],
+        capture_output=True,
+        timeout=120,
+    )
     assert shot.stat().st_size > 10_000

@@ -20,12 +20,19 @@ def test_welch_p_matches_the_formula() -> None:
 
 
 def frame(values: dict[str, list[float]]) -> pd.DataFrame:
-    return pd.DataFrame([{"dataset": "d", "method": m, "seed": i, "nll": v, "distance": v, "nfe": 10.0 * (i + 1)}
-                         for m, vs in values.items() for i, v in enumerate(vs)])
+    return pd.DataFrame(
+        [
+            {"dataset": "d", "method": m, "seed": i, "nll": v, "distance": v, "nfe": 10.0 * (i + 1)}
+            for m, vs in values.items()
+            for i, v in enumerate(vs)
+        ]
+    )
 
 
 def test_bold_only_where_the_difference_is_significant() -> None:
-    stats, display = method_table(frame({"a": [1.0, 1.1, 1.2], "b": [3.0, 3.1, 3.2], "c": [2.0, 2.1, 2.2]}), "d", ["a", "b", "c"])
+    stats, display = method_table(
+        frame({"a": [1.0, 1.1, 1.2], "b": [3.0, 3.1, 3.2], "c": [2.0, 2.1, 2.2]}), "d", ["a", "b", "c"]
+    )
     assert display.loc["a", "NLL (nats)"].startswith("**") and not display.loc["c", "NLL (nats)"].startswith("**")
     assert math.isnan(stats.loc["a", "nll_p"]) and stats.loc["c", "nll_p"] < 0.05
     assert not any(cell.startswith("**") for cell in display["NFE"])  # equal NFE everywhere: p = 1 (or NaN), no win
@@ -48,10 +55,18 @@ def test_user_strings_in_the_report_are_escaped(tmp_path, monkeypatch) -> None:
     evil = "<script>alert(1)</script>"
     folder = tmp_path / "reports" / "sweeps" / "x<script>"
     folder.mkdir(parents=True)
-    pd.DataFrame({"number": [0, 1], "state": ["COMPLETE", "COMPLETE"], "params_method.path": [evil, "ot"],
-                  "nll": [1.0, 2.0]}).to_csv(folder / "trials.csv", index=False)
-    (folder / "best.yaml").write_text(yaml.safe_dump({"study": evil, "objectives": [{"metric": "nll", "direction": "minimize"}],
-                                                      "best": {"number": 0, "params": {"method.path": evil}}}))
+    pd.DataFrame(
+        {"number": [0, 1], "state": ["COMPLETE", "COMPLETE"], "params_method.path": [evil, "ot"], "nll": [1.0, 2.0]}
+    ).to_csv(folder / "trials.csv", index=False)
+    (folder / "best.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "study": evil,
+                "objectives": [{"metric": "nll", "direction": "minimize"}],
+                "best": {"number": 0, "params": {"method.path": evil}},
+            }
+        )
+    )
     page = build_report(load_params("params.yaml"), "params.yaml").read_text()
     assert "<script" not in page.lower()
     assert page.count("&lt;script&gt;") >= 3  # the folder name, the table cell, best.yaml

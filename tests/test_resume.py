@@ -34,13 +34,29 @@ def test_sigkill_under_dvc_repro_then_rerun_gives_the_uninterrupted_weights(tmp_
     checkpoints = repo / "runs" / "checkerboard" / "fm_ot" / "checkpoints"
     model = repo / "runs" / "checkerboard" / "fm_ot" / "train" / "0" / "model.pt"
 
-    sh(str(BIN / "dvc"), "repro", "train@checkerboard-fm_ot", cwd=repo)  # DVC deletes train/ first; the checkpoint is not in it
+    sh(
+        str(BIN / "dvc"), "repro", "train-checkerboard-fm_ot", cwd=repo
+    )  # DVC deletes train/ first; the checkpoint is not in it
     info = json.loads((repo / "runs" / "checkerboard" / "fm_ot" / "train" / "0" / "train.json").read_text())
     assert info["resumed_from"] >= killed_at and not list(checkpoints.glob("*.pt"))
 
-    sh(sys.executable, "-m", "fmexp", "train", "--dataset", "checkerboard", "--method", "fm_ot", "--runs-dir", "uninterrupted", cwd=repo)
+    sh(
+        sys.executable,
+        "-m",
+        "fmexp",
+        "train",
+        "--dataset",
+        "checkerboard",
+        "--method",
+        "fm_ot",
+        "--runs-dir",
+        "uninterrupted",
+        cwd=repo,
+    )
     assert_same_weights(model, repo / "uninterrupted" / "checkerboard" / "fm_ot" / "train" / "0" / "model.pt")
-    assert (repo / "runs" / "checkerboard" / "fm_ot" / "curve.csv").read_text() == (repo / "uninterrupted" / "checkerboard" / "fm_ot" / "curve.csv").read_text()
+    assert (repo / "runs" / "checkerboard" / "fm_ot" / "curve.csv").read_text() == (
+        repo / "uninterrupted" / "checkerboard" / "fm_ot" / "curve.csv"
+    ).read_text()
 
 
 def _run(tmp_path: Path, **train):
@@ -54,7 +70,9 @@ def test_a_checkpoint_of_another_config_is_never_resumed(tmp_path: Path) -> None
     files = RunFiles(tmp_path / "runs", 0)
     other, _ = _run(tmp_path, steps=40, checkpoint_every=10, lr=1e-3)
     assert training_key(other) != training_key(run)
-    assert training_key(_run(tmp_path, steps=40, checkpoint_every=20)[0]) == training_key(run)  # how often it saves is not config
+    assert training_key(_run(tmp_path, steps=40, checkpoint_every=20)[0]) == training_key(
+        run
+    )  # how often it saves is not config
     planted = files.checkpoint(training_key(other))
     planted.parent.mkdir(parents=True)
     planted.write_bytes(b"the unfinished run of another lr")

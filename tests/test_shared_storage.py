@@ -53,13 +53,33 @@ def postgres():
         os.chown(data, pw.pw_uid, pw.pw_gid)
         as_user = ["runuser", "-u", "postgres", "--"]
     port = _free_port()
-    subprocess.run([*as_user, str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "fmexp"], check=True, capture_output=True)
-    subprocess.run([*as_user, str(PG_BIN / "pg_ctl"), "-D", str(data), "-w", "-l", str(data / "log"), "-o",
-                    f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start"], check=True, capture_output=True)
+    subprocess.run(
+        [*as_user, str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "fmexp"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            *as_user,
+            str(PG_BIN / "pg_ctl"),
+            "-D",
+            str(data),
+            "-w",
+            "-l",
+            str(data / "log"),
+            "-o",
+            f"-p {port} -k {data} -c listen_addresses=127.0.0.1",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
     try:
         yield f"postgresql://fmexp@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*as_user, str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        subprocess.run(
+            [*as_user, str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True
+        )
         shutil.rmtree(top, ignore_errors=True)
 
 
@@ -69,7 +89,9 @@ def test_three_workers_share_one_grid_study(tmp_path: Path, postgres: str) -> No
     trials = workers_share(tmp_path, postgres, GRID)
     assert len(trials) == 6
     check_exact(trials, 6)
-    assert not [p for p in (tmp_path / "w0" / "sweeps" / "p").glob("study.*") if p.suffix in (".db", ".journal")]  # nothing embedded
+    assert not [
+        p for p in (tmp_path / "w0" / "sweeps" / "p").glob("study.*") if p.suffix in (".db", ".journal")
+    ]  # nothing embedded
 
 
 def test_password_is_redacted_everywhere(tmp_path: Path, postgres: str) -> None:
@@ -78,8 +100,13 @@ def test_password_is_redacted_everywhere(tmp_path: Path, postgres: str) -> None:
     secret = "s3cr3t-pw"
     url = postgres.replace("fmexp@", f"fmexp:{secret}@")  # trust auth: any password is accepted
     study = write_yaml(tmp_path / "pw.yaml", tiny_study("pw", n_trials=1))
-    proc = subprocess.run([sys.executable, "-m", "fmexp.sweep", str(study), "--storage", url], cwd=tmp_path,
-                          capture_output=True, text=True, env={k: v for k, v in os.environ.items() if k != "FMEXP_STORAGE"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "fmexp.sweep", str(study), "--storage", url],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "FMEXP_STORAGE"},
+    )
     assert proc.returncode == 0, proc.stderr
     assert "fmexp:***@" in proc.stdout and secret not in proc.stdout + proc.stderr
     written = [p for p in (tmp_path / "reports").rglob("*") if p.is_file()]

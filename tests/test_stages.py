@@ -60,10 +60,17 @@ def test_every_method_through_the_stages(tmp_path: Path, params, data, method: s
     assert metrics["nfe"] == sample["nfe"] > 0
     assert all(torch.isfinite(torch.tensor(float(metrics[k]))) for k in REPRODUCIBLE)
     density = torch.load(files.density, weights_only=True)
-    assert density["logp"].shape == (len(run.score.density_times), 12, 12) and density["t"].tolist() == run.score.density_times
-    grid = torch.stack(torch.meshgrid(density["x"], density["y"], indexing="xy"), -1)  # p_0 is the source N(0, prior_std^2 I)
+    assert (
+        density["logp"].shape == (len(run.score.density_times), 12, 12)
+        and density["t"].tolist() == run.score.density_times
+    )
+    grid = torch.stack(
+        torch.meshgrid(density["x"], density["y"], indexing="xy"), -1
+    )  # p_0 is the source N(0, prior_std^2 I)
     prior_std = build_method(run, data).path.prior_std
-    torch.testing.assert_close(density["logp"][0], -grid.pow(2).sum(-1) / (2 * prior_std**2) - math.log(2 * math.pi * prior_std**2))
+    torch.testing.assert_close(
+        density["logp"][0], -grid.pow(2).sum(-1) / (2 * prior_std**2) - math.log(2 * math.pi * prior_std**2)
+    )
     assert set(torch.load(files.samples, weights_only=True)["ladder"]) == {"euler:4", "euler:8", "rk4:1", "rk4:2"}
     ladder = files.ladder.read_text().splitlines()
     assert ladder[0] == "solver,steps,nfe,error,distance" and len(ladder) == 1 + 2 * 2  # euler, rk4 at NFE 4 and 8
@@ -88,7 +95,9 @@ def test_run_stage_loops_over_seeds_and_summarizes(tmp_path: Path, params) -> No
     nll, w2 = [m["nll"] for m in seeds], [m["distance"] for m in seeds]
     summary = json.loads((folder / "score" / "summary.json").read_text())
     assert summary["seeds"] == {"0": seeds[0], "1": seeds[1]}
-    assert summary["mean"]["train_seconds"] == pytest.approx((seeds[0]["train_seconds"] + seeds[1]["train_seconds"]) / 2)
+    assert summary["mean"]["train_seconds"] == pytest.approx(
+        (seeds[0]["train_seconds"] + seeds[1]["train_seconds"]) / 2
+    )
     metrics = json.loads((folder / "metrics.json").read_text())  # DVC's metrics: the science, no timings, no seeds
     assert set(metrics) == {"nll", "nll_se", "w2", "nfe", "nfe_nll"}
     assert metrics["nll"] == pytest.approx({"mean": sum(nll) / 2, "std": abs(nll[0] - nll[1]) / 2**0.5})
@@ -103,7 +112,6 @@ def test_worker_processes_give_the_one_thread_results(tmp_path: Path, params, mo
     write exactly the weights that the same seed trains in this process with that many threads."""
     import os
 
-
     p = copy.deepcopy(params)
     p.pipeline.seeds, p.pipeline.workers = [0, 1], 2
     prepare(p, tmp_path / "data")
@@ -116,6 +124,8 @@ def test_worker_processes_give_the_one_thread_results(tmp_path: Path, params, mo
     finally:
         torch.set_num_threads(threads)
     for seed in ("0", "1"):
-        a, b = (torch.load(tmp_path / d / "checkerboard" / "fm_ot" / "train" / seed / "model.pt", weights_only=True)
-                for d in ("workers", "serial"))
+        a, b = (
+            torch.load(tmp_path / d / "checkerboard" / "fm_ot" / "train" / seed / "model.pt", weights_only=True)
+            for d in ("workers", "serial")
+        )
         assert all(torch.equal(a["ema_weights"][k], b["ema_weights"][k]) for k in a["ema_weights"])

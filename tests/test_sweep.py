@@ -21,15 +21,17 @@ def main(argv: list[str]) -> int:
     return fmexp_main(["sweep", *argv], prog="python -m fmexp.sweep")
 
 
-
-@pytest.mark.parametrize("expr, expected", [
-    ("choice(ot, vp)", optuna.distributions.CategoricalDistribution(["ot", "vp"])),
-    ("interval(1e-5, 1e-1)", optuna.distributions.FloatDistribution(1e-5, 1e-1)),
-    ("tag(log, interval(1e-5, 1e-1))", optuna.distributions.FloatDistribution(1e-5, 1e-1, log=True)),
-    ("range(100, 500, 100)", optuna.distributions.IntDistribution(100, 400, step=100)),
-    ("tag(log, range(1, 9))", optuna.distributions.IntDistribution(1, 8, log=True)),
-    ("range(0.1, 0.5, 0.1)", optuna.distributions.FloatDistribution(0.1, 0.4, step=0.1)),
-])
+@pytest.mark.parametrize(
+    "expr, expected",
+    [
+        ("choice(ot, vp)", optuna.distributions.CategoricalDistribution(["ot", "vp"])),
+        ("interval(1e-5, 1e-1)", optuna.distributions.FloatDistribution(1e-5, 1e-1)),
+        ("tag(log, interval(1e-5, 1e-1))", optuna.distributions.FloatDistribution(1e-5, 1e-1, log=True)),
+        ("range(100, 500, 100)", optuna.distributions.IntDistribution(100, 400, step=100)),
+        ("tag(log, range(1, 9))", optuna.distributions.IntDistribution(1, 8, log=True)),
+        ("range(0.1, 0.5, 0.1)", optuna.distributions.FloatDistribution(0.1, 0.4, step=0.1)),
+    ],
+)
 def test_grammar_to_distribution(expr: str, expected) -> None:
     got = to_distribution("k", expr, "s.yaml")
     assert type(got) is type(expected)
@@ -44,17 +46,29 @@ BAD = [
     ("yaml", None, "invalid YAML"),
     ("unknown key", {"n_trial": 3}, "n_trial"),
     ("unknown path", {"search_space": {"method.path": "choice(ot, otp)"}}, r"search_space\.method\.path.*'otp'"),
-    ("unknown method", {"method": "fm_xx"}, r"method: 'fm_xx' is not one of \[.*\]; did you mean 'fm_vp'\? \(the methods of params\.yaml\)"),
+    (
+        "unknown method",
+        {"method": "fm_xx"},
+        r"method: 'fm_xx' is not one of \[.*\]; did you mean 'fm_vp'\? \(the methods of params\.yaml\)",
+    ),
     ("unknown sampler", {"sampler": {"name": "bayes", "seed": 0}}, r"sampler\.name: 'bayes'"),
     ("unknown pruner", {"pruner": {"name": "asha"}, "objectives": [{"metric": "nll"}]}, r"pruner\.name: 'asha'"),
     ("unknown metric", {"objectives": [{"metric": "fid", "direction": "minimize"}]}, r"objectives\[0\]\.metric: 'fid'"),
     ("unknown direction", {"objectives": [{"metric": "nll", "direction": "down"}]}, r"objectives\[0\]\.direction"),
-    ("unknown search key", {"search_space": {"method.sigmamin": "interval(0.1, 0.2)"}}, r"search_space\.method\.sigmamin"),
+    (
+        "unknown search key",
+        {"search_space": {"method.sigmamin": "interval(0.1, 0.2)"}},
+        r"search_space\.method\.sigmamin",
+    ),
     ("bad grammar", {"search_space": {"method.sigma_min": "interval(1e-5,"}}, r"search_space\.method\.sigma_min"),
     ("not a sweep", {"search_space": {"method.sigma_min": "0.1"}}, "is not a sweep"),
     ("reversed bounds", {"search_space": {"method.sigma_min": "interval(1e-1, 1e-5)"}}, "reversed"),
     ("log range to zero", {"search_space": {"method.sigma_min": "tag(log, interval(0, 1e-1))"}}, "above 0"),
-    ("out-of-range bound", {"search_space": {"method.sigma_min": "interval(0.5, 2.0)"}}, r"method\.sigma_min: must lie in \[0, 1\)"),
+    (
+        "out-of-range bound",
+        {"search_space": {"method.sigma_min": "interval(0.5, 2.0)"}},
+        r"method\.sigma_min: must lie in \[0, 1\)",
+    ),
     ("zero trials", {"n_trials": 0}, r"n_trials: must be at least 1"),
     ("negative trials", {"n_trials": -2}, r"n_trials: must be at least 1"),
     ("pruning multi-objective", {"pruner": {"name": "median"}}, "cannot prune a multi-objective"),
@@ -95,7 +109,9 @@ def test_sweep_runs_and_resumes_to_the_total(workdir: Path, capsys) -> None:
     folder = workdir / "reports" / "sweeps" / "tiny"
     trials = pd.read_csv(folder / "trials.csv")
     assert len(trials) == 3 and set(trials.state) == {"COMPLETE"}
-    assert {"params_method.path", "params_method.sigma_min", "nll", "nfe", "duration", "user_attrs_seed0_nll"} <= set(trials.columns)
+    assert {"params_method.path", "params_method.sigma_min", "nll", "nfe", "duration", "user_attrs_seed0_nll"} <= set(
+        trials.columns
+    )
     best = yaml.safe_load((folder / "best.yaml").read_text())
     assert best["pareto_front"] and all({"nll", "nfe"} == set(t["values"]) for t in best["pareto_front"])
     assert "study tiny: 3 trials" in capsys.readouterr().out
@@ -108,10 +124,18 @@ def test_sweep_runs_and_resumes_to_the_total(workdir: Path, capsys) -> None:
 
 
 def test_single_objective_seeds_and_pruner(workdir: Path) -> None:
-    path = write_yaml(workdir / "s.yaml", tiny_study(
-        "single", objectives=[{"metric": "nll", "direction": "minimize"}], pruner={"name": "median"},
-        sampler={"name": "tpe", "seed": 1}, seeds=[0, 1], n_trials=3,
-        search_space={"train.lr": "tag(log, interval(1e-4, 1e-2))"}))
+    path = write_yaml(
+        workdir / "s.yaml",
+        tiny_study(
+            "single",
+            objectives=[{"metric": "nll", "direction": "minimize"}],
+            pruner={"name": "median"},
+            sampler={"name": "tpe", "seed": 1},
+            seeds=[0, 1],
+            n_trials=3,
+            search_space={"train.lr": "tag(log, interval(1e-4, 1e-2))"},
+        ),
+    )
     assert main([str(path)]) == 0
     trials = pd.read_csv(workdir / "reports" / "sweeps" / "single" / "trials.csv")
     done = trials[trials.state == "COMPLETE"]
@@ -123,9 +147,12 @@ def test_single_objective_seeds_and_pruner(workdir: Path) -> None:
 
 
 def test_grid_sampler_covers_the_grid(workdir: Path) -> None:
-    path = write_yaml(workdir / "g.yaml", tiny_study(
-        "grid", sampler={"name": "grid", "seed": 0}, n_trials=2,
-        search_space={"method.path": "choice(ot, vp)"}))
+    path = write_yaml(
+        workdir / "g.yaml",
+        tiny_study(
+            "grid", sampler={"name": "grid", "seed": 0}, n_trials=2, search_space={"method.path": "choice(ot, vp)"}
+        ),
+    )
     assert main([str(path)]) == 0
     trials = pd.read_csv(workdir / "reports" / "sweeps" / "grid" / "trials.csv")
     assert sorted(trials["params_method.path"]) == ["ot", "vp"]
@@ -135,27 +162,47 @@ def test_grid_sampler_covers_the_grid(workdir: Path) -> None:
 def test_shipped_studies_are_valid(study: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
     s = load_study(study, reports_dir="/nonexistent")
-    assert s.config.n_trials * len(s.config.seeds) * s.base_run.train.steps <= 40_000  # laptop budget: about 4 minutes of training
+    assert (
+        s.config.n_trials * len(s.config.seeds) * s.base_run.train.steps <= 40_000
+    )  # laptop budget: about 4 minutes of training
     assert study.read_text().startswith("#")  # opens with the question it answers
 
 
 def test_resuming_with_a_changed_definition_is_refused(workdir: Path, capsys) -> None:
-    path = write_yaml(workdir / "s.yaml", tiny_study("drift", n_trials=1, search_space={"method.path": "choice(ot, vp)"}))
+    path = write_yaml(
+        workdir / "s.yaml", tiny_study("drift", n_trials=1, search_space={"method.path": "choice(ot, vp)"})
+    )
     assert main([str(path)]) == 0
-    write_yaml(path, tiny_study("drift", n_trials=2, search_space={"method.path": "choice(ot, vp)"},
-                                overrides=["train.steps=12", "train.eval_every=6"]))
+    write_yaml(
+        path,
+        tiny_study(
+            "drift",
+            n_trials=2,
+            search_space={"method.path": "choice(ot, vp)"},
+            overrides=["train.steps=12", "train.eval_every=6"],
+        ),
+    )
     assert main([str(path)]) == 2
     assert "different definition (base_run, overrides changed)" in capsys.readouterr().err
     assert len(pd.read_csv(workdir / "reports" / "sweeps" / "drift" / "trials.csv")) == 1
 
 
 def test_archive_changed_moves_the_old_study_and_starts_afresh(workdir: Path, capsys) -> None:
-    path = write_yaml(workdir / "drift.yaml", tiny_study("drift", n_trials=1, search_space={"method.path": "choice(ot, vp)"}))
+    path = write_yaml(
+        workdir / "drift.yaml", tiny_study("drift", n_trials=1, search_space={"method.path": "choice(ot, vp)"})
+    )
     assert main([str(path)]) == 0
     folder = workdir / "reports" / "sweeps" / "drift"
     old_db = (folder / "study.journal").read_bytes()
-    write_yaml(path, tiny_study("drift", n_trials=1, search_space={"method.path": "choice(ot, vp)"},
-                                overrides=["train.steps=12", "train.eval_every=6"]))
+    write_yaml(
+        path,
+        tiny_study(
+            "drift",
+            n_trials=1,
+            search_space={"method.path": "choice(ot, vp)"},
+            overrides=["train.steps=12", "train.eval_every=6"],
+        ),
+    )
     assert main([str(path), "--archive-changed"]) == 0
     (archived,) = (folder / "archive").iterdir()
     assert (archived / "study.journal").read_bytes() == old_db and (archived / "trials" / "0000").is_dir()
@@ -184,28 +231,34 @@ def test_dvc_repro_never_touches_a_study_run_by_hand(tmp_path: Path, monkeypatch
     before = {p.relative_to(mine): p.read_bytes() for p in mine.rglob("*") if p.is_file()}
     assert Path("study.journal") in before and Path("trials.csv") in before
 
-    run(str(bin_dir / "dvc"), "repro", "sweep@piped")
+    run(str(bin_dir / "dvc"), "repro", "sweep-piped")
     piped = tmp_path / "reports" / "sweeps" / "piped"
     assert len(pd.read_csv(piped / "trials.csv")) == 1
     write_yaml(tmp_path / "studies" / "new.yaml", tiny_study("new", n_trials=1))  # a new study file ...
-    assert "sweep@piped" not in run(str(bin_dir / "dvc"), "status", "sweep@piped")  # ... reruns nothing
+    assert "sweep-piped" not in run(str(bin_dir / "dvc"), "status", "sweep-piped")  # ... reruns nothing
 
     params["train"]["lr"] = 3e-3  # the pipeline's study is now another study: rerun, old one archived
     write_yaml(tmp_path / "params.yaml", params)
-    run(str(bin_dir / "dvc"), "repro", "sweep@piped")
+    run(str(bin_dir / "dvc"), "repro", "sweep-piped")
     assert (piped / "study.journal").exists() and len(list((piped / "archive").glob("*/study.journal"))) == 1
     after = {p.relative_to(mine): p.read_bytes() for p in mine.rglob("*") if p.is_file()}
     assert after == before
 
 
-
 def test_a_diverging_trial_fails_alone(workdir: Path) -> None:
     """lr=1e3 and lr=10 diverge within the first 20 steps (before the first curve row): their trials fail
     with the reason recorded, the lr=2e-3 trial completes, and the outputs are written."""
-    path = write_yaml(workdir / "d.yaml", tiny_study("d", sampler={"name": "grid", "seed": 0}, n_trials=3,
-                                                    objectives=[{"metric": "nll", "direction": "minimize"}],
-                                                    search_space={"train.lr": "choice(1e3, 10, 2e-3)"},
-                                                    overrides=["train.steps=100", "train.eval_every=20"]))
+    path = write_yaml(
+        workdir / "d.yaml",
+        tiny_study(
+            "d",
+            sampler={"name": "grid", "seed": 0},
+            n_trials=3,
+            objectives=[{"metric": "nll", "direction": "minimize"}],
+            search_space={"train.lr": "choice(1e3, 10, 2e-3)"},
+            overrides=["train.steps=100", "train.eval_every=20"],
+        ),
+    )
     assert main([str(path)]) == 0
     folder = workdir / "reports" / "sweeps" / "d"
     trials = pd.read_csv(folder / "trials.csv").set_index("params_train.lr")
@@ -216,9 +269,16 @@ def test_a_diverging_trial_fails_alone(workdir: Path) -> None:
 
 
 def test_a_study_whose_every_trial_fails_exits_1(workdir: Path, capsys) -> None:
-    path = write_yaml(workdir / "f.yaml", tiny_study("f", sampler={"name": "grid", "seed": 0}, n_trials=1,
-                                                    objectives=[{"metric": "nll", "direction": "minimize"}],
-                                                    search_space={"train.lr": "choice(1e3)"}))
+    path = write_yaml(
+        workdir / "f.yaml",
+        tiny_study(
+            "f",
+            sampler={"name": "grid", "seed": 0},
+            n_trials=1,
+            objectives=[{"metric": "nll", "direction": "minimize"}],
+            search_space={"train.lr": "choice(1e3)"},
+        ),
+    )
     assert main([str(path)]) == 1
     assert "every trial of study 'f' failed" in capsys.readouterr().err
     assert (workdir / "reports" / "sweeps" / "f" / "trials.csv").exists()

@@ -18,7 +18,6 @@ from optuna.trial import TrialState
 from fmexp.cli import main as fmexp_main
 from fmexp.sweep.storage import make_storage
 from fmexp.sweep.trial_queue import (
-
     Heartbeat,
     counted,
     enqueue_slots,
@@ -39,24 +38,36 @@ from tests.helpers import (
     write_yaml,
 )
 
+
 def main(argv: list[str]) -> int:
     """``python -m fmexp.sweep ARGV``, in this process."""
     return fmexp_main(["sweep", *argv], prog="python -m fmexp.sweep")
 
+
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("sampler, sig", [("random", signal.SIGKILL), ("tpe", signal.SIGKILL), ("random", signal.SIGTERM)],
-                         ids=["random-SIGKILL", "tpe-SIGKILL", "random-SIGTERM"])
+@pytest.mark.parametrize(
+    "sampler, sig",
+    [("random", signal.SIGKILL), ("tpe", signal.SIGKILL), ("random", signal.SIGTERM)],
+    ids=["random-SIGKILL", "tpe-SIGKILL", "random-SIGTERM"],
+)
 def test_a_killed_worker_loses_and_repeats_nothing(workdir: Path, sampler: str, sig: signal.Signals) -> None:
     """A worker killed by SIGKILL while trial 1 runs leaves it RUNNING; the rerun waits out the grace
     period, fails it, runs it again with its params, and ends with exactly n_trials finished. SIGTERM
     hands the trial back at once: FAIL, and its retry waiting."""
-    study = write_yaml(workdir / "k.yaml", tiny_study(
-        "k", sampler={"name": sampler, "seed": 0}, n_trials=4, heartbeat=FAST_HEARTBEAT,
-        objectives=[{"metric": "nll", "direction": "minimize"}],
-        search_space={"method.sigma_min": "tag(log, interval(1e-5, 1e-1))"},
-        overrides=["train.steps=300", "train.eval_every=100"]))
+    study = write_yaml(
+        workdir / "k.yaml",
+        tiny_study(
+            "k",
+            sampler={"name": sampler, "seed": 0},
+            n_trials=4,
+            heartbeat=FAST_HEARTBEAT,
+            objectives=[{"metric": "nll", "direction": "minimize"}],
+            search_space={"method.sigma_min": "tag(log, interval(1e-5, 1e-1))"},
+            overrides=["train.steps=300", "train.eval_every=100"],
+        ),
+    )
     url = journal(workdir / "reports", "k")
     worker = sweep([str(study)], workdir)
     deadline = time.monotonic() + 120
@@ -109,8 +120,10 @@ def test_three_workers_on_sqlite(workdir: Path) -> None:
 
 
 def test_workers_flag_runs_processes_with_a_share_of_the_cores(workdir: Path) -> None:
-    study = write_yaml(workdir / "w.yaml", tiny_study("w", n_trials=4, heartbeat=FAST_HEARTBEAT, **{
-        k: v for k, v in RANDOM.items() if k != "n_trials"}))
+    study = write_yaml(
+        workdir / "w.yaml",
+        tiny_study("w", n_trials=4, heartbeat=FAST_HEARTBEAT, **{k: v for k, v in RANDOM.items() if k != "n_trials"}),
+    )
     assert main([str(study), "--workers", "2"]) == 0
     trials = study_trials("w", journal(workdir / "reports", "w"))
     assert len(trials) == 4
@@ -120,7 +133,9 @@ def test_workers_flag_runs_processes_with_a_share_of_the_cores(workdir: Path) ->
 
 def test_one_worker_is_reproducible(workdir: Path) -> None:
     """The sampler's seed comes from (study seed, trial number): two runs draw the same params."""
-    study = write_yaml(workdir / "r.yaml", tiny_study("r", n_trials=3, **{k: v for k, v in RANDOM.items() if k != "n_trials"}))
+    study = write_yaml(
+        workdir / "r.yaml", tiny_study("r", n_trials=3, **{k: v for k, v in RANDOM.items() if k != "n_trials"})
+    )
     runs = []
     for folder in ("a", "b"):
         assert main([str(study), "--reports-dir", folder]) == 0
@@ -128,7 +143,9 @@ def test_one_worker_is_reproducible(workdir: Path) -> None:
     assert runs[0] == runs[1] and len({p["method.sigma_min"] for p in runs[0]}) == 3
 
 
-def test_a_trial_judged_lost_while_it_ran_leaves_its_worker_running(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_trial_judged_lost_while_it_ran_leaves_its_worker_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A CI run once saw this race: on a busy SQLite lock a trial's beats came later than the grace
     period, and another worker failed it and enqueued its retry between the owner's ``tell`` reading
     the trial's state and writing its result. That ``tell`` raised ``UpdateFinishedTrialError`` and
@@ -205,12 +222,23 @@ def test_workers_taking_slots_at_once_never_take_one_twice(tmp_path: Path, schem
     slots as fast as they can, all at once, take each exactly once. On SQLite that needs the write
     lock from each transaction's start (``fmexp.sweep.storage._sqlite_storage`` says why); without it a CI
     run saw two workers run trial 3, and here they took 78 slots of 60."""
-    url = f"sqlite:///{(tmp_path / 'q.db').as_posix()}" if scheme == "sqlite" else f"journal:///{(tmp_path / 'q.journal').as_posix()}"
+    url = (
+        f"sqlite:///{(tmp_path / 'q.db').as_posix()}"
+        if scheme == "sqlite"
+        else f"journal:///{(tmp_path / 'q.journal').as_posix()}"
+    )
     enqueue_slots(optuna.create_study(study_name="q", storage=make_storage(url)), 60)
     ready = tmp_path / "ready"
     ready.mkdir()
-    procs = [subprocess.Popen([sys.executable, "-c", TAKE_SLOTS, url, str(ready), "4", str(i)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for i in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", TAKE_SLOTS, url, str(ready), "4", str(i)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(4)
+    ]
     taken = []
     for p in procs:
         out, err = p.communicate(timeout=300)

@@ -42,8 +42,11 @@ def load_params(path: str | Path = "params.yaml", overrides: Sequence[str] = ())
     given = [ov.key_or_group for ov in parse_overrides(overrides, f"{path} overrides")]
     for dataset, entries in params.per_dataset.items():
         parsed = parse_overrides(entries, f"{path}: per_dataset.{dataset}")
-        params.per_dataset[dataset] = [e for e, ov in zip(entries, parsed, strict=True)
-                                       if not any(ov.key_or_group == g or ov.key_or_group.startswith(g + ".") for g in given)]
+        params.per_dataset[dataset] = [
+            e
+            for e, ov in zip(entries, parsed, strict=True)
+            if not any(ov.key_or_group == g or ov.key_or_group.startswith(g + ".") for g in given)
+        ]
     errors = validate_params(params) or _per_dataset_errors(params)
     if errors:
         raise ConfigError(f"{path}: " + "; ".join(errors))
@@ -57,8 +60,17 @@ def run_for(params: Params, dataset: str, method: str, seed: int) -> RunConfig:
         raise ConfigError(not_one_of("dataset", dataset, dataset_names()))
     if method not in params.methods:
         raise ConfigError(not_one_of("method", method, sorted(params.methods)))
-    run = RunConfig(dataset=dataset, method_name=method, method=params.methods[method], seed=seed, data=params.data,
-                    model=params.model, train=params.train, sample=params.sample, score=params.score)
+    run = RunConfig(
+        dataset=dataset,
+        method_name=method,
+        method=params.methods[method],
+        seed=seed,
+        data=params.data,
+        model=params.model,
+        train=params.train,
+        sample=params.sample,
+        score=params.score,
+    )
     overrides = params.per_dataset.get(dataset, [])
     return run_config(run, overrides, f"per_dataset.{dataset}") if overrides else run
 

@@ -7,8 +7,9 @@ Overrides are parsed by hydra-core: ``key=value`` changes, ``+key=value`` adds t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
@@ -20,7 +21,6 @@ from fmexp.registry import did_you_mean
 __all__ = ["not_one_of", "parse_overrides", "apply_overrides", "structured", "to_object", "read_yaml"]
 
 T = TypeVar("T")
-
 
 
 def not_one_of(key: str, value: Any, allowed: Sequence[Any]) -> str:
@@ -65,9 +65,13 @@ def apply_overrides(cfg: DictConfig, overrides: Sequence[str], source: str = "ov
                 if OmegaConf.select(cfg, key, default=_MISSING) is _MISSING:
                     parent, _, leaf = key.rpartition(".")
                     node = OmegaConf.select(cfg, parent) if parent else cfg
-                    known = [f"{parent}.{k}" if parent else str(k) for k in node] if isinstance(node, DictConfig) else []
-                    raise ConfigError(f"{source}: unknown key: {key!r} is not one of {known}{did_you_mean(key, known)}"
-                                      f" (use +{key}=... to add an entry to a dict)")
+                    known = (
+                        [f"{parent}.{k}" if parent else str(k) for k in node] if isinstance(node, DictConfig) else []
+                    )
+                    raise ConfigError(
+                        f"{source}: unknown key: {key!r} is not one of {known}{did_you_mean(key, known)}"
+                        f" (use +{key}=... to add an entry to a dict)"
+                    )
                 OmegaConf.update(cfg, key, ov.value(), merge=True)
         except OmegaConfBaseException as e:
             raise ConfigError(f"{source}: {key}: {_reason(e)}") from None

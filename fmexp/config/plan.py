@@ -23,8 +23,20 @@ from fmexp.pipeline.layout import data_file
 from fmexp.registry import constructor_args, names
 from fmexp.runtime import artifacts
 
-__all__ = ["Streams", "Plan", "resolve", "device_for", "load_data", "load_prepared", "model_spec", "model_args", "training_key", "build_method",
-           "auto_divergence", "auto_fid_backend"]
+__all__ = [
+    "Streams",
+    "Plan",
+    "resolve",
+    "device_for",
+    "load_data",
+    "load_prepared",
+    "model_spec",
+    "model_args",
+    "training_key",
+    "build_method",
+    "auto_divergence",
+    "auto_fid_backend",
+]
 
 
 @dataclass(frozen=True)
@@ -43,8 +55,16 @@ class Streams:
 
     @classmethod
     def of(cls, seed: int) -> Streams:
-        return cls(training=seed, validation=seed + 1, curve=seed + 2, sampling=seed + 3, scoring=seed + 4,
-                   curve_points=seed + 5, probes=seed + 7, reference=seed)
+        return cls(
+            training=seed,
+            validation=seed + 1,
+            curve=seed + 2,
+            sampling=seed + 3,
+            scoring=seed + 4,
+            curve_points=seed + 5,
+            probes=seed + 7,
+            reference=seed,
+        )
 
 
 @dataclass(frozen=True)
@@ -63,21 +83,40 @@ class Plan:
     def record(self) -> dict[str, object]:
         """The decisions as plain values (train.json's ``plan``)."""
         m = self.method
-        return {"device": str(self.device), "data": "images" if self.images else "flat", "model_spec": self.model_spec,
-                "method": {"objective": m.objective, "path": type(m.path).__name__, "time_sampler": m.time_sampler,
-                           "coupling": getattr(m.coupling, "__name__", type(m.coupling).__name__),
-                           "path_params": {k: float(v) for k, v in vars(m.path).items() if isinstance(v, (int, float))}},
-                "divergence": self.divergence, "curve_divergence": self.curve_divergence, "fid_backend": self.fid_backend,
-                "fid_reference": "train split" if self.images else None, "distance_reference": "test split",
-                "streams": asdict(self.streams)}
+        return {
+            "device": str(self.device),
+            "data": "images" if self.images else "flat",
+            "model_spec": self.model_spec,
+            "method": {
+                "objective": m.objective,
+                "path": type(m.path).__name__,
+                "time_sampler": m.time_sampler,
+                "coupling": getattr(m.coupling, "__name__", type(m.coupling).__name__),
+                "path_params": {k: float(v) for k, v in vars(m.path).items() if isinstance(v, (int, float))},
+            },
+            "divergence": self.divergence,
+            "curve_divergence": self.curve_divergence,
+            "fid_backend": self.fid_backend,
+            "fid_reference": "train split" if self.images else None,
+            "distance_reference": "test split",
+            "streams": asdict(self.streams),
+        }
 
 
 def resolve(run: RunConfig, data: Dataset) -> Plan:
     """Every decision of one run, made once."""
     images = data.levels is not None
     divergence = run.score.divergence if run.score.divergence != "auto" else auto_divergence(data)
-    return Plan(device=device_for(run), images=images, model_spec=model_spec(run.model, data), method=build_method(run, data),
-                    divergence=divergence, curve_divergence=auto_divergence(data), fid_backend=auto_fid_backend(run, data) if images else None, streams=Streams.of(run.seed))
+    return Plan(
+        device=device_for(run),
+        images=images,
+        model_spec=model_spec(run.model, data),
+        method=build_method(run, data),
+        divergence=divergence,
+        curve_divergence=auto_divergence(data),
+        fid_backend=auto_fid_backend(run, data) if images else None,
+        streams=Streams.of(run.seed),
+    )
 
 
 def training_key(run: RunConfig) -> str:
@@ -106,9 +145,22 @@ def device_for(run: RunConfig) -> torch.device:
 
 def load_data(params_data: DataConfig, name: str) -> Dataset:
     """Dataset ``name`` as ``params_data`` sets it (image datasets read their folder and size)."""
-    return load_dataset(name, params_data.n_train, params_data.n_test, params_data.seed, **(
-        {"root": params_data.root, "size": params_data.image_size, "channels": params_data.channels,
-         "download": params_data.download} if name in names("image_dataset") else {}))
+    return load_dataset(
+        name,
+        params_data.n_train,
+        params_data.n_test,
+        params_data.seed,
+        **(
+            {
+                "root": params_data.root,
+                "size": params_data.image_size,
+                "channels": params_data.channels,
+                "download": params_data.download,
+            }
+            if name in names("image_dataset")
+            else {}
+        ),
+    )
 
 
 def load_prepared(data_dir: str | Path, dataset: str) -> Dataset:
@@ -131,7 +183,9 @@ def model_spec(cfg: ModelConfig, data: Dataset) -> dict[str, object]:
     """The model's registry name and constructor args for this data (``auto``: MLP if flat, U-Net if images)."""
     name = cfg.name if cfg.name != "auto" else ("unet" if data.train.dim() == 4 else "mlp")
     if name == "unet" and data.train.dim() != 4:
-        raise ConfigError(f"model.name: unet needs image data (n, C, H, W); {data.name} has shape {tuple(data.train.shape)}")
+        raise ConfigError(
+            f"model.name: unet needs image data (n, C, H, W); {data.name} has shape {tuple(data.train.shape)}"
+        )
     images = data.train.dim() == 4
     available = {"in_channels": data.train.shape[1], "resolution": data.train.shape[2]} if images else {"dim": data.dim}
     derived = {k: available[k] for k in constructor_args(registry.resolve("model", name)) if k in available}
@@ -145,8 +199,11 @@ def build_method(run: RunConfig, data: Dataset) -> Method:
     m = run.method
     kwargs: dict[str, float] = {"sigma_min": m.sigma_min}
     if m.path == "ve":
-        kwargs["sigma_max"] = m.sigma_max if m.sigma_max is not None else max_pairwise_distance(
-            data.model_space(data.train, torch.Generator().manual_seed(0)))
+        kwargs["sigma_max"] = (
+            m.sigma_max
+            if m.sigma_max is not None
+            else max_pairwise_distance(data.model_space(data.train, torch.Generator().manual_seed(0)))
+        )
     return make_method(m.objective, m.path, m.coupling, run.train.time_sampler, **kwargs)
 
 

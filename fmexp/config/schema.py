@@ -8,8 +8,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 __all__ = [
-    "PipelineConfig", "DataConfig", "MethodConfig", "ModelConfig", "TrainConfig", "SampleConfig", "ScoreConfig", "SweepConfig",
-    "Params", "RunConfig", "PER_DATASET_SECTIONS",
+    "PipelineConfig",
+    "DataConfig",
+    "MethodConfig",
+    "ModelConfig",
+    "TrainConfig",
+    "SampleConfig",
+    "ScoreConfig",
+    "SweepConfig",
+    "Params",
+    "RunConfig",
+    "PER_DATASET_SECTIONS",
 ]
 
 
@@ -108,13 +117,17 @@ class ScoreConfig:
     probe: str = "rademacher"  # hutchinson probes: rademacher | gaussian
     probes: int = 1  # hutchinson probes per point, fixed over the solve; the estimate's variance falls as 1/probes
     dequant_draws: int = 1  # images: K dequantizations per point, combined by log-mean-exp (Table 4)
-    fid_backend: str = "auto"  # auto (digits-classifier for digits, else inception) | digits-classifier | inception | none (no FID)
-    fid_draws: int = 1  # images: FID is the mean over this many disjoint draws of n_samples / fid_draws samples (1: all of them at once)
+    fid_backend: str = (
+        "auto"  # auto (digits-classifier for digits, else inception) | digits-classifier | inception | none (no FID)
+    )
+    fid_draws: int = 1  # images: FID as the mean over this many disjoint draws of the samples (1: all at once)
     inception_weights: str | None = None  # local InceptionV3 weights file for the inception backend
     distance: str = "w2"  # w2 | sliced_w2
     density_grid: int = 40  # side of the grid on which 2-D densities are drawn (Fig. 4); 0: none
     batch_size: int | None = None  # held-out points per likelihood solve (null: all at once)
-    density_times: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0])  # the times t of p_t drawn (Fig. 4)
+    density_times: list[float] = field(
+        default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0]
+    )  # the times t of p_t drawn (Fig. 4)
 
 
 @dataclass
@@ -129,8 +142,12 @@ class PipelineConfig:
     datasets: list[str] = field(default_factory=lambda: ["checkerboard", "8gaussians"])
     methods: list[str] = field(default_factory=lambda: ["fm_ot", "fm_vp", "sm_vp", "fm_ve"])
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    workers: int = 1  # processes per stage that run its seeds side by side, each with cores // workers threads (at least 1)
-    cells: list[str] | None = None  # "dataset/method" cells to run (a method on some datasets only); None: the full product
+    workers: int = (
+        1  # processes per stage that run its seeds side by side, each with cores // workers threads (at least 1)
+    )
+    cells: list[str] | None = (
+        None  # "dataset/method" cells to run (a method on some datasets only); None: the full product
+    )
 
 
 @dataclass

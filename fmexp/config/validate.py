@@ -147,13 +147,17 @@ def score_errors(score: ScoreConfig, sample: SampleConfig) -> list[str]:
 
 
 _SECTIONS: list[Callable[[Any], list[str]]] = [
-    lambda c: data_errors(c.data), lambda c: model_errors(c.model), lambda c: train_errors(c.train),
-    lambda c: sample_errors(c.sample), lambda c: score_errors(c.score, c.sample),
+    lambda c: data_errors(c.data),
+    lambda c: model_errors(c.model),
+    lambda c: train_errors(c.train),
+    lambda c: sample_errors(c.sample),
+    lambda c: score_errors(c.score, c.sample),
 ]
 
 
 def validate_params(p: Params) -> list[str]:
-    """Every out-of-range value and unknown name in ``p`` (but its ``per_dataset`` entries), as ``dotted.key: reason``."""
+    """Every out-of-range value and unknown name in ``p`` (but its ``per_dataset`` entries), as
+    ``dotted.key: reason``."""
     e = _Errors()
     for d in p.pipeline.datasets:
         e.one_of("pipeline.datasets", d, dataset_names())
@@ -168,8 +172,10 @@ def validate_params(p: Params) -> list[str]:
     for cell in p.pipeline.cells or []:
         dataset, _, method = cell.partition("/")
         if dataset not in p.pipeline.datasets or method not in p.pipeline.methods:
-            e.append(f"pipeline.cells: {cell!r} must be 'dataset/method' with a dataset of pipeline.datasets"
-                     f" {p.pipeline.datasets} and a method of pipeline.methods {p.pipeline.methods}")
+            e.append(
+                f"pipeline.cells: {cell!r} must be 'dataset/method' with a dataset of pipeline.datasets"
+                f" {p.pipeline.datasets} and a method of pipeline.methods {p.pipeline.methods}"
+            )
     for name, m in p.methods.items():
         e += method_errors(f"methods.{name}", m)
     for section in _SECTIONS:

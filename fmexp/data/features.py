@@ -15,8 +15,8 @@ images: InceptionV3 reads bytes, the digits classifier the centres of the levels
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -25,8 +25,17 @@ from torch import Tensor, nn
 from fmexp.flow.metrics import frechet_distance, gaussian_stats
 from fmexp.registry import resolve
 
-__all__ = ["classifier_features", "inception_features", "DigitsClassifier", "train_digits_classifier", "backend_kwargs", "features", "reference_stats", "fid_against", "fid"]
-
+__all__ = [
+    "classifier_features",
+    "inception_features",
+    "DigitsClassifier",
+    "train_digits_classifier",
+    "backend_kwargs",
+    "features",
+    "reference_stats",
+    "fid_against",
+    "fid",
+]
 
 
 class DigitsClassifier(nn.Module):
@@ -35,8 +44,14 @@ class DigitsClassifier(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(), nn.Linear(64 * 4 * 4, 128), nn.ReLU(),
+            nn.Conv2d(1, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(64 * 4 * 4, 128),
+            nn.ReLU(),
         )
         self.head = nn.Linear(128, 10)
 
@@ -80,7 +95,9 @@ def _inception(weights: str) -> nn.Module:
             FeatureExtractorInceptionV3,
         )
     except ImportError:
-        raise RuntimeError("inception FID needs torch-fidelity: pip install -e '.[fid]' (with a torchvision matching torch)") from None
+        raise RuntimeError(
+            "inception FID needs torch-fidelity: pip install -e '.[fid]' (with a torchvision matching torch)"
+        ) from None
     return FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=weights).eval()
 
 
@@ -92,14 +109,19 @@ def _as_bytes(images: Tensor, levels: int) -> Tensor:
 
 def _inception_features(images: Tensor, levels: int, weights: str | Path | None) -> Tensor:
     if weights is None or not Path(weights).is_file():
-        raise FileNotFoundError(f"inception FID needs InceptionV3 weights at a local path (score.inception_weights); {weights!r} is not a file."
-                                " fmexp never downloads them.")
+        raise FileNotFoundError(
+            f"inception FID needs InceptionV3 weights at a local path (score.inception_weights); {weights!r} is "
+            "not a file."
+            " fmexp never downloads them."
+        )
     net = _inception(str(weights))
     with torch.no_grad():
         return torch.cat([net(chunk)[0] for chunk in _as_bytes(images, levels).split(200)])
 
 
-def classifier_features(images: Tensor, levels: int, *, classifier: DigitsClassifier | None = None, **_: object) -> Tensor:
+def classifier_features(
+    images: Tensor, levels: int, *, classifier: DigitsClassifier | None = None, **_: object
+) -> Tensor:
     """The ``digits-classifier`` backend: the penultimate layer of the classifier trained by ``prepare``."""
     if classifier is None:
         raise ValueError("the digits-classifier backend needs the classifier trained by the prepare stage")
@@ -109,13 +131,21 @@ def classifier_features(images: Tensor, levels: int, *, classifier: DigitsClassi
         return classifier.features(level_centres(images, levels))
 
 
-def inception_features(images: Tensor, levels: int, *, inception_weights: str | Path | None = None, **_: object) -> Tensor:
+def inception_features(
+    images: Tensor, levels: int, *, inception_weights: str | Path | None = None, **_: object
+) -> Tensor:
     """The ``inception`` backend: InceptionV3's pool features (torch-fidelity), from a local weights file."""
     return _inception_features(images, levels, inception_weights)
 
 
-def features(backend: str, images: Tensor, levels: int, *, classifier: DigitsClassifier | None = None,
-             inception_weights: str | Path | None = None) -> Tensor:
+def features(
+    backend: str,
+    images: Tensor,
+    levels: int,
+    *,
+    classifier: DigitsClassifier | None = None,
+    inception_weights: str | Path | None = None,
+) -> Tensor:
     """Feature vectors ``(n, k)`` of images of integer ``levels`` from the registered ``fid_backend``."""
     extract: Callable[..., Tensor] = resolve("fid_backend", backend)
     return extract(images, levels, classifier=classifier, inception_weights=inception_weights)

@@ -15,7 +15,20 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["ImageSplits", "digits", "imagefolder", "cifar10", "mnist", "dequantize", "quantize", "to_uint8", "level_centres", "data_scale", "load_digits", "load_image_folder"]
+__all__ = [
+    "ImageSplits",
+    "digits",
+    "imagefolder",
+    "cifar10",
+    "mnist",
+    "dequantize",
+    "quantize",
+    "to_uint8",
+    "level_centres",
+    "data_scale",
+    "load_digits",
+    "load_image_folder",
+]
 
 SUFFIXES = {".png", ".jpg", ".jpeg"}
 
@@ -73,7 +86,9 @@ def load_digits(seed: int = 0, test_fraction: float = 0.2) -> ImageSplits:
     return ImageSplits(train, test, levels=17, train_labels=train_labels, test_labels=test_labels)
 
 
-def load_image_folder(root: str | Path, size: int, channels: int = 3, seed: int = 0, test_fraction: float = 0.1) -> ImageSplits:
+def load_image_folder(
+    root: str | Path, size: int, channels: int = 3, seed: int = 0, test_fraction: float = 0.1
+) -> ImageSplits:
     """Every PNG or JPEG under ``root``: shorter side resized to ``size``, centre-cropped, 256 levels."""
     from PIL import Image
 
@@ -124,7 +139,9 @@ def digits(*, seed: int = 0, **_: object) -> ImageSplits:
     return load_digits(seed)
 
 
-def imagefolder(*, root: str | Path = "data/raw", size: int = 32, channels: int = 3, seed: int = 0, **_: object) -> ImageSplits:
+def imagefolder(
+    *, root: str | Path = "data/raw", size: int = 32, channels: int = 3, seed: int = 0, **_: object
+) -> ImageSplits:
     """The ``imagefolder`` dataset: ``load_image_folder`` on ``root``."""
     return load_image_folder(root, size, channels, seed)
 

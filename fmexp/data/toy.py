@@ -12,7 +12,16 @@ import numpy as np
 
 from fmexp.registry import resolve
 
-__all__ = ["checkerboard", "eight_gaussians", "moons", "circles", "two_spirals", "swissroll", "LOG_DENSITIES", "entropy"]
+__all__ = [
+    "checkerboard",
+    "eight_gaussians",
+    "moons",
+    "circles",
+    "two_spirals",
+    "swissroll",
+    "LOG_DENSITIES",
+    "entropy",
+]
 
 
 def _seed(rng: np.random.Generator) -> int:

@@ -6,7 +6,7 @@ plan for squared Euclidean cost within the batch (minibatch OT-CFM, Tong et al. 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

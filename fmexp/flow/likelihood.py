@@ -7,8 +7,9 @@ data point at t=1 back to t=0, with ``delta(1) = 0``, gives ``log p_1(x_1) = log
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -16,8 +17,15 @@ from torch import Tensor
 from fmexp.flow.ode import integrate
 from fmexp.registry import check_choice
 
-__all__ = ["DIVERGENCES", "PROBES", "LikelihoodResult", "velocity_and_divergence", "log_likelihood", "log_mean_likelihood",
-           "gaussian_log_prob"]
+__all__ = [
+    "DIVERGENCES",
+    "PROBES",
+    "LikelihoodResult",
+    "velocity_and_divergence",
+    "log_likelihood",
+    "log_mean_likelihood",
+    "gaussian_log_prob",
+]
 
 Field = Callable[[Tensor, Tensor], Tensor]
 DIVERGENCES = ("exact", "hutchinson")
@@ -26,7 +34,8 @@ PROBES = ("rademacher", "gaussian")
 
 @dataclass(frozen=True)
 class LikelihoodResult:
-    """``logp``: ``log p_1(x_1)`` in nats, shape ``(B,)``; ``x_0``: the points mapped to t=0; ``nfe``: calls to ``v``."""
+    """``logp``: ``log p_1(x_1)`` in nats, shape ``(B,)``; ``x_0``: the points mapped to t=0; ``nfe``:
+    calls to ``v``."""
 
     logp: Tensor
     x_0: Tensor
@@ -119,7 +128,6 @@ def log_likelihood(
     return LikelihoodResult(logp=logp, x_0=x_0, nfe=res.nfe)
 
 
-
 def log_mean_likelihood(v: Field, draws: Sequence[Tensor], *, probe_seed: int = 0, **kwargs: Any) -> LikelihoodResult:
     """``log (1/K) sum_k p_1(x_k)`` over K draws ``x_k`` of the same points (K uniform dequantizations:
     the paper's Table 4), each by ``log_likelihood(v, x_k, **kwargs)``; ``nfe`` is the mean over draws.
@@ -131,6 +139,9 @@ def log_mean_likelihood(v: Field, draws: Sequence[Tensor], *, probe_seed: int = 
     """
     if not draws:
         raise ValueError("log_mean_likelihood needs at least one draw")
-    results = [log_likelihood(v, x, **kwargs, generator=torch.Generator(device=x.device).manual_seed(probe_seed)) for x in draws]
+    results = [
+        log_likelihood(v, x, **kwargs, generator=torch.Generator(device=x.device).manual_seed(probe_seed))
+        for x in draws
+    ]
     logp = torch.logsumexp(torch.stack([r.logp.double() for r in results]), 0) - math.log(len(draws))
     return LikelihoodResult(logp=logp, x_0=results[0].x_0, nfe=round(sum(r.nfe for r in results) / len(results)))

@@ -8,7 +8,7 @@ Both losses return shape ``(B,)``: the squared error averaged over the non-batch
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable
+from collections.abc import Callable
 
 from torch import Tensor, nn
 

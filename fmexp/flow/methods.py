@@ -45,19 +45,25 @@ class Method:
         resolve("time_sampler", self.time_sampler)
         a_0 = float(self.path.schedule(torch.zeros(1))[0])
         if self._objective.needs_source_mean and a_0 <= 0.0:
-            raise ConfigError(f"objective {self.objective!r} needs a path with mu_0 = a_0 x_1, a_0 > 0 (vp, ve);"
-                              f" {type(self.path).__name__} has a_0 = 0")
+            raise ConfigError(
+                f"objective {self.objective!r} needs a path with mu_0 = a_0 x_1, a_0 > 0 (vp, ve);"
+                f" {type(self.path).__name__} has a_0 = 0"
+            )
 
     @property
     def _objective(self) -> Objective:
         objective: Objective = resolve("objective", self.objective)()
         return objective
 
-    def sample_source(self, shape: tuple[int, ...], generator: torch.Generator | None = None, device: str | torch.device = "cpu") -> Tensor:
+    def sample_source(
+        self, shape: tuple[int, ...], generator: torch.Generator | None = None, device: str | torch.device = "cpu"
+    ) -> Tensor:
         """Draw from the source ``N(0, prior_std^2 I)`` that sampling starts from at t=0."""
         return self.path.prior_std * torch.randn(shape, generator=generator, device=device)
 
-    def loss(self, model: nn.Module, x_1: Tensor, generator: torch.Generator | None = None, rows: slice | None = None) -> Tensor:
+    def loss(
+        self, model: nn.Module, x_1: Tensor, generator: torch.Generator | None = None, rows: slice | None = None
+    ) -> Tensor:
         """Per-sample loss ``(B,)`` at ``t`` from the time sampler, ``x_0 ~ N(0, I)`` coupled to the data batch ``x_1``.
 
         With ``rows``, the draws (and the coupling) are made for the whole batch and only those rows go
@@ -75,6 +81,13 @@ class Method:
         return self._objective.velocity(model, self.path)
 
 
-def make_method(objective: str, path: str, coupling: str = "independent", time_sampler: str = "uniform", **path_args: float) -> Method:
+def make_method(
+    objective: str, path: str, coupling: str = "independent", time_sampler: str = "uniform", **path_args: float
+) -> Method:
     """Build a method from names, e.g. ``make_method("fm", "ot", sigma_min=1e-4)``."""
-    return Method(objective=objective, path=get_path(path, **path_args), coupling=get_coupling(coupling), time_sampler=time_sampler)
+    return Method(
+        objective=objective,
+        path=get_path(path, **path_args),
+        coupling=get_coupling(coupling),
+        time_sampler=time_sampler,
+    )

@@ -10,7 +10,14 @@ from torch import Tensor
 
 from fmexp.registry import resolve
 
-__all__ = ["bits_per_dim", "sliced_wasserstein", "wasserstein2", "sample_distance", "gaussian_stats", "frechet_distance"]
+__all__ = [
+    "bits_per_dim",
+    "sliced_wasserstein",
+    "wasserstein2",
+    "sample_distance",
+    "gaussian_stats",
+    "frechet_distance",
+]
 
 
 def bits_per_dim(nll_nats: Tensor | float, dim: int, scale: float = 1.0) -> Tensor | float:
@@ -27,7 +34,11 @@ def sliced_wasserstein(x: Tensor, y: Tensor, n_projections: int = 256, seed: int
     """Sliced 2-Wasserstein distance between two samples (POT), with seeded projections."""
     import ot
 
-    return float(ot.sliced_wasserstein_distance(x.flatten(1).double().numpy(), y.flatten(1).double().numpy(), n_projections=n_projections, seed=seed))
+    return float(
+        ot.sliced_wasserstein_distance(
+            x.flatten(1).double().numpy(), y.flatten(1).double().numpy(), n_projections=n_projections, seed=seed
+        )
+    )
 
 
 def wasserstein2(x: Tensor, y: Tensor) -> float:
@@ -36,7 +47,9 @@ def wasserstein2(x: Tensor, y: Tensor) -> float:
 
     a, b = x.flatten(1).double().numpy(), y.flatten(1).double().numpy()
     cost = ot.dist(a, b)  # squared Euclidean
-    return math.sqrt(float(ot.emd2(np.full(len(a), 1 / len(a)), np.full(len(b), 1 / len(b)), cost, numItermax=1_000_000)))
+    return math.sqrt(
+        float(ot.emd2(np.full(len(a), 1 / len(a)), np.full(len(b), 1 / len(b)), cost, numItermax=1_000_000))
+    )
 
 
 def sample_distance(name: str, x: Tensor, y: Tensor) -> float:

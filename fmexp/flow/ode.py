@@ -7,8 +7,8 @@ here exactly, as the calls made to ``v``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -27,7 +27,6 @@ def chunks(n: int, size: int | None) -> list[slice]:
     solve whose memory must not grow with ``n``."""
     size = n if size is None else size
     return [slice(i, min(i + size, n)) for i in range(0, n, max(size, 1))]
-
 
 
 @dataclass(frozen=True)
@@ -102,7 +101,7 @@ def integrate(
 
     times = [float(t0), *(float(s) for s in (save_at or ())), float(t1)]
     sign = 1.0 if t1 > t0 else -1.0
-    if any(sign * (b - a) <= 0 for a, b in zip(times, times[1:])):
+    if any(sign * (b - a) <= 0 for a, b in zip(times, times[1:], strict=False)):
         raise ValueError(f"save_at must lie strictly between t0={t0} and t1={t1}, in order; got {save_at}")
     t_grid = torch.tensor(times, dtype=x_0.dtype, device=x_0.device)
 

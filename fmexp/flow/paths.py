@@ -114,7 +114,7 @@ class VPPath(ProbabilityPath):
             raise ValueError(f"need 0 < beta_min <= beta_max, got {beta_min}, {beta_max}")
         self.sigma_min, self.beta_min, self.beta_max = float(sigma_min), float(beta_min), float(beta_max)
         # Solve T(s_min) = -log(1 - sigma_min^2), i.e. 1 - alpha_{s_min}^2 = sigma_min^2.
-        target = -math.log1p(-self.sigma_min**2)
+        target = -math.log1p(-(self.sigma_min**2))
         k = self.beta_max - self.beta_min
         if k == 0.0:
             self.s_min = target / self.beta_min

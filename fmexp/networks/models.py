@@ -7,7 +7,7 @@ rebuilt without the config that made it (as nanoGPT does).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -17,8 +17,10 @@ from fmexp.registry import resolve
 
 __all__ = ["SinusoidalTimeEmbedding", "MLP", "UNet", "build_model"]
 
+
 class SinusoidalTimeEmbedding(nn.Module):
-    """Transformer-style features of ``t`` in [0, 1]: ``[sin(w_k t), cos(w_k t)]``, ``w_k`` geometric from ``max_freq`` down.
+    """Transformer-style features of ``t`` in [0, 1]: ``[sin(w_k t), cos(w_k t)]``, ``w_k`` geometric from
+    ``max_freq`` down.
 
     ``max_freq`` is kept low on purpose: the ``1000 t`` scaling of diffusion codebases makes the
     field oscillate in t, and an adaptive solver pays for it (measured on checkerboard after 2k
@@ -46,15 +48,29 @@ class MLP(nn.Module):
     constructor arguments alone rebuild it: an MLP then fits sharp edges in far fewer steps.
     """
 
-    def __init__(self, dim: int, width: int = 256, depth: int = 3, activation: str = "silu", time_embed_dim: int = 32,
-                 fourier_features: int = 0, fourier_scale: float = 1.0) -> None:
+    def __init__(
+        self,
+        dim: int,
+        width: int = 256,
+        depth: int = 3,
+        activation: str = "silu",
+        time_embed_dim: int = 32,
+        fourier_features: int = 0,
+        fourier_scale: float = 1.0,
+    ) -> None:
         super().__init__()
         act: type[nn.Module] = resolve("activation", activation)
         if dim < 1 or width < 1 or depth < 1 or fourier_features < 0:
-            raise ValueError(f"dim, width and depth must be positive and fourier_features >= 0, got {dim}, {width}, {depth}, {fourier_features}")
+            raise ValueError(
+                f"dim, width and depth must be positive and fourier_features >= 0, got {dim}, {width}, {depth}, "
+                f"{fourier_features}"
+            )
         self.embed = SinusoidalTimeEmbedding(time_embed_dim)
-        self.register_buffer("fourier", fourier_scale * torch.randn(dim, fourier_features, generator=torch.Generator().manual_seed(0)),
-                             persistent=False)
+        self.register_buffer(
+            "fourier",
+            fourier_scale * torch.randn(dim, fourier_features, generator=torch.Generator().manual_seed(0)),
+            persistent=False,
+        )
         layers: list[nn.Module] = []
         fan_in = dim + 2 * fourier_features + time_embed_dim
         for _ in range(depth):
@@ -117,13 +133,30 @@ class UNet(nn.Module):
     it with skip connections. ``resolution`` must be divisible by 2^(len(channel_mults) - 1).
     """
 
-    def __init__(self, in_channels: int = 1, resolution: int = 8, channels: int = 32, channel_mults: Sequence[int] = (1, 2),
-                 num_res_blocks: int = 1, attention_resolutions: Sequence[int] = (), dropout: float = 0.0, time_embed_dim: int = 64) -> None:
+    def __init__(
+        self,
+        in_channels: int = 1,
+        resolution: int = 8,
+        channels: int = 32,
+        channel_mults: Sequence[int] = (1, 2),
+        num_res_blocks: int = 1,
+        attention_resolutions: Sequence[int] = (),
+        dropout: float = 0.0,
+        time_embed_dim: int = 64,
+    ) -> None:
         super().__init__()
         if resolution % 2 ** (len(channel_mults) - 1):
-            raise ValueError(f"resolution {resolution} is not divisible by 2^{len(channel_mults) - 1} (channel_mults={list(channel_mults)})")
+            raise ValueError(
+                f"resolution {resolution} is not divisible by 2^{len(channel_mults) - 1} "
+                f"(channel_mults={list(channel_mults)})"
+            )
         emb_dim = 4 * channels
-        self.embed = nn.Sequential(SinusoidalTimeEmbedding(time_embed_dim), nn.Linear(time_embed_dim, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.embed = nn.Sequential(
+            SinusoidalTimeEmbedding(time_embed_dim),
+            nn.Linear(time_embed_dim, emb_dim),
+            nn.SiLU(),
+            nn.Linear(emb_dim, emb_dim),
+        )
         self.conv_in = nn.Conv2d(in_channels, channels, 3, padding=1)
         self.down, skips, c, res = nn.ModuleList(), [channels], channels, resolution
         for level, mult in enumerate(channel_mults):
@@ -139,10 +172,14 @@ class UNet(nn.Module):
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(channel_mults))):
             for _ in range(num_res_blocks + 1):
-                self.up.append(self._stage(c + skips.pop(), channels * mult, emb_dim, dropout, res in attention_resolutions))
+                self.up.append(
+                    self._stage(c + skips.pop(), channels * mult, emb_dim, dropout, res in attention_resolutions)
+                )
                 c = channels * mult
             if level > 0:
-                self.up.append(nn.ModuleList([nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, c, 3, padding=1)]))
+                self.up.append(
+                    nn.ModuleList([nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c, c, 3, padding=1)])
+                )
                 res *= 2
         self.norm_out, self.conv_out = nn.GroupNorm(_groups(c), c), nn.Conv2d(c, in_channels, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight), nn.init.zeros_(self.conv_out.bias)

@@ -57,6 +57,10 @@ def write_offline_template(repo: str | Path = ".") -> Path:
         raise ConfigError(f"{Path(repo).resolve()} is not a DVC repository (no .dvc folder)")
     path = dvc_dir / "plots" / "offline.html"
     artifacts.write_text(path, offline_template())
-    subprocess.run([sys.executable, "-m", "dvc", "config", "--local", "plots.html_template", "plots/offline.html"],
-                   cwd=repo, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "dvc", "config", "--local", "plots.html_template", "plots/offline.html"],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+    )
     return path

@@ -36,13 +36,41 @@ DYNAMIC = {stage: [f"fmexp.pipeline.stages.{stage}"] for stage in ("train", "sam
 """The one import that the AST cannot see: ``stages.aggregate`` loads each stage's module by name."""
 
 PLOTS: list[dict[str, Any]] = [
-    {"held-out NLL during training": {"template": "by_method", "x": "step", "y": {"reports/plots/convergence.csv": "nll"}}},
-    {"dopri5 NFE during training (Fig. 10)": {"template": "by_method", "x": "step",
-                                              "y": {"reports/plots/convergence.csv": "nfe"}}},
-    {"validation loss during training": {"template": "by_method_logy", "x": "step",
-                                         "y": {"reports/plots/convergence.csv": "val_loss"}}},
-    {"sampling error against NFE (Fig. 7)": {"template": "by_solver_loglog", "x": "nfe", "y": {"reports/plots/nfe.csv": "error"}}},
-    {"sample distance against NFE": {"template": "by_solver_loglog", "x": "nfe", "y": {"reports/plots/nfe.csv": "distance"}}},
+    {
+        "held-out NLL during training": {
+            "template": "by_method",
+            "x": "step",
+            "y": {"reports/plots/convergence.csv": "nll"},
+        }
+    },
+    {
+        "dopri5 NFE during training (Fig. 10)": {
+            "template": "by_method",
+            "x": "step",
+            "y": {"reports/plots/convergence.csv": "nfe"},
+        }
+    },
+    {
+        "validation loss during training": {
+            "template": "by_method_logy",
+            "x": "step",
+            "y": {"reports/plots/convergence.csv": "val_loss"},
+        }
+    },
+    {
+        "sampling error against NFE (Fig. 7)": {
+            "template": "by_solver_loglog",
+            "x": "nfe",
+            "y": {"reports/plots/nfe.csv": "error"},
+        }
+    },
+    {
+        "sample distance against NFE": {
+            "template": "by_solver_loglog",
+            "x": "nfe",
+            "y": {"reports/plots/nfe.csv": "distance"},
+        }
+    },
     {"FID against NFE": {"template": "by_solver_loglog", "x": "nfe", "y": {"reports/plots/fid_nfe.csv": "fid"}}},
 ]
 
@@ -110,7 +138,11 @@ def command_modules(command: str) -> set[str]:
     _, build, handler = COMMANDS[command]
     functions = {build.__name__, handler.__qualname__.split(".")[0]}
     cli = _imports(_module_file("fmexp.cli"), functions)
-    return imported_files([*cli, *DYNAMIC.get(command, [])]) | {"fmexp/__init__.py", "fmexp/__main__.py", "fmexp/cli.py"}
+    return imported_files([*cli, *DYNAMIC.get(command, [])]) | {
+        "fmexp/__init__.py",
+        "fmexp/__main__.py",
+        "fmexp/cli.py",
+    }
 
 
 def cells(params: Params) -> list[tuple[str, str]]:
@@ -145,8 +177,6 @@ def _model_keys(params: Params, dataset: str, skip: set[str]) -> list[str]:
     return _leaves("model", ModelConfig, skip, ["name", *model_args(name)])
 
 
-
-
 def stages(params: Params) -> dict[str, Any]:
     """The ``stages`` mapping of ``dvc.yaml``."""
     out: dict[str, Any] = {}
@@ -159,19 +189,27 @@ def stages(params: Params) -> dict[str, Any]:
         out[f"prepare-{d}"] = {
             "cmd": f"python -m fmexp prepare pipeline.datasets=[{d}]",
             "deps": code["prepare"],
-            "params": ["data", *(_leaves("score", ScoreConfig, skip, ["fid_backend", "inception_weights"]) if image else []),
-                       f"per_dataset.{d}"],
+            "params": [
+                "data",
+                *(_leaves("score", ScoreConfig, skip, ["fid_backend", "inception_weights"]) if image else []),
+                f"per_dataset.{d}",
+            ],
             "outs": [f"data/{d}.pt"],
         }
     for stage in ("train", "sample", "score"):
         for d, m in pairs:
             skip = _overridden(params, d)
             folder = f"runs/{d}/{m}"
-            upstream = {"train": [], "sample": [f"{folder}/train"], "score": [f"{folder}/train", f"{folder}/sample"]}[stage]
+            upstream = {"train": [], "sample": [f"{folder}/train"], "score": [f"{folder}/train", f"{folder}/sample"]}[
+                stage
+            ]
             keys = {
                 "train": [*_model_keys(params, d, skip), *_leaves("train", TrainConfig, skip)],
                 "sample": _leaves("sample", SampleConfig, skip),
-                "score": [*_leaves("sample", SampleConfig, skip, ["rtol", "atol"]), *_leaves("score", ScoreConfig, skip)],
+                "score": [
+                    *_leaves("sample", SampleConfig, skip, ["rtol", "atol"]),
+                    *_leaves("score", ScoreConfig, skip),
+                ],
             }[stage]
             entry: dict[str, Any] = {
                 "cmd": f"python -m fmexp {stage} --dataset {d} --method {m}",
@@ -192,7 +230,10 @@ def stages(params: Params) -> dict[str, Any]:
             "cmd": f"python -m fmexp sweep {study} --archive-changed",
             "deps": [f"studies/{study}.yaml", *code["sweep"]],
             "params": ["methods", "per_dataset", "data", "model", "train", "sample", "score"],
-            "outs": [{f"{folder}/{name}": {"cache": False}} for name in ("trials.csv", "best.yaml", "study.yaml", "importances.csv")],
+            "outs": [
+                {f"{folder}/{name}": {"cache": False}}
+                for name in ("trials.csv", "best.yaml", "study.yaml", "importances.csv")
+            ],
         }
     out["report"] = {
         "cmd": "python -m fmexp report",

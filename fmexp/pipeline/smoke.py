@@ -22,10 +22,23 @@ from fmexp.config.schema import Params
 __all__ = ["SMOKE", "smoke"]
 
 SMOKE = (
-    "train.steps=1000", "train.warmup_steps=100", "train.eval_every=500", "train.checkpoint_every=500", "train.curve_points=64",
-    "sample.n_samples=2000", "sample.batch_size=500", "sample.ladder_samples=500", "sample.nfe_ladder=[10,20]",
-    "sample.fixed_solvers=[euler,midpoint]", "sample.n_trajectories=0", "score.n_points=500", "score.batch_size=250",
-    "pipeline.methods=[fm_ot]", "pipeline.seeds=[0]", "pipeline.workers=1", "sweep.studies=[]",
+    "train.steps=1000",
+    "train.warmup_steps=100",
+    "train.eval_every=500",
+    "train.checkpoint_every=500",
+    "train.curve_points=64",
+    "sample.n_samples=2000",
+    "sample.batch_size=500",
+    "sample.ladder_samples=500",
+    "sample.nfe_ladder=[10,20]",
+    "sample.fixed_solvers=[euler,midpoint]",
+    "sample.n_trajectories=0",
+    "score.n_points=500",
+    "score.batch_size=250",
+    "pipeline.methods=[fm_ot]",
+    "pipeline.seeds=[0]",
+    "pipeline.workers=1",
+    "sweep.studies=[]",
 )
 """The smoke run's budget: about 1000 steps at Table 3's batch of 256, 2000 samples, 500 scored points."""
 
@@ -40,12 +53,16 @@ def smoke(params_path: Path, user_overrides: Sequence[str], out: Path) -> int:
     """Run the smoke profile into ``out`` and print its throughput line; user overrides win."""
     base = load_params(params_path, user_overrides)
     dataset = "cifar10" if (Path(base.data.root) / "cifar-10-batches-py").is_dir() else "imagefolder"
-    profile = [] if dataset == "cifar10" else list(base.per_dataset.get("cifar10", []))  # cifar10's own entry applies to cifar10
+    profile = (
+        [] if dataset == "cifar10" else list(base.per_dataset.get("cifar10", []))
+    )  # cifar10's own entry applies to cifar10
     overrides = [*profile, *SMOKE, f"pipeline.datasets=[{dataset}]", *user_overrides]
     params = load_params(params_path, overrides)
     run = run_for(params, dataset, "fm_ot", 0)
     if run.score.fid_backend == "auto" and not _has_inception(run.score.inception_weights):
-        print(f"smoke: no FID: InceptionV3 weights ({run.score.inception_weights}) or torch-fidelity missing", flush=True)
+        print(
+            f"smoke: no FID: InceptionV3 weights ({run.score.inception_weights}) or torch-fidelity missing", flush=True
+        )
         params = load_params(params_path, [*overrides, "score.fid_backend=none"])
     return _run(params, dataset, out)
 
@@ -71,10 +88,12 @@ def _run(params: Params, dataset: str, out: Path) -> int:
     trained, sampled = json.loads(files.train_info.read_text()), json.loads(files.sample_info.read_text())
     metrics = json.loads(files.metrics.read_text())
     peak = f"{torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if cuda else "n/a (no GPU)"
-    print(f"smoke {dataset}, {trained['device']}: training {trained['steps_per_second'] * run.train.batch_size:.0f} images/s"
-          f" ({run.train.steps} steps at batch {run.train.batch_size}, {run.train.precision});"
-          f" sampling {run.sample.n_samples / sampled['seconds']:.1f} images/s (dopri5, NFE {sampled['nfe']:.0f});"
-          f" {metrics['bpd']:.3f} bits/dim, FID {metrics['fid']:.1f} ({metrics['fid_backend']}, unconverged);"
-          f" peak GPU memory {peak}; {time.perf_counter() - start:.0f} s in all")
+    print(
+        f"smoke {dataset}, {trained['device']}: training "
+        f"{trained['steps_per_second'] * run.train.batch_size:.0f} images/s"
+        f" ({run.train.steps} steps at batch {run.train.batch_size}, {run.train.precision});"
+        f" sampling {run.sample.n_samples / sampled['seconds']:.1f} images/s (dopri5, NFE {sampled['nfe']:.0f});"
+        f" {metrics['bpd']:.3f} bits/dim, FID {metrics['fid']:.1f} ({metrics['fid_backend']}, unconverged);"
+        f" peak GPU memory {peak}; {time.perf_counter() - start:.0f} s in all"
+    )
     return 0
-

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any
 
 import matplotlib
@@ -58,15 +58,22 @@ def png(fig: plt.Figure, path: Path) -> str:
 
 def read_csvs(params: Params, runs_dir: Path, name: str) -> pd.DataFrame:
     """The per-method summaries ``curve.csv`` or ``ladder.csv`` (which carry a seed column), stacked."""
-    frames = [pd.read_csv(f / name).assign(dataset=d, method=m)
-              for d, m, f in run_folders(params, runs_dir) if (f / name).exists() and (f / name).stat().st_size > 1]
+    frames = [
+        pd.read_csv(f / name).assign(dataset=d, method=m)
+        for d, m, f in run_folders(params, runs_dir)
+        if (f / name).exists() and (f / name).stat().st_size > 1
+    ]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def run_figures(params: Params, runs_dir: Path, fig_dir: Path, metrics: pd.DataFrame) -> list[Figure]:
     """Every figure of the runs: convergence, against NFE, image grids and FID against NFE, Fig. 4 panels."""
-    return (_convergence(params, runs_dir, fig_dir) + _ladder(params, runs_dir, fig_dir) + _panels(params, runs_dir, fig_dir)
-            + _image_grids(params, runs_dir, fig_dir, metrics))
+    return (
+        _convergence(params, runs_dir, fig_dir)
+        + _ladder(params, runs_dir, fig_dir)
+        + _panels(params, runs_dir, fig_dir)
+        + _image_grids(params, runs_dir, fig_dir, metrics)
+    )
 
 
 def _convergence(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
@@ -75,15 +82,34 @@ def _convergence(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
         return []
     ys = [c for c in ("val_loss", "nll", "nfe") if c in curves]
     long = curves.melt(id_vars=["dataset", "method", "seed", "step"], value_vars=ys, var_name="quantity")
-    g = sns.relplot(data=long, x="step", y="value", hue="method", row="quantity", col="dataset", kind="line",
-                    errorbar="sd", facet_kws={"sharey": False, "sharex": False}, height=2.4, aspect=1.5, marker="o")
+    g = sns.relplot(
+        data=long,
+        x="step",
+        y="value",
+        hue="method",
+        row="quantity",
+        col="dataset",
+        kind="line",
+        errorbar="sd",
+        facet_kws={"sharey": False, "sharex": False},
+        height=2.4,
+        aspect=1.5,
+        marker="o",
+    )
     for (quantity, _), ax in g.axes_dict.items():
         if quantity == "val_loss":  # fm and sm losses differ in scale by orders of magnitude
             ax.set_yscale("log")
     at = ", ".join(f"{d} {t:g}" for d, t in _curve_tolerances(params, runs_dir).items())
-    return [Figure("Convergence", "Validation loss (log scale), held-out NLL (nats) and dopri5 NFE against training step; mean ± sd"
-                   f" over seeds (cf. the paper's Fig. 10). The NLL and NFE columns solve at rtol = atol = train.curve_tol: {at}.",
-                   "convergence", png(g.figure, fig_dir / "convergence.png"))]
+    return [
+        Figure(
+            "Convergence",
+            "Validation loss (log scale), held-out NLL (nats) and dopri5 NFE against training step; mean ± sd"
+            " over seeds (cf. the paper's Fig. 10). The NLL and NFE columns solve at rtol = atol = "
+            f"train.curve_tol: {at}.",
+            "convergence",
+            png(g.figure, fig_dir / "convergence.png"),
+        )
+    ]
 
 
 def _curve_tolerances(params: Params, runs_dir: Path) -> dict[str, float]:
@@ -96,12 +122,32 @@ def _curve_tolerances(params: Params, runs_dir: Path) -> dict[str, float]:
     return tol
 
 
-def _against_nfe(frame: pd.DataFrame, y: str, title: str, caption: str, name: str, fig_dir: Path, *, log_y: bool = False,
-                 floor: dict[str, float] | None = None) -> Figure:
+def _against_nfe(
+    frame: pd.DataFrame,
+    y: str,
+    title: str,
+    caption: str,
+    name: str,
+    fig_dir: Path,
+    *,
+    log_y: bool = False,
+    floor: dict[str, float] | None = None,
+) -> Figure:
     """One panel per dataset of ``y`` against NFE, a line per method and solver (the paper's Fig. 7 layout);
     ``floor`` draws a dashed line per dataset."""
-    g = sns.relplot(data=frame, x="nfe", y=y, hue="method", style="solver", col="dataset", kind="line",
-                    markers=True, errorbar="sd", height=3, aspect=1.2)
+    g = sns.relplot(
+        data=frame,
+        x="nfe",
+        y=y,
+        hue="method",
+        style="solver",
+        col="dataset",
+        kind="line",
+        markers=True,
+        errorbar="sd",
+        height=3,
+        aspect=1.2,
+    )
     g.set(xscale="log", yscale="log" if log_y else "linear")
     for dataset, ax in g.axes_dict.items():
         if floor and dataset in floor:
@@ -114,10 +160,24 @@ def _ladder(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
     if ladder.empty:
         return []
     return [
-        _against_nfe(ladder, "error", "Sampling error against NFE", "Mean distance of fixed-step endpoints to the dopri5 endpoints"
-                     " from the same noise (the paper's Fig. 7 measure).", "nfe_error", fig_dir, log_y=True),
-        _against_nfe(ladder, "distance", "Sample quality against NFE", "Sliced W2 distance of fixed-step samples to held-out data.",
-                     "nfe_quality", fig_dir),
+        _against_nfe(
+            ladder,
+            "error",
+            "Sampling error against NFE",
+            "Mean distance of fixed-step endpoints to the dopri5 endpoints"
+            " from the same noise (the paper's Fig. 7 measure).",
+            "nfe_error",
+            fig_dir,
+            log_y=True,
+        ),
+        _against_nfe(
+            ladder,
+            "distance",
+            "Sample quality against NFE",
+            "Sliced W2 distance of fixed-step samples to held-out data.",
+            "nfe_quality",
+            fig_dir,
+        ),
     ]
 
 
@@ -128,11 +188,13 @@ def _image_grids(params: Params, runs_dir: Path, fig_dir: Path, metrics: pd.Data
     for dataset in params.pipeline.datasets:
         files = {m: RunFiles(runs_dir / dataset / m, seed) for m in params.pipeline.methods}
         stored = {m: artifacts.load_torch(f.samples) for m, f in files.items() if f.samples.exists()}
-        grids = {m: st["samples"][:64].float() / (st["levels"] - 1) for m, st in stored.items() if st.get("levels")}  # uint8 levels to [0, 1]
+        grids = {
+            m: st["samples"][:64].float() / (st["levels"] - 1) for m, st in stored.items() if st.get("levels")
+        }  # uint8 levels to [0, 1]
         if not grids:
             continue
         fig, axes = plt.subplots(1, len(grids), figsize=(3 * len(grids), 3.2), squeeze=False)
-        for ax, (method, x) in zip(axes[0], grids.items()):
+        for ax, (method, x) in zip(axes[0], grids.items(), strict=False):
             x = x.numpy()
             n, c, h, w = x.shape
             k = int(np.ceil(np.sqrt(n)))
@@ -142,12 +204,29 @@ def _image_grids(params: Params, runs_dir: Path, fig_dir: Path, metrics: pd.Data
                 canvas[r * (h + 1) : r * (h + 1) + h, q * (w + 1) : q * (w + 1) + w] = x[i].transpose(1, 2, 0)
             ax.imshow(canvas.squeeze(-1) if c == 1 else canvas, cmap="gray" if c == 1 else None, vmin=0, vmax=1)
             ax.set_title(method), ax.set_axis_off()
-        figs.append(Figure(f"{dataset}: samples", f"dopri5 samples, seed {seed}.", f"grid_{dataset}", png(fig, fig_dir / f"grid_{dataset}.png")))
+        figs.append(
+            Figure(
+                f"{dataset}: samples",
+                f"dopri5 samples, seed {seed}.",
+                f"grid_{dataset}",
+                png(fig, fig_dir / f"grid_{dataset}.png"),
+            )
+        )
     fid = read_csvs(params, runs_dir, "score/fid_ladder.csv")
     if not fid.empty:
         floor = metrics.groupby("dataset")["fid_floor"].mean().dropna().to_dict() if "fid_floor" in metrics else {}
-        figs.append(_against_nfe(fid, "fid", "FID against NFE", "FID of fixed-step samples (uint8) against the training split's"
-                                 " statistics; dashed: as many real held-out images (the floor).", "fid_nfe", fig_dir, floor=floor))
+        figs.append(
+            _against_nfe(
+                fid,
+                "fid",
+                "FID against NFE",
+                "FID of fixed-step samples (uint8) against the training split's"
+                " statistics; dashed: as many real held-out images (the floor).",
+                "fid_nfe",
+                fig_dir,
+                floor=floor,
+            )
+        )
     return figs
 
 
@@ -159,7 +238,8 @@ def _few_nfe(ladder: dict[str, Any], k: int = 3) -> list[tuple[str, int]]:
 
 
 def _show_density(ax: plt.Axes, logp: Any, extent: list[float], **kwargs: Any) -> None:
-    """``exp(logp)`` on ``extent``, its colour scale to the 99.5th percentile: one sharp peak must not darken the rest."""
+    """``exp(logp)`` on ``extent``, its colour scale to the 99.5th percentile: one sharp peak must not
+    darken the rest."""
     p = np.exp(logp.numpy())
     ax.imshow(p, origin="lower", extent=extent, vmin=0, vmax=np.quantile(p, 0.995), **kwargs)
 
@@ -172,8 +252,11 @@ def _panels(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
     seed = params.pipeline.seeds[0]
     for dataset in params.pipeline.datasets:
         files = {m: RunFiles(runs_dir / dataset / m, seed) for m in params.pipeline.methods}
-        loaded = {m: (artifacts.load_torch(f.samples), artifacts.load_torch(f.density)) for m, f in files.items()
-                  if f.samples.exists() and f.density.exists()}
+        loaded = {
+            m: (artifacts.load_torch(f.samples), artifacts.load_torch(f.density))
+            for m, f in files.items()
+            if f.samples.exists() and f.density.exists()
+        }
         loaded = {m: (s, d) for m, (s, d) in loaded.items() if "logp" in d}
         if not loaded:
             continue
@@ -181,16 +264,21 @@ def _panels(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
         first = next(iter(loaded))
         few = _few_nfe(loaded[first][0].get("ladder", {}))
         nfe = {(r.solver, r.steps): r.nfe for r in pd.read_csv(files[first].ladder).itertuples()} if few else {}
-        titles = ([f"density, t = {t:g}" for t in times] + [f"{n}, NFE {nfe[n, s]}" for n, s in few]
-                  + ["dopri5", "trajectories"])
-        fig, axes = plt.subplots(len(loaded), len(titles), figsize=(1.9 * len(titles), 2.0 * len(loaded)), squeeze=False)
-        for row, (method, (samples, d)) in zip(axes, loaded.items()):
+        titles = (
+            [f"density, t = {t:g}" for t in times]
+            + [f"{n}, NFE {nfe[n, s]}" for n, s in few]
+            + ["dopri5", "trajectories"]
+        )
+        fig, axes = plt.subplots(
+            len(loaded), len(titles), figsize=(1.9 * len(titles), 2.0 * len(loaded)), squeeze=False
+        )
+        for row, (method, (samples, d)) in zip(axes, loaded.items(), strict=False):
             extent = [float(d["x"][0]), float(d["x"][-1]), float(d["y"][0]), float(d["y"][-1])]
             lims = [extent[:2], extent[2:]]
-            for ax, logp in zip(row, d["logp"]):
+            for ax, logp in zip(row, d["logp"], strict=False):
                 _show_density(ax, logp, extent, cmap="viridis")
             clouds = [samples["ladder"][f"{n}:{s}"] for n, s in few] + [samples["samples"]]
-            for ax, x in zip(row[len(times):], clouds):
+            for ax, x in zip(row[len(times) :], clouds, strict=False):
                 x = x.numpy()
                 ax.hist2d(x[:, 0], x[:, 1], bins=40, range=lims, cmap="viridis")
             ax = row[-1]
@@ -201,16 +289,22 @@ def _panels(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
                 ax.scatter(traj[-1, i, 0], traj[-1, i, 1], s=8)
             ax.set_xlim(lims[0]), ax.set_ylim(lims[1])
             row[0].set_ylabel(method)
-        for ax, title in zip(axes[0], titles):
+        for ax, title in zip(axes[0], titles, strict=False):
             ax.set_title(title, fontsize=8)
         for ax in axes.flat:
             ax.set_xticks([]), ax.set_yticks([]), ax.set_aspect("equal")
-        figs.append(Figure(f"{dataset}: densities along the path, samples and trajectories",
-                           f"Seed {seed}; the paper's Fig. 4 layout. Left: the model's density p_t at each time t (exact"
-                           f" divergence, dopri5 at 1e-4). Then samples from the same noise by {few[0][0] if few else 'a fixed-step solver'}"
-                           " at a few NFE, by dopri5, and the ODE trajectories of a few of them over the t = 1 density;"
-                           " every panel on the same axes.",
-                           f"panels_{dataset}", png(fig, fig_dir / f"panels_{dataset}.png")))
+        figs.append(
+            Figure(
+                f"{dataset}: densities along the path, samples and trajectories",
+                f"Seed {seed}; the paper's Fig. 4 layout. Left: the model's density p_t at each time t (exact"
+                " divergence, dopri5 at 1e-4). Then samples from the same noise by "
+                f"{few[0][0] if few else 'a fixed-step solver'}"
+                " at a few NFE, by dopri5, and the ODE trajectories of a few of them over the t = 1 density;"
+                " every panel on the same axes.",
+                f"panels_{dataset}",
+                png(fig, fig_dir / f"panels_{dataset}.png"),
+            )
+        )
     return figs
 
 
@@ -227,45 +321,91 @@ def sweep_sections(reports_dir: Path, fig_dir: Path) -> tuple[list[dict[str, Any
         objectives = [o["metric"] for o in best.get("objectives", [])]
         done = trials[trials.state == "COMPLETE"]
         name = folder.name
-        sweeps.append({"name": name, "table": done.drop(columns=[c for c in done if c.startswith("user_attrs")]).to_html(index=False, float_format="{:.4g}".format, classes="data"),
-                       "best": yaml.safe_dump(best, sort_keys=False)})
+        sweeps.append(
+            {
+                "name": name,
+                "table": done.drop(columns=[c for c in done if c.startswith("user_attrs")]).to_html(
+                    index=False, float_format="{:.4g}".format, classes="data"
+                ),
+                "best": yaml.safe_dump(best, sort_keys=False),
+            }
+        )
         if done.empty:
             continue
         fig, axes = plt.subplots(1, len(objectives), figsize=(4 * len(objectives), 3), squeeze=False)
-        for ax, metric, o in zip(axes[0], objectives, best["objectives"]):
+        for ax, metric, o in zip(axes[0], objectives, best["objectives"], strict=False):
             sns.scatterplot(data=done, x="number", y=metric, ax=ax)
             running = done[metric].cummin() if o["direction"] == "minimize" else done[metric].cummax()
             ax.plot(done["number"], running, color="C1", label="best so far")
             ax.legend()
-        figs.append(Figure(f"Sweep {name}: optimization history", "Objective per trial and the best so far.", f"sweep_{name}_history",
-                           png(fig, fig_dir / f"sweep_{name}_history.png")))
+        figs.append(
+            Figure(
+                f"Sweep {name}: optimization history",
+                "Objective per trial and the best so far.",
+                f"sweep_{name}_history",
+                png(fig, fig_dir / f"sweep_{name}_history.png"),
+            )
+        )
         params_cols = [c for c in done if c.startswith("params_")]
-        importance = pd.read_csv(folder / "importances.csv") if (folder / "importances.csv").exists() else pd.DataFrame()
+        importance = (
+            pd.read_csv(folder / "importances.csv") if (folder / "importances.csv").exists() else pd.DataFrame()
+        )
         if not importance.empty and importance["importance"].notna().any():
             fig, axes = plt.subplots(1, len(objectives), figsize=(4 * len(objectives), 2.6), squeeze=False)
             for ax, metric in zip(axes[0], objectives, strict=True):
                 rows = importance[(importance.objective == metric) & importance.importance.notna()]
                 if rows.empty:
                     notes = importance[importance.objective == metric].note.dropna()
-                    ax.text(0.5, 0.5, f"no importances:\n{notes.iloc[0] if len(notes) else ''}", ha="center", va="center", wrap=True)
+                    ax.text(
+                        0.5,
+                        0.5,
+                        f"no importances:\n{notes.iloc[0] if len(notes) else ''}",
+                        ha="center",
+                        va="center",
+                        wrap=True,
+                    )
                     ax.set_axis_off()
                     continue
                 sns.barplot(x=rows.importance.tolist(), y=rows.param.tolist(), ax=ax, orient="h")
                 ax.set_title(metric)
-            figs.append(Figure(f"Sweep {name}: parameter importances", "fANOVA importances (Optuna) for each objective.",
-                               f"sweep_{name}_importance", png(fig, fig_dir / f"sweep_{name}_importance.png")))
+            figs.append(
+                Figure(
+                    f"Sweep {name}: parameter importances",
+                    "fANOVA importances (Optuna) for each objective.",
+                    f"sweep_{name}_importance",
+                    png(fig, fig_dir / f"sweep_{name}_importance.png"),
+                )
+            )
         if len(objectives) >= 2:
             pareto = {t["number"] for t in best.get("pareto_front", [])}
             fig, ax = plt.subplots(figsize=(4.5, 3.5))
-            hue = done["number"].map(lambda n: "Pareto front" if n in pareto else "dominated")
+            hue = done["number"].map(lambda n, pareto=pareto: "Pareto front" if n in pareto else "dominated")
             style = done[params_cols[0]] if params_cols else None
             sns.scatterplot(data=done, x=objectives[0], y=objectives[1], hue=hue, style=style, ax=ax, s=60)
-            figs.append(Figure(f"Sweep {name}: Pareto front", f"{objectives[0]} against {objectives[1]}.", f"sweep_{name}_pareto",
-                               png(fig, fig_dir / f"sweep_{name}_pareto.png")))
+            figs.append(
+                Figure(
+                    f"Sweep {name}: Pareto front",
+                    f"{objectives[0]} against {objectives[1]}.",
+                    f"sweep_{name}_pareto",
+                    png(fig, fig_dir / f"sweep_{name}_pareto.png"),
+                )
+            )
         if "params_sample.rtol" in done and "nfe" in done:
             fig, ax = plt.subplots(figsize=(4.5, 3.5))
-            sns.scatterplot(data=done, x="params_sample.rtol", y="nfe", hue=params_cols[0] if params_cols[0] != "params_sample.rtol" else None, ax=ax)
+            sns.scatterplot(
+                data=done,
+                x="params_sample.rtol",
+                y="nfe",
+                hue=params_cols[0] if params_cols[0] != "params_sample.rtol" else None,
+                ax=ax,
+            )
             ax.set_xscale("log")
-            figs.append(Figure(f"Sweep {name}: NFE against tolerance", "dopri5 NFE at each sampled rtol.", f"sweep_{name}_tolerance",
-                               png(fig, fig_dir / f"sweep_{name}_tolerance.png")))
+            figs.append(
+                Figure(
+                    f"Sweep {name}: NFE against tolerance",
+                    "dopri5 NFE at each sampled rtol.",
+                    f"sweep_{name}_tolerance",
+                    png(fig, fig_dir / f"sweep_{name}_tolerance.png"),
+                )
+            )
     return sweeps, figs

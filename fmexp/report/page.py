@@ -33,14 +33,31 @@ __all__ = ["collect_metrics", "welch_p", "method_table", "write_plot_data", "bui
 
 COLUMNS = {"nll": "NLL (nats)", "distance": "distance", "nfe": "NFE"}
 IMAGE_COLUMNS = {"bpd": "NLL (bits/dim)", "fid": "FID", "nfe": "NFE"}  # the paper's Table 1
-PACKAGES = ("fmexp", "torch", "torchdiffeq", "numpy", "scipy", "POT", "optuna", "hydra-core", "omegaconf", "dvc", "pandas", "seaborn", "matplotlib")
+PACKAGES = (
+    "fmexp",
+    "torch",
+    "torchdiffeq",
+    "numpy",
+    "scipy",
+    "POT",
+    "optuna",
+    "hydra-core",
+    "omegaconf",
+    "dvc",
+    "pandas",
+    "seaborn",
+    "matplotlib",
+)
 
 
 def collect_metrics(params: Params, runs_dir: Path) -> pd.DataFrame:
     """One row per scored seed: dataset, method, seed and every metric (from each seed's ``metrics.json``)."""
-    rows = [{"dataset": d, "method": m, "seed": seed, **artifacts.read_json(files.metrics)}
-            for d, m, folder in run_folders(params, runs_dir) for seed in params.pipeline.seeds
-            if (files := RunFiles(folder, seed)).metrics.exists()]
+    rows = [
+        {"dataset": d, "method": m, "seed": seed, **artifacts.read_json(files.metrics)}
+        for d, m, folder in run_folders(params, runs_dir)
+        for seed in params.pipeline.seeds
+        if (files := RunFiles(folder, seed)).metrics.exists()
+    ]
     return pd.DataFrame(rows)
 
 
@@ -76,10 +93,13 @@ def method_table(metrics: pd.DataFrame, dataset: str, methods: list[str]) -> tup
         best = mean.idxmin() if len(mean) else None
         values = {m: df.loc[df.method == m, col].dropna().to_numpy(float) for m in order}
         stats[f"{col}_p"] = [float("nan") if m == best else welch_p(values[best], values[m]) for m in order]
-        significant = len(order) > 1 and all(p < SIGNIFICANCE for m, p in zip(order, stats[f"{col}_p"]) if m != best)
+        p_values = zip(order, stats[f"{col}_p"], strict=True)
+        significant = len(order) > 1 and all(p < SIGNIFICANCE for m, p in p_values if m != best)
         fmt = {"nfe": "{:.0f} ± {:.0f}", "fid": "{:.1f} ± {:.1f}"}.get(col, "{:.3f} ± {:.3f}")
-        cells = [fmt.format(a, b) for a, b in zip(mean, std)]
-        display[label] = [f"**{c}**" if m == best and significant else c for m, c in zip(stats.index, cells)]
+        cells = [fmt.format(a, b) for a, b in zip(mean, std, strict=False)]
+        display[label] = [
+            f"**{c}**" if m == best and significant else c for m, c in zip(stats.index, cells, strict=True)
+        ]
     display.index.name = "method"
     return stats, display
 
@@ -98,14 +118,20 @@ def write_plot_data(params: Params, runs_dir: Path, plot_dir: Path) -> None:
         frame = read_csvs(params, runs_dir, source)
         if frame.empty:
             continue
-        mean = frame.groupby(["dataset", "method", *keys], sort=False)[[v for v in values if v in frame]].mean().reset_index()
+        mean = (
+            frame.groupby(["dataset", "method", *keys], sort=False)[[v for v in values if v in frame]]
+            .mean()
+            .reset_index()
+        )
         artifacts.write_text(plot_dir / f"{name}.csv", mean.to_csv(index=False))
 
 
 def _provenance(params_path: Path) -> dict[str, Any]:
     def git(*args: str) -> str:
         try:
-            return subprocess.run(["git", *args], capture_output=True, text=True, check=True, cwd=params_path.parent or ".").stdout.strip()
+            return subprocess.run(
+                ["git", *args], capture_output=True, text=True, check=True, cwd=params_path.parent or "."
+            ).stdout.strip()
         except (OSError, subprocess.CalledProcessError):
             return "unknown"
 
@@ -118,10 +144,15 @@ def _provenance(params_path: Path) -> dict[str, Any]:
     # Only code and params count: a run rewrites its outputs, dvc.lock and DVC's .gitignore entries
     outputs = (":!dvc.lock", ":!.gitignore", ":!**/.gitignore", ":!runs", ":!reports", ":!data")
     dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", *outputs)
-    return {"revision": git("rev-parse", "HEAD") + (" (with uncommitted changes)" if dirty not in ("", "unknown") else ""), "versions": versions}
+    return {
+        "revision": git("rev-parse", "HEAD") + (" (with uncommitted changes)" if dirty not in ("", "unknown") else ""),
+        "versions": versions,
+    }
 
 
-def build_report(params: Params, params_path: str | Path, *, runs_dir: str | Path = "runs", reports_dir: str | Path = "reports") -> Path:
+def build_report(
+    params: Params, params_path: str | Path, *, runs_dir: str | Path = "runs", reports_dir: str | Path = "reports"
+) -> Path:
     """Write ``reports/summary.html``, ``reports/tables/*``, ``reports/figures/*`` and the data of DVC's
     plots, ``reports/plots/*``; return the page's path."""
     runs_dir, reports_dir = Path(runs_dir), Path(reports_dir)
@@ -135,8 +166,10 @@ def build_report(params: Params, params_path: str | Path, *, runs_dir: str | Pat
         stats, display = method_table(metrics, dataset, params.pipeline.methods)
         rows = metrics[metrics.dataset == dataset]
         display = display.rename(columns={"distance": f"{rows.distance_name.iloc[0]} distance"})
-        note = (f"NLL in nats of {params.score.n_points} held-out points, {rows.distance_name.iloc[0]} distance of the"
-                " dopri5 samples to the held-out split.") + _entropy_note(dataset)
+        note = (
+            f"NLL in nats of {params.score.n_points} held-out points, {rows.distance_name.iloc[0]} distance of the"
+            " dopri5 samples to the held-out split."
+        ) + _entropy_note(dataset)
         if "fid_backend" in rows and rows.fid_backend.notna().any():
             display = display.rename(columns={"FID": f"FID ({rows.fid_backend.dropna().iloc[0]})"})
             note = _image_note(rows)
@@ -150,8 +183,13 @@ def build_report(params: Params, params_path: str | Path, *, runs_dir: str | Pat
     write_plot_data(params, runs_dir, reports_dir / "plots")
     env = Environment(loader=PackageLoader("fmexp.report"), autoescape=select_autoescape(["html"]))
     page = env.get_template("summary.html").render(
-        tables=tables, figures=figures + sweep_figs, sweeps=sweeps, provenance=_provenance(Path(params_path)),
-        params=yaml.safe_dump(to_plain(params), sort_keys=False), methods=params.methods)
+        tables=tables,
+        figures=figures + sweep_figs,
+        sweeps=sweeps,
+        provenance=_provenance(Path(params_path)),
+        params=yaml.safe_dump(to_plain(params), sort_keys=False),
+        methods=params.methods,
+    )
     out = reports_dir / "summary.html"
     artifacts.write_text(out, page)
     return out
@@ -172,18 +210,27 @@ def _image_note(rows: pd.DataFrame) -> str:
     """What an image table's numbers are, with the FID floor (real held-out images against the training split)."""
     backend = rows.fid_backend.dropna().iloc[0]
     se = rows.groupby("method").bpd_se.mean()
-    note = (f"NLL in bits/dim of the held-out images (Hutchinson divergence, uniform dequantization; the standard error"
-            f" over images is {se.min():.3f} to {se.max():.3f}), FID with the {backend} features of the dopri5 samples,"
-            f" as uint8, against the statistics of the whole training split (the standard protocol).")
+    note = (
+        f"NLL in bits/dim of the held-out images (Hutchinson divergence, uniform dequantization; the standard error"
+        f" over images is {se.min():.3f} to {se.max():.3f}), FID with the {backend} features of the dopri5 samples,"
+        f" as uint8, against the statistics of the whole training split (the standard protocol)."
+    )
     if "fid_draws" in rows and rows.fid_draws.max() > 1:
-        note += (f" Each seed's FID is the mean over {int(rows.fid_draws.iloc[0])} disjoint draws of {int(rows.fid_n.iloc[0])} samples;"
-                 f" one draw's FID spreads by {rows.fid_draw_std.mean():.1f} (std over draws, mean over runs).")
+        note += (
+            f" Each seed's FID is the mean over {int(rows.fid_draws.iloc[0])} disjoint draws of "
+            f"{int(rows.fid_n.iloc[0])} samples;"
+            f" one draw's FID spreads by {rows.fid_draw_std.mean():.1f} (std over draws, mean over runs)."
+        )
     if "fid_floor" in rows:
-        note += (f" {int(rows.fid_floor_n.iloc[0])} real held-out images score FID {rows.fid_floor.mean():.1f} against it:"
-                 " the floor at that number of images.")
+        note += (
+            f" {int(rows.fid_floor_n.iloc[0])} real held-out images score FID {rows.fid_floor.mean():.1f} against it:"
+            " the floor at that number of images."
+        )
     if "fid_floor_std" in rows and rows.fid_floor_std.notna().any():
-        note += (f" Disjoint subsets of the training split spread that floor by {rows.fid_floor_std.mean():.1f} (std):"
-                 " FID differences smaller than that are noise.")
+        note += (
+            f" Disjoint subsets of the training split spread that floor by {rows.fid_floor_std.mean():.1f} (std):"
+            " FID differences smaller than that are noise."
+        )
     if "fid_classifier_accuracy" in rows:
         note += f" The classifier's test accuracy is {rows.fid_classifier_accuracy.iloc[0]:.1%}."
     return note

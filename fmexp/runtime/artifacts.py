@@ -10,16 +10,24 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
 from fmexp.errors import ArtifactError, ConfigError
 
-__all__ = ["atomic_path", "save_torch", "load_torch", "write_json", "read_json", "write_text", "write_csv",
-           "ensure_writable"]
-
+__all__ = [
+    "atomic_path",
+    "save_torch",
+    "load_torch",
+    "write_json",
+    "read_json",
+    "write_text",
+    "write_csv",
+    "ensure_writable",
+]
 
 
 @contextlib.contextmanager
@@ -59,8 +67,10 @@ def load_torch(path: str | os.PathLike[str], map_location: str | torch.device = 
     except FileNotFoundError:
         raise
     except Exception as e:  # truncated zip, not a torch file, a pickle refused by weights_only
-        raise ArtifactError(f"{path}: cannot be read ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}):"
-                            " it is truncated or corrupt; rerun the stage that writes it") from None
+        raise ArtifactError(
+            f"{path}: cannot be read ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}):"
+            " it is truncated or corrupt; rerun the stage that writes it"
+        ) from None
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:
@@ -76,7 +86,9 @@ def read_json(path: str | os.PathLike[str]) -> Any:
     try:
         return json.loads(Path(path).read_text())
     except json.JSONDecodeError as e:
-        raise ArtifactError(f"{path}: not valid JSON ({e}): it is truncated or corrupt; rerun the stage that writes it") from None
+        raise ArtifactError(
+            f"{path}: not valid JSON ({e}): it is truncated or corrupt; rerun the stage that writes it"
+        ) from None
 
 
 def ensure_writable(folder: str | os.PathLike[str]) -> None:
@@ -87,8 +99,10 @@ def ensure_writable(folder: str | os.PathLike[str]) -> None:
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as e:
-        raise ConfigError(f"{folder}: cannot write outputs here ({e.strerror or e}); choose another folder"
-                          " (--data-dir, --runs-dir, --reports-dir) or fix its permissions") from None
+        raise ConfigError(
+            f"{folder}: cannot write outputs here ({e.strerror or e}); choose another folder"
+            " (--data-dir, --runs-dir, --reports-dir) or fix its permissions"
+        ) from None
 
 
 def write_csv(path: str | os.PathLike[str], rows: list[dict[str, Any]]) -> None:

@@ -14,8 +14,9 @@ import logging
 import multiprocessing
 import os
 import sys
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -45,7 +46,8 @@ def run_in_processes(fn: Callable[..., Any], jobs: Sequence[tuple[Any, ...]], wo
     log_level = root.level if root.handlers else None  # workers log as this process does
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([fn.__module__])  # takes effect when this process starts its server
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                             initargs=(threads_per_worker(workers), log_level)) as pool:
+    with ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_init_worker, initargs=(threads_per_worker(workers), log_level)
+    ) as pool:
         futures = [pool.submit(fn, *job) for job in jobs]
         return [f.result() for f in futures]

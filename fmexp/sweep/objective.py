@@ -61,7 +61,7 @@ def make_objective(study: Study) -> Callable[[optuna.Trial], float | tuple[float
         for i, seed in enumerate(study.config.seeds):
             offset = i * run.train.steps
 
-            def on_eval(row: dict[str, float]) -> None:
+            def on_eval(row: dict[str, float], offset: int = offset, seed: int = seed) -> None:
                 if single and metrics[0] in row:  # reported with or without a pruner: optuna-dashboard draws the curves
                     trial.report(row[metrics[0]], offset + int(row["step"]))
                     if prune and trial.should_prune():

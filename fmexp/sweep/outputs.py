@@ -24,20 +24,31 @@ def write_outputs(study: Study, ostudy: optuna.Study) -> None:
     trial lost with its worker and run again), ``best.yaml`` and ``study.yaml``."""
     names = [o.metric for o in study.config.objectives]
     trials = ostudy.get_trials(deepcopy=False)
-    df = ostudy.trials_dataframe(attrs=("number", "state", "params", "values", "duration", "user_attrs"), multi_index=False)
+    df = ostudy.trials_dataframe(
+        attrs=("number", "state", "params", "values", "duration", "user_attrs"), multi_index=False
+    )
     df = df.drop(columns=[f"user_attrs_{HEARTBEAT_ATTR}"], errors="ignore")
     df["superseded"] = df["number"].isin(superseded(trials))
     # Optuna names the objective columns value, values_<i> or, once set_metric_names ran, values_<name>
     renames = {"value": names[0]} if len(names) == 1 else {}
-    df = df.rename(columns=renames | {f"values_{i}": n for i, n in enumerate(names)} | {f"values_{n}": n for n in names})
+    df = df.rename(
+        columns=renames | {f"values_{i}": n for i, n in enumerate(names)} | {f"values_{n}": n for n in names}
+    )
     if "duration" in df:
         df["duration"] = df["duration"].dt.total_seconds()
     with artifacts.atomic_path(study.folder / "trials.csv") as tmp:
         df.to_csv(tmp, index=False)
-    best = [{"number": t.number, "params": t.params, "values": dict(zip(names, t.values))} for t in _best(ostudy)]
-    doc = {"study": study.config.study, "objectives": [{"metric": o.metric, "direction": o.direction} for o in study.config.objectives],
-           "pareto_front" if len(names) > 1 else "best": best if len(names) > 1 else (best[0] if best else None),
-           "study_file": str(study.path), "n_trials": len(counted(trials))}
+    best = [
+        {"number": t.number, "params": t.params, "values": dict(zip(names, t.values, strict=True))}
+        for t in _best(ostudy)
+    ]
+    doc = {
+        "study": study.config.study,
+        "objectives": [{"metric": o.metric, "direction": o.direction} for o in study.config.objectives],
+        "pareto_front" if len(names) > 1 else "best": best if len(names) > 1 else (best[0] if best else None),
+        "study_file": str(study.path),
+        "n_trials": len(counted(trials)),
+    }
     artifacts.write_text(study.folder / "best.yaml", yaml.safe_dump(doc, sort_keys=False))
     artifacts.write_text(study.folder / "study.yaml", yaml.safe_dump(_study_record(study), sort_keys=False))
     with artifacts.atomic_path(study.folder / "importances.csv") as tmp:
@@ -52,13 +63,21 @@ def importances(ostudy: optuna.Study, names: list[str]) -> pd.DataFrame:
     rows: list[dict[str, object]] = []
     for i, metric in enumerate(names):
         if len(done) < 2 or not done[0].params:
-            rows.append({"objective": metric, "param": None, "importance": None,
-                         "note": f"{len(done)} completed trial(s) with {len(done[0].params) if done else 0} searched param(s)"})
+            rows.append(
+                {
+                    "objective": metric,
+                    "param": None,
+                    "importance": None,
+                    "note": f"{len(done)} completed trial(s) with {len(done[0].params) if done else 0} "
+                    "searched param(s)",
+                }
+            )
             continue
         target = (lambda t, i=i: t.values[i]) if len(names) > 1 else None
         try:
-            imp = optuna.importance.get_param_importances(ostudy, target=target,
-                                                          evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0))
+            imp = optuna.importance.get_param_importances(
+                ostudy, target=target, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0)
+            )
         except (RuntimeError, ValueError) as e:  # e.g. every trial scored the same
             rows.append({"objective": metric, "param": None, "importance": None, "note": str(e)})
             continue
@@ -87,7 +106,7 @@ def summary(study: Study, ostudy: optuna.Study) -> str:
     lines = [f"study {study.config.study}: {len(states)} trials ({counts}{rerun}); storage {redact(study.storage)}"]
     names = [o.metric for o in study.config.objectives]
     for t in _best(ostudy):
-        vals = ", ".join(f"{n}={v:.4g}" for n, v in zip(names, t.values))
+        vals = ", ".join(f"{n}={v:.4g}" for n, v in zip(names, t.values, strict=False))
         lines.append(f"  {'pareto' if len(names) > 1 else 'best'} #{t.number}: {vals}  {t.params}")
     lines.append(f"  outputs: {study.folder}/trials.csv, {study.folder}/best.yaml")
     return "\n".join(lines)

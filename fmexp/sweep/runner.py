@@ -77,7 +77,9 @@ def run_study(study: Study, *, quiet: bool = False, archive_changed: bool = Fals
     return ostudy
 
 
-def open_study(study: Study, *, archive_changed: bool = False, quiet: bool = False) -> tuple[optuna.Study, optuna.storages.BaseStorage]:
+def open_study(
+    study: Study, *, archive_changed: bool = False, quiet: bool = False
+) -> tuple[optuna.Study, optuna.storages.BaseStorage]:
     """Create the study and enqueue its slots, or load it and top its slots up to ``n_trials``.
 
     The worker that creates a study enqueues the slots before it records the definition; a worker
@@ -88,8 +90,10 @@ def open_study(study: Study, *, archive_changed: bool = False, quiet: bool = Fal
     stored = None if created else _wait_for_definition(ostudy, study.config.heartbeat.grace_period)
     if stored is not None and stored != definition:
         changed = sorted(k for k in set(stored) | set(definition) if stored.get(k) != definition.get(k))
-        where = (f"the stored study {study.config.study!r} ({redact(study.storage)}) was made from a different definition"
-                 f" ({', '.join(changed)} changed)")
+        where = (
+            f"the stored study {study.config.study!r} ({redact(study.storage)}) was made from a different definition"
+            f" ({', '.join(changed)} changed)"
+        )
         if not (archive_changed and study.storage == default_storage(study.folder)):
             raise ConfigError(f"{study.path}: {where}; rename the study, or move its storage away to start afresh")
         archive = _archive(study.folder)
@@ -163,4 +167,6 @@ def _create_or_load(study: Study, attempts: int = 5) -> tuple[optuna.Study, optu
 def _definition(study: Study) -> dict[str, Any]:
     """What makes trials comparable: everything but the trial budget, the storage and the heartbeat."""
     cfg = to_plain(study.config)
-    return {k: v for k, v in cfg.items() if k not in ("n_trials", "storage", "heartbeat")} | {"base_run": to_plain(study.base_run)}
+    return {k: v for k, v in cfg.items() if k not in ("n_trials", "storage", "heartbeat")} | {
+        "base_run": to_plain(study.base_run)
+    }

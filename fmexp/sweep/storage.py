@@ -25,7 +25,7 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
     """An Optuna storage for ``url``: ``journal:///FILE`` is a JournalFileBackend (the local
     multi-process storage), anything else an RDBStorage."""
     if url.startswith("journal:///"):
-        path = Path(url[len("journal:///"):])
+        path = Path(url[len("journal:///") :])
         path.parent.mkdir(parents=True, exist_ok=True)
         return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
     if url.startswith("sqlite"):

@@ -34,7 +34,17 @@ from fmexp.registry import did_you_mean
 from fmexp.sweep.storage import STORAGE_ENV, STORAGE_SCHEMES, default_storage, redact
 from fmexp.sweep.trial_queue import Heartbeat
 
-__all__ = ["StudyConfig", "Study", "METRICS", "to_distribution", "override", "load_study", "grid_points", "find_study", "study_file"]
+__all__ = [
+    "StudyConfig",
+    "Study",
+    "METRICS",
+    "to_distribution",
+    "override",
+    "load_study",
+    "grid_points",
+    "find_study",
+    "study_file",
+]
 
 METRICS = ("nll", "distance", "nfe", "nfe_nll", "train_seconds")
 DIRECTIONS = ("minimize", "maximize")
@@ -128,8 +138,10 @@ def to_distribution(key: str, expr: str, source: str) -> optuna.distributions.Ba
         if log:
             raise ConfigError(f"{where}: tag(log, range(...)) needs integer bounds")
         return optuna.distributions.FloatDistribution(float(start), float(last), step=float(step))
-    raise ConfigError(f"{where}: {expr!r} is not a sweep; use choice(...), interval(a, b), range(a, b) or tag(log, ...)"
-                      " (fixed values belong in overrides)")
+    raise ConfigError(
+        f"{where}: {expr!r} is not a sweep; use choice(...), interval(a, b), range(a, b) or tag(log, ...)"
+        " (fixed values belong in overrides)"
+    )
 
 
 def _check_bounds(where: str, low: float, high: float, log: bool, allow_equal: bool = False) -> None:
@@ -150,8 +162,14 @@ def override(key: str, value: Any) -> str:
     return f"{key}={value}" if not isinstance(value, str) else f"{key}='{value}'"
 
 
-def load_study(path: str | Path, *, storage: str | None = None, n_trials: int | None = None,
-               reports_dir: str | Path = "reports", name: str | None = None) -> Study:
+def load_study(
+    path: str | Path,
+    *,
+    storage: str | None = None,
+    n_trials: int | None = None,
+    reports_dir: str | Path = "reports",
+    name: str | None = None,
+) -> Study:
     """Read and check a study file completely; raises ``ConfigError`` naming the file and field.
     ``name``, when given (a study listed in ``sweep.studies``), must equal the file's ``study``."""
     path = Path(path)
@@ -161,11 +179,15 @@ def load_study(path: str | Path, *, storage: str | None = None, n_trials: int | 
     if n_trials is not None:
         cfg.n_trials = n_trials
     if not NAME.match(cfg.study or ""):
-        raise ConfigError(f"{source}: study: {cfg.study!r} must be a plain name (letters, digits, '_', '-', '.'),"
-                          " so that reports/sweeps/<study>/ stays inside reports/sweeps/")
+        raise ConfigError(
+            f"{source}: study: {cfg.study!r} must be a plain name (letters, digits, '_', '-', '.'),"
+            " so that reports/sweeps/<study>/ stays inside reports/sweeps/"
+        )
     if name is not None and cfg.study != name:
-        raise ConfigError(f"{source}: study: {cfg.study!r} must equal the file's name {name!r} (sweep.studies lists it by name,"
-                          f" and the pipeline's sweep stage owns reports/sweeps/{name}/)")
+        raise ConfigError(
+            f"{source}: study: {cfg.study!r} must equal the file's name {name!r} (sweep.studies lists it by name,"
+            f" and the pipeline's sweep stage owns reports/sweeps/{name}/)"
+        )
     if cfg.n_trials < 1:
         raise ConfigError(f"{source}: n_trials: must be at least 1, got {cfg.n_trials}")
     if not cfg.seeds:
@@ -190,7 +212,9 @@ def load_study(path: str | Path, *, storage: str | None = None, n_trials: int | 
     base_path = Path(cfg.base)
     params = load_params(base_path)
     if cfg.method not in params.methods:
-        raise ConfigError(f"{source}: {not_one_of('method', cfg.method, sorted(params.methods))} (the methods of {base_path})")
+        raise ConfigError(
+            f"{source}: {not_one_of('method', cfg.method, sorted(params.methods))} (the methods of {base_path})"
+        )
     base_run = run_config(run_for(params, cfg.dataset, cfg.method, cfg.seeds[0]), cfg.overrides, f"{source}: overrides")
     space = {key: to_distribution(key, expr, source) for key, expr in cfg.search_space.items()}
     for key, dist in space.items():  # every key must exist, every choice and bound must be valid
@@ -199,21 +223,29 @@ def load_study(path: str | Path, *, storage: str | None = None, n_trials: int | 
     if cfg.sampler.name == "grid":
         bad = [k for k, d in space.items() if isinstance(d, optuna.distributions.FloatDistribution) and d.step is None]
         if bad:
-            raise ConfigError(f"{source}: sampler.name: grid needs choice() or range() for every key; {bad} are intervals")
+            raise ConfigError(
+                f"{source}: sampler.name: grid needs choice() or range() for every key; {bad} are intervals"
+            )
         size = len(grid_points(space, 0))
         if cfg.n_trials > size:
-            raise ConfigError(f"{source}: n_trials: {cfg.n_trials} is more than the grid's {size} points (each runs once)")
+            raise ConfigError(
+                f"{source}: n_trials: {cfg.n_trials} is more than the grid's {size} points (each runs once)"
+            )
     hb = cfg.heartbeat
     if not 0 < hb.interval < hb.grace_period:
-        raise ConfigError(f"{source}: heartbeat: needs 0 < interval < grace_period, got interval={hb.interval},"
-                          f" grace_period={hb.grace_period}")
+        raise ConfigError(
+            f"{source}: heartbeat: needs 0 < interval < grace_period, got interval={hb.interval},"
+            f" grace_period={hb.grace_period}"
+        )
 
     folder = Path(reports_dir) / "sweeps" / cfg.study
     url = storage or os.environ.get(STORAGE_ENV) or cfg.storage
     if url is None:
         url = default_storage(folder)
     elif url.split("://")[0].split("+")[0] not in STORAGE_SCHEMES:
-        raise ConfigError(f"{source}: storage: {redact(url)!r} must be null, journal:///FILE, sqlite:///FILE or postgresql://...")
+        raise ConfigError(
+            f"{source}: storage: {redact(url)!r} must be null, journal:///FILE, sqlite:///FILE or postgresql://..."
+        )
     return Study(path=path, config=cfg, base_run=base_run, space=space, folder=folder, storage=url)
 
 
@@ -226,7 +258,7 @@ def grid_points(space: dict[str, optuna.distributions.BaseDistribution], seed: i
         else:
             n = int(round((d.high - d.low) / d.step)) + 1  # type: ignore[attr-defined]
             axes[key] = [d.low + i * d.step for i in range(n)]  # type: ignore[attr-defined]
-    points = [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+    points = [dict(zip(axes, values, strict=False)) for values in itertools.product(*axes.values())]
     order = np.random.default_rng(seed).permutation(len(points))
     return [points[i] for i in order]
 
@@ -247,5 +279,7 @@ def find_study(study: str, studies_dir: str | Path = "studies") -> tuple[Path, s
     path = study_file(study, studies_dir)
     if not path.exists():
         known = sorted(p.stem for p in Path(studies_dir).glob("*.yaml"))
-        raise ConfigError(f"{path}: no such study; the studies under {studies_dir}/ are {known}{did_you_mean(study, known)}")
+        raise ConfigError(
+            f"{path}: no such study; the studies under {studies_dir}/ are {known}{did_you_mean(study, known)}"
+        )
     return path, study

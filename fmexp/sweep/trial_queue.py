@@ -20,8 +20,9 @@ import contextlib
 import threading
 import time
 import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import optuna
@@ -66,11 +67,18 @@ class TrialSeededSampler(optuna.samplers.BaseSampler):
     def sample_relative(self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, Any]) -> dict[str, Any]:
         return self._inner.sample_relative(study, trial, search_space)
 
-    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
-                           param_distribution: optuna.distributions.BaseDistribution) -> Any:
+    def sample_independent(
+        self,
+        study: optuna.Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: optuna.distributions.BaseDistribution,
+    ) -> Any:
         return self._inner.sample_independent(study, trial, param_name, param_distribution)
 
-    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None) -> None:
+    def after_trial(
+        self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
+    ) -> None:
         self._inner.after_trial(study, trial, state, values)
 
 
@@ -167,18 +175,27 @@ def _beating(storage: optuna.storages.BaseStorage, trial_id: int, interval: floa
         thread.join()
 
 
-def _tell(study: optuna.Study, trial: optuna.Trial, values: Any = None, state: TrialState | None = None) -> FrozenTrial | None:
+def _tell(
+    study: optuna.Study, trial: optuna.Trial, values: Any = None, state: TrialState | None = None
+) -> FrozenTrial | None:
     """``study.tell``, or ``None`` where another worker judged the trial lost while it ran (its beats
     reached the storage later than the grace period): that worker has failed it and enqueued its
     retry, which runs it again, so this result is not the slot's."""
     try:
         return study.tell(trial, values, state=state, skip_if_finished=True)
-    except UpdateFinishedTrialError:  # skip_if_finished reads the state first; the other worker can fail it after that read
+    except (
+        UpdateFinishedTrialError
+    ):  # skip_if_finished reads the state first; the other worker can fail it after that read
         return None
 
 
-def run_worker(study: optuna.Study, storage: optuna.storages.BaseStorage, objective: Callable[[optuna.Trial], Any],
-               catch: tuple[type[BaseException], ...], heartbeat: Heartbeat) -> int:
+def run_worker(
+    study: optuna.Study,
+    storage: optuna.storages.BaseStorage,
+    objective: Callable[[optuna.Trial], Any],
+    catch: tuple[type[BaseException], ...],
+    heartbeat: Heartbeat,
+) -> int:
     """Run slots until none is waiting or running; return how many this worker ran.
 
     An exception in ``catch`` fails its trial and the worker goes on; ``TrialPruned`` prunes it; a

@@ -28,8 +28,10 @@ class World:
     def share(self, batch_size: int) -> slice:
         """This rank's rows of a global batch of ``batch_size``: contiguous, equal blocks."""
         if batch_size % self.size:
-            raise ConfigError(f"train.batch_size: the global batch {batch_size} must split evenly over the {self.size} processes"
-                              f" of this launch; use a multiple of {self.size}")
+            raise ConfigError(
+                f"train.batch_size: the global batch {batch_size} must split evenly over the {self.size} processes"
+                f" of this launch; use a multiple of {self.size}"
+            )
         n = batch_size // self.size
         return slice(self.rank * n, (self.rank + 1) * n)
 
@@ -38,7 +40,9 @@ def world() -> World:
     """The launch as torchrun's environment states it (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``); one
     process outside torchrun."""
     env = os.environ
-    return World(rank=int(env.get("RANK", 0)), size=int(env.get("WORLD_SIZE", 1)), local_rank=int(env.get("LOCAL_RANK", 0)))
+    return World(
+        rank=int(env.get("RANK", 0)), size=int(env.get("WORLD_SIZE", 1)), local_rank=int(env.get("LOCAL_RANK", 0))
+    )
 
 
 def launched() -> bool:
@@ -49,4 +53,13 @@ def launched() -> bool:
 def torchrun_command(nproc: int, args: list[str]) -> list[str]:
     """``torchrun --standalone --nproc-per-node N -m fmexp ARGS`` on this interpreter: one node, a
     rendezvous on a free local port."""
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", "-m", "fmexp", *args]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={nproc}",
+        "-m",
+        "fmexp",
+        *args,
+    ]

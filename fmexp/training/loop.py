@@ -87,7 +87,9 @@ class _Step:
         loss = mean_over_ranks(loss_here, self.world)  # the global batch's: every rank sees the same value
         step = state.step + 1
         if not torch.isfinite(loss):
-            raise TrainingDiverged(f"non-finite loss {loss.item()} at step {step}; lower train.lr or set train.grad_clip")
+            raise TrainingDiverged(
+                f"non-finite loss {loss.item()} at step {step}; lower train.lr or set train.grad_clip"
+            )
         if step == 1:
             state.initial_loss = loss.item()
         opt, scaler, sums = state.optimizer, state.scaler, state.sums
@@ -109,15 +111,23 @@ class _Step:
         state.step = step
 
 
-def _curve_row(state: TrainState, method: Method, val: Tensor, seed: int, evaluate: EvalFn | None, world: World) -> dict[str, float]:
+def _curve_row(
+    state: TrainState, method: Method, val: Tensor, seed: int, evaluate: EvalFn | None, world: World
+) -> dict[str, float]:
     """The curve row at the state's step: the training columns since the last row, the EMA weights'
     validation loss, and ``evaluate``'s columns (rank 0 only). Raises ``TrainingDiverged`` if the
     loss grew past ``DIVERGENCE_FACTOR`` times its first value, or the curve's solve failed."""
     step = state.step
-    row: dict[str, float] = {"step": step, **state.sums.means(), "val_loss": _val_loss(method, state.ema.module, val, seed)}
+    row: dict[str, float] = {
+        "step": step,
+        **state.sums.means(),
+        "val_loss": _val_loss(method, state.ema.module, val, seed),
+    }
     if row["train_loss"] > DIVERGENCE_FACTOR * state.initial_loss:
-        raise TrainingDiverged(f"the training loss grew to {row['train_loss']:.4g} at step {step}, over {DIVERGENCE_FACTOR:g}"
-                               f" times its value at initialization, {state.initial_loss:.4g}; lower train.lr")
+        raise TrainingDiverged(
+            f"the training loss grew to {row['train_loss']:.4g} at step {step}, over {DIVERGENCE_FACTOR:g}"
+            f" times its value at initialization, {state.initial_loss:.4g}; lower train.lr"
+        )
     if evaluate is not None and world.main:
         state.ema.module.eval()
         try:
@@ -165,9 +175,16 @@ def train(
         if world.main:
             log.info("resuming seed %d from step %d of %s", seed, state.step, checkpoint)
     start = state.step
-    net = model if world.size == 1 else nn.parallel.DistributedDataParallel(
-        model, device_ids=[torch.cuda.current_device()] if device.type == "cuda" else None)
-    step = _Step(method, net, data, config, None if world.size == 1 else world.share(config.batch_size), transform, world)
+    net = (
+        model
+        if world.size == 1
+        else nn.parallel.DistributedDataParallel(
+            model, device_ids=[torch.cuda.current_device()] if device.type == "cuda" else None
+        )
+    )
+    step = _Step(
+        method, net, data, config, None if world.size == 1 else world.share(config.batch_size), transform, world
+    )
     val = (val_data if val_data is not None else data)[: config.val_batch]
     if transform is not None:
         val = transform(val, torch.Generator(device=device).manual_seed(seed + 1))
@@ -188,12 +205,22 @@ def train(
             bar.set_postfix(loss=f"{row['train_loss']:.4f}", val=f"{row['val_loss']:.4f}")
             if not show and world.main:  # no bar (stderr is no terminal: DVC, CI, a queue): a log line per row
                 extra = "".join(f" {k} {row[k]:.4g}" for k in ("nll", "nfe") if k in row)
-                log.info("train seed %d step %d/%d: loss %.4g, val %.4g%s (%.1f s)", seed, state.step, config.steps,
-                         row["train_loss"], row["val_loss"], extra, time.perf_counter() - t_start)
+                log.info(
+                    "train seed %d step %d/%d: loss %.4g, val %.4g%s (%.1f s)",
+                    seed,
+                    state.step,
+                    config.steps,
+                    row["train_loss"],
+                    row["val_loss"],
+                    extra,
+                    time.perf_counter() - t_start,
+                )
             state.sums = RowSums.zeros(device)
         if config.checkpoint_every and state.step % config.checkpoint_every == 0 and state.step != config.steps:
             save()
     seconds = time.perf_counter() - t_start
     save()
     state.ema.module.eval()
-    return TrainResult(model=model, ema=state.ema.module, rows=state.rows, seconds=seconds, steps_run=config.steps - start)
+    return TrainResult(
+        model=model, ema=state.ema.module, rows=state.rows, seconds=seconds, steps_run=config.steps - start
+    )

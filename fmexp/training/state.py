@@ -23,8 +23,21 @@ from fmexp.training.schedules import lr_factor
 
 __all__ = ["CHECKPOINT_KEYS", "RowSums", "TrainState", "load_model"]
 
-CHECKPOINT_KEYS = ("model_spec", "model_state", "ema_state", "ema_weights", "optimizer", "scheduler", "scaler", "generator",
-                   "torch_rng", "step", "rows", "initial_loss", "sums")
+CHECKPOINT_KEYS = (
+    "model_spec",
+    "model_state",
+    "ema_state",
+    "ema_weights",
+    "optimizer",
+    "scheduler",
+    "scaler",
+    "generator",
+    "torch_rng",
+    "step",
+    "rows",
+    "initial_loss",
+    "sums",
+)
 """The keys of a checkpoint, in the order written (the same since b391f47, whose files still load)."""
 
 
@@ -44,8 +57,11 @@ class RowSums:
 
     def means(self) -> dict[str, float]:
         """The curve row's training columns: mean loss, mean gradient norm, fraction of steps clipped."""
-        return {"train_loss": float(self.loss) / self.count, "grad_norm": float(self.norm) / self.count,
-                "clipped": float(self.clipped) / self.count}
+        return {
+            "train_loss": float(self.loss) / self.count,
+            "grad_norm": float(self.norm) / self.count,
+            "clipped": float(self.clipped) / self.count,
+        }
 
 
 @dataclass
@@ -65,14 +81,21 @@ class TrainState:
         cfg, device = self.config, self.generator.device
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda i: lr_factor(i, cfg.warmup_steps, cfg.steps, cfg.lr_schedule))
+            self.optimizer, lambda i: lr_factor(i, cfg.warmup_steps, cfg.steps, cfg.lr_schedule)
+        )
         self.ema = EMA(self.model, cfg.ema_decay)
         self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16")
         self.sums = RowSums.zeros(device)
 
     @classmethod
-    def fresh(cls, model: nn.Module, config: TrainConfig, seed: int, device: torch.device,
-              model_spec: dict[str, Any] | None = None) -> TrainState:
+    def fresh(
+        cls,
+        model: nn.Module,
+        config: TrainConfig,
+        seed: int,
+        device: torch.device,
+        model_spec: dict[str, Any] | None = None,
+    ) -> TrainState:
         """The state before step 1, its training generator seeded with ``seed``."""
         return cls(model, config, torch.Generator(device=device).manual_seed(seed), model_spec or {})
 
@@ -132,8 +155,10 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu", *, st
 
     state = read_checkpoint(path, map_location=map_location)
     if steps is not None and int(state["step"]) < steps:
-        raise ConfigError(f"{path} was trained for {state['step']} steps, short of train.steps={steps}: its run was cut short"
-                          " or the config changed since. Rerun the train stage (`dvc repro`, or `fmexp train`)")
+        raise ConfigError(
+            f"{path} was trained for {state['step']} steps, short of train.steps={steps}: its run was cut short"
+            " or the config changed since. Rerun the train stage (`dvc repro`, or `fmexp train`)"
+        )
     spec = dict(state["model_spec"])
     model = build_model(spec.pop("name"), **spec)
     model.load_state_dict(state["ema_weights"])

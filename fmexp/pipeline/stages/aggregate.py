@@ -22,9 +22,15 @@ __all__ = ["UPSTREAM", "check_inputs", "run_stage", "summarize", "science"]
 log = logging.getLogger(__name__)
 
 
-
-def run_stage(stage: str, params: Params, dataset: str, method: str, *, data_dir: str | Path = "data",
-              runs_dir: str | Path = "runs") -> None:
+def run_stage(
+    stage: str,
+    params: Params,
+    dataset: str,
+    method: str,
+    *,
+    data_dir: str | Path = "data",
+    runs_dir: str | Path = "runs",
+) -> None:
     """One pipeline stage for one dataset and method, over every seed of ``pipeline.seeds``.
 
     Seeds share a process because a new process pays for ``import torch`` (about 3 s here); the
@@ -43,7 +49,10 @@ def run_stage(stage: str, params: Params, dataset: str, method: str, *, data_dir
     folder = Path(runs_dir) / dataset / method
     seeds = params.pipeline.seeds
     workers = 1 if launched() else min(params.pipeline.workers, len(seeds))  # under torchrun the ranks share each seed
-    jobs = [(stage, run_for(params, dataset, method, seed), str(data_dir), str(runs_dir), seed == seeds[0]) for seed in seeds]
+    jobs = [
+        (stage, run_for(params, dataset, method, seed), str(data_dir), str(runs_dir), seed == seeds[0])
+        for seed in seeds
+    ]
     check_inputs(stage, [job[1] for job in jobs], data_dir, runs_dir)
     artifacts.ensure_writable(folder)
     start = time.perf_counter()
@@ -57,7 +66,7 @@ def run_stage(stage: str, params: Params, dataset: str, method: str, *, data_dir
             _run_seed(*job)
     if not world().main:
         return
-    per_seed = {seed: RunFiles.of(runs_dir, job[1]) for seed, job in zip(seeds, jobs)}
+    per_seed = {seed: RunFiles.of(runs_dir, job[1]) for seed, job in zip(seeds, jobs, strict=False)}
     if stage == "train":  # every seed's curve in one file: a DVC plot
         _concat_csv(folder / "curve.csv", {s: f.curve for s, f in per_seed.items()})
     elif stage == "sample":
@@ -77,7 +86,11 @@ def summarize(values: dict[str, dict[str, float | str]]) -> dict[str, dict]:
     numeric = [k for k, v in next(iter(values.values())).items() if not isinstance(v, str)]
     table = np.array([[float(m[k]) for k in numeric] for m in values.values()])
     std = table.std(axis=0, ddof=1) if len(table) > 1 else np.zeros(len(numeric))
-    return {"mean": dict(zip(numeric, table.mean(axis=0).tolist())), "std": dict(zip(numeric, std.tolist())), "seeds": values}
+    return {
+        "mean": dict(zip(numeric, table.mean(axis=0).tolist(), strict=False)),
+        "std": dict(zip(numeric, std.tolist(), strict=False)),
+        "seeds": values,
+    }
 
 
 def science(summary: dict[str, dict]) -> dict[str, dict[str, float]]:
@@ -91,7 +104,11 @@ def science(summary: dict[str, dict]) -> dict[str, dict[str, float]]:
     out = {}
     for key in [*keys, "nfe", "nfe_nll"]:
         name = str(first["distance_name"]) if key == "distance" else key
-        out[name] = {"mean": summary["mean"][key]} if key.endswith("_se") else {"mean": summary["mean"][key], "std": summary["std"][key]}
+        out[name] = (
+            {"mean": summary["mean"][key]}
+            if key.endswith("_se")
+            else {"mean": summary["mean"][key], "std": summary["std"][key]}
+        )
     return out
 
 
@@ -105,15 +122,19 @@ def check_inputs(stage: str, runs: list[RunConfig], data_dir: str | Path, runs_d
     run = runs[0]
     prepared = data_file(data_dir, run.dataset)
     if not prepared.exists():
-        raise ConfigError(f"{stage} needs {prepared}, which does not exist: run `python -m fmexp prepare"
-                          f" pipeline.datasets=[{run.dataset}]` first (or `dvc repro prepare@{run.dataset}`)")
+        raise ConfigError(
+            f"{stage} needs {prepared}, which does not exist: run `python -m fmexp prepare"
+            f" pipeline.datasets=[{run.dataset}]` first (or `dvc repro prepare-{run.dataset}`)"
+        )
     for up in UPSTREAM[stage]:
         for r in runs:
             files = RunFiles.of(runs_dir, r)
             needed = {"train": files.model, "sample": files.samples}[up]
             if not needed.exists():
-                raise ConfigError(f"{stage} needs {needed}, which does not exist: run `python -m fmexp {up} --dataset {r.dataset}"
-                                  f" --method {r.method_name}` first (or `dvc repro {up}@{r.dataset}-{r.method_name}`)")
+                raise ConfigError(
+                    f"{stage} needs {needed}, which does not exist: run `python -m fmexp {up} --dataset {r.dataset}"
+                    f" --method {r.method_name}` first (or `dvc repro {up}-{r.dataset}-{r.method_name}`)"
+                )
 
 
 def _run_seed(stage: str, run: RunConfig, data_dir: str, runs_dir: str, first: bool) -> None:
@@ -121,12 +142,21 @@ def _run_seed(stage: str, run: RunConfig, data_dir: str, runs_dir: str, first: b
     ``first`` seed's score also draws the density grid."""
     start = time.perf_counter()
     data = load_prepared(data_dir, run.dataset)
-    stage_fn = getattr(importlib.import_module(f"fmexp.pipeline.stages.{stage}"), f"{stage}_run")  # only this stage's code is loaded
+    stage_fn = getattr(
+        importlib.import_module(f"fmexp.pipeline.stages.{stage}"), f"{stage}_run"
+    )  # only this stage's code is loaded
     try:
-        stage_fn(run, data, RunFiles.of(runs_dir, run), **({"data_dir": data_dir, "density": first} if stage == "score" else {}))
+        stage_fn(
+            run,
+            data,
+            RunFiles.of(runs_dir, run),
+            **({"data_dir": data_dir, "density": first} if stage == "score" else {}),
+        )
     except (SolverError, TrainingDiverged) as e:
         raise RunFailed(f"{stage} {run.dataset}/{run.method_name} seed {run.seed}: {e}") from e
-    log.info("%s %s/%s seed %d: done in %.1f s", stage, run.dataset, run.method_name, run.seed, time.perf_counter() - start)
+    log.info(
+        "%s %s/%s seed %d: done in %.1f s", stage, run.dataset, run.method_name, run.seed, time.perf_counter() - start
+    )
 
 
 def _concat_csv(path: Path, sources: dict[int, Path]) -> None:

@@ -41,7 +41,11 @@ def _fid_reference(params: Params, ds: Dataset, payload: dict[str, object]) -> d
     if backend == "none":
         return {}
     try:
-        return {"fid_reference": reference_stats(backend, ds.train, ds.levels, **backend_kwargs(backend, run.score.inception_weights, payload))}
+        return {
+            "fid_reference": reference_stats(
+                backend, ds.train, ds.levels, **backend_kwargs(backend, run.score.inception_weights, payload)
+            )
+        }
     except (FileNotFoundError, RuntimeError) as e:  # no weights file, or no torch-fidelity
         log.warning("prepare %s: no FID reference cached (%s); the score stage will compute it", ds.name, e)
         return {}

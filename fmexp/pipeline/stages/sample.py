@@ -47,9 +47,17 @@ def sample_run(run: RunConfig, data: Dataset, files: RunFiles) -> dict[str, floa
     gen = torch.Generator(device=device).manual_seed(plan.streams.sampling)
     adaptive = get_solver(run.sample.method).adaptive
     solve = {"method": run.sample.method, **run.sample.tolerances, "steps": None if adaptive else run.sample.steps}
-    rungs = [(name, budget // get_solver(name).evals_per_step) for name in run.sample.fixed_solvers for budget in run.sample.nfe_ladder
-             if budget // get_solver(name).evals_per_step >= 1]
-    n_ladder = run.sample.n_samples if run.sample.ladder_samples is None else min(run.sample.ladder_samples, run.sample.n_samples)
+    rungs = [
+        (name, budget // get_solver(name).evals_per_step)
+        for name in run.sample.fixed_solvers
+        for budget in run.sample.nfe_ladder
+        if budget // get_solver(name).evals_per_step >= 1
+    ]
+    n_ladder = (
+        run.sample.n_samples
+        if run.sample.ladder_samples is None
+        else min(run.sample.ladder_samples, run.sample.n_samples)
+    )
     samples, nfes, seconds, traj = [], [], 0.0, None
     ladder = {rung: {"x": [], "error": [], "nfe": []} for rung in rungs}
     with torch.no_grad():
@@ -72,10 +80,22 @@ def sample_run(run: RunConfig, data: Dataset, files: RunFiles) -> dict[str, floa
                 kept["nfe"].append(x.nfe)
     test = data.model_space(data.test, torch.Generator().manual_seed(plan.streams.reference))
     ladder_samples = {f"{name}:{steps}": torch.cat(kept["x"]) for (name, steps), kept in ladder.items()}
-    rows = [{"solver": name, "steps": steps, "nfe": statistics.mean(kept["nfe"]), "error": float(torch.cat(kept["error"]).mean()),
-             "distance": sliced_wasserstein(data.unstored(ladder_samples[f"{name}:{steps}"]), test, n_projections=64, seed=run.seed)}
-            for (name, steps), kept in ladder.items()]
-    artifacts.save_torch(files.samples, {"samples": torch.cat(samples), "trajectories": traj, "ladder": ladder_samples, "levels": data.levels})
+    rows = [
+        {
+            "solver": name,
+            "steps": steps,
+            "nfe": statistics.mean(kept["nfe"]),
+            "error": float(torch.cat(kept["error"]).mean()),
+            "distance": sliced_wasserstein(
+                data.unstored(ladder_samples[f"{name}:{steps}"]), test, n_projections=64, seed=run.seed
+            ),
+        }
+        for (name, steps), kept in ladder.items()
+    ]
+    artifacts.save_torch(
+        files.samples,
+        {"samples": torch.cat(samples), "trajectories": traj, "ladder": ladder_samples, "levels": data.levels},
+    )
     artifacts.write_csv(files.ladder, rows)
     summary = {"nfe": statistics.mean(nfes), "seconds": seconds, "method": run.sample.method, **run.sample.tolerances}
     artifacts.write_json(files.sample_info, summary)

@@ -24,8 +24,16 @@ from fmexp.runtime import artifacts
 __all__ = ["score_run", "prepared_extras"]
 
 
-def _image_metrics(run: RunConfig, plan: Plan, data: Dataset, nll: Tensor, samples: Tensor, ladder: dict[str, Tensor],
-                   data_dir: str | Path, files: RunFiles) -> dict[str, float | str]:
+def _image_metrics(
+    run: RunConfig,
+    plan: Plan,
+    data: Dataset,
+    nll: Tensor,
+    samples: Tensor,
+    ladder: dict[str, Tensor],
+    data_dir: str | Path,
+    files: RunFiles,
+) -> dict[str, float | str]:
     """Bits/dim of the held-out images (with its standard error over points), and FID by the standard
     protocol: the uint8 samples against the statistics of the whole training split, which ``prepare``
     caches. With ``score.fid_draws`` k > 1, ``fid`` is the mean FID of k disjoint draws of
@@ -47,7 +55,9 @@ def _image_metrics(run: RunConfig, plan: Plan, data: Dataset, nll: Tensor, sampl
     prepared = prepared_extras(str(data_dir), data.name)
     kwargs = backend_kwargs(backend, run.score.inception_weights, prepared)
     cached = prepared.get("fid_reference")
-    train_stats = cached if cached and cached["backend"] == backend else reference_stats(backend, data.train, levels, **kwargs)
+    train_stats = (
+        cached if cached and cached["backend"] == backend else reference_stats(backend, data.train, levels, **kwargs)
+    )
     fid = fid_against(backend, train_stats, levels, **kwargs)
     draws = samples.chunk(run.score.fid_draws)  # n_samples / fid_draws each (config checks that it divides)
     fids = [fid(x) for x in draws]
@@ -55,15 +65,29 @@ def _image_metrics(run: RunConfig, plan: Plan, data: Dataset, nll: Tensor, sampl
     m = min(len(draws[0]), len(data.test))
     floors = [fid(data.train[i : i + m]) for i in range(0, len(data.train) - m + 1, m)]
     out: dict[str, float | str] = {
-        **likelihood, "fid": statistics.mean(fids), "fid_draws": len(fids), "fid_n": len(draws[0]),
-        "fid_draw_std": _spread(fids), "fid_backend": backend,
-        "fid_reference": f"train split, {train_stats['n']} images", "fid_floor": fid(data.test[:m]), "fid_floor_n": m,
+        **likelihood,
+        "fid": statistics.mean(fids),
+        "fid_draws": len(fids),
+        "fid_n": len(draws[0]),
+        "fid_draw_std": _spread(fids),
+        "fid_backend": backend,
+        "fid_reference": f"train split, {train_stats['n']} images",
+        "fid_floor": fid(data.test[:m]),
+        "fid_floor_n": m,
         "fid_floor_std": _spread(floors),
-        "fid_heldout": statistics.mean(heldout(x) for x in draws)}
+        "fid_heldout": statistics.mean(heldout(x) for x in draws),
+    }
     rows = []
     for key, x in ladder.items():
         solver, steps = key.split(":")
-        rows.append({"solver": solver, "steps": int(steps), "nfe": int(steps) * get_solver(solver).evals_per_step, "fid": fid(x)})
+        rows.append(
+            {
+                "solver": solver,
+                "steps": int(steps),
+                "nfe": int(steps) * get_solver(solver).evals_per_step,
+                "fid": fid(x),
+            }
+        )
     artifacts.write_csv(files.fid_ladder, rows)
     if "classifier_accuracy" in prepared and backend == "digits-classifier":
         out["fid_classifier_accuracy"] = prepared["classifier_accuracy"]
@@ -97,7 +121,9 @@ def _probe_seed(seed: int, chunk: int) -> int:
     return seed if chunk == 0 else int(np.random.SeedSequence([seed, chunk]).generate_state(1)[0])
 
 
-def score_run(run: RunConfig, data: Dataset, files: RunFiles, *, density: bool = True, data_dir: str | Path = "data") -> dict[str, float]:
+def score_run(
+    run: RunConfig, data: Dataset, files: RunFiles, *, density: bool = True, data_dir: str | Path = "data"
+) -> dict[str, float]:
     """Write ``metrics.json``: held-out NLL (nats), sample distance, NFE, training time and speed; for
     images also bits/dim with its standard error, and FID with its feature backend. The likelihood
     solves run in chunks of ``score.batch_size`` points; ``nfe_nll`` is then the mean over chunks.
@@ -113,15 +139,27 @@ def score_run(run: RunConfig, data: Dataset, files: RunFiles, *, density: bool =
     points = data.test[: run.score.n_points].to(device)
     draws = [data.model_space(points, gen) for _ in range(run.score.dequant_draws if plan.images else 1)]
     start = time.perf_counter()
-    results = [log_mean_likelihood(v, [d[part] for d in draws], probe_seed=_probe_seed(plan.streams.probes, j), divergence=plan.divergence,
-                                   probe=run.score.probe, probes=run.score.probes, prior_std=method.path.prior_std, **run.sample.tolerances)
-               for j, part in enumerate(chunks(len(points), run.score.batch_size))]
+    results = [
+        log_mean_likelihood(
+            v,
+            [d[part] for d in draws],
+            probe_seed=_probe_seed(plan.streams.probes, j),
+            divergence=plan.divergence,
+            probe=run.score.probe,
+            probes=run.score.probes,
+            prior_std=method.path.prior_std,
+            **run.sample.tolerances,
+        )
+        for j, part in enumerate(chunks(len(points), run.score.batch_size))
+    ]
     logp, nfe_nll = torch.cat([r.logp for r in results]), statistics.mean(r.nfe for r in results)
     nll_seconds = time.perf_counter() - start
     sampled_state = artifacts.load_torch(files.samples)
     samples = sampled_state["samples"]  # as Dataset.stored keeps them: image samples as uint8 levels
     sampled, trained = artifacts.read_json(files.sample_info), artifacts.read_json(files.train_info)
-    reference = data.model_space(data.test, torch.Generator().manual_seed(plan.streams.reference))  # the held-out split, as the model sees it
+    reference = data.model_space(
+        data.test, torch.Generator().manual_seed(plan.streams.reference)
+    )  # the held-out split, as the model sees it
     nll = -logp.cpu()
     metrics: dict[str, float | str] = {
         "nll": float(nll.mean()),
@@ -144,9 +182,18 @@ def score_run(run: RunConfig, data: Dataset, files: RunFiles, *, density: bool =
             axes = [torch.linspace(float(lo[i]), float(hi[i]), grid_n) for i in range(2)]
             grid = torch.stack(torch.meshgrid(*axes, indexing="xy"), -1).reshape(-1, 2).to(device)
             times = run.score.density_times
-            logp = torch.stack([log_likelihood(v, grid, prior_std=method.path.prior_std, rtol=1e-4, atol=1e-4, t=t).logp
-                                for t in times])
-            payload = {"x": axes[0], "y": axes[1], "t": torch.tensor(times), "logp": logp.reshape(len(times), grid_n, grid_n).cpu()}
+            logp = torch.stack(
+                [
+                    log_likelihood(v, grid, prior_std=method.path.prior_std, rtol=1e-4, atol=1e-4, t=t).logp
+                    for t in times
+                ]
+            )
+            payload = {
+                "x": axes[0],
+                "y": axes[1],
+                "t": torch.tensor(times),
+                "logp": logp.reshape(len(times), grid_n, grid_n).cpu(),
+            }
         artifacts.save_torch(files.density, payload)
     artifacts.write_json(files.metrics, metrics)
     return metrics

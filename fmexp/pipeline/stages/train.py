@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import Tensor
@@ -30,8 +30,9 @@ OnEval = Callable[[dict[str, float]], None]
 log = logging.getLogger(__name__)
 
 
-def _curve_columns(run: RunConfig, method: Method, test: Tensor, divergence: str, gen_seed: int,
-                   on_eval: OnEval | None) -> Callable[[int, torch.nn.Module], dict[str, float]]:
+def _curve_columns(
+    run: RunConfig, method: Method, test: Tensor, divergence: str, gen_seed: int, on_eval: OnEval | None
+) -> Callable[[int, torch.nn.Module], dict[str, float]]:
     """NLL (with one probe where ``divergence`` is Hutchinson) and dopri5 NFE on a few held-out points
     at each eval: the convergence curves (Fig. 10)."""
     points, tol = test[: run.train.curve_points], run.train.curve_tol
@@ -40,10 +41,19 @@ def _curve_columns(run: RunConfig, method: Method, test: Tensor, divergence: str
         row: dict[str, float] = {}
         if len(points):
             v = method.velocity(model)
-            ll = log_likelihood(v, points, divergence=divergence, prior_std=method.path.prior_std, rtol=tol, atol=tol,
-                                generator=torch.Generator(device=points.device).manual_seed(gen_seed))
+            ll = log_likelihood(
+                v,
+                points,
+                divergence=divergence,
+                prior_std=method.path.prior_std,
+                rtol=tol,
+                atol=tol,
+                generator=torch.Generator(device=points.device).manual_seed(gen_seed),
+            )
             with torch.no_grad():
-                x_0 = method.sample_source(tuple(points.shape), torch.Generator(device=points.device).manual_seed(gen_seed), points.device)
+                x_0 = method.sample_source(
+                    tuple(points.shape), torch.Generator(device=points.device).manual_seed(gen_seed), points.device
+                )
                 row = {"nll": float(-ll.logp.mean()), "nfe": float(integrate(v, x_0, rtol=tol, atol=tol).nfe)}
         if on_eval is not None:
             on_eval({"step": step, **row})
@@ -52,7 +62,9 @@ def _curve_columns(run: RunConfig, method: Method, test: Tensor, divergence: str
     return evaluate
 
 
-def train_run(run: RunConfig, data: Dataset, files: RunFiles, *, on_eval: OnEval | None = None, progress: bool | None = None) -> TrainResult:
+def train_run(
+    run: RunConfig, data: Dataset, files: RunFiles, *, on_eval: OnEval | None = None, progress: bool | None = None
+) -> TrainResult:
     """Train one seed; write ``model.pt`` (EMA weights, spec, resumable state), ``curve.csv`` and
     ``train.json`` (time, speed, the run's config and what ``resolve`` decided).
 
@@ -69,9 +81,18 @@ def train_run(run: RunConfig, data: Dataset, files: RunFiles, *, on_eval: OnEval
     checkpoint = files.checkpoint(key)
     with process_group(plan.device) as ranks:
         if ranks.main:
-            for stale in [*checkpoint.parent.glob(f"{run.seed}-*.pt"), *checkpoint.parent.glob(f".{run.seed}-*.tmp")]:  # .tmp: a write cut by a kill
+            for stale in [
+                *checkpoint.parent.glob(f"{run.seed}-*.pt"),
+                *checkpoint.parent.glob(f".{run.seed}-*.tmp"),
+            ]:  # .tmp: a write cut by a kill
                 if stale != checkpoint:
-                    log.info("train %s/%s seed %d: deleting %s, the checkpoint of another config", run.dataset, run.method_name, run.seed, stale)
+                    log.info(
+                        "train %s/%s seed %d: deleting %s, the checkpoint of another config",
+                        run.dataset,
+                        run.method_name,
+                        run.seed,
+                        stale,
+                    )
                     stale.unlink()
         result = _train(run, data, plan, checkpoint, ranks, on_eval, progress)
     if not ranks.main:
@@ -80,20 +101,48 @@ def train_run(run: RunConfig, data: Dataset, files: RunFiles, *, on_eval: OnEval
     files.model.parent.mkdir(parents=True, exist_ok=True)
     os.replace(checkpoint, files.model)  # the same file system: the finished state appears whole, or not at all
     artifacts.write_csv(files.curve, result.rows)
-    artifacts.write_json(files.train_info, {"seconds": result.seconds, "steps": run.train.steps, "resumed_from": resumed_from,
-                                            "steps_per_second": result.steps_per_second, "device": str(plan.device), "processes": ranks.size,
-                                            "run": to_plain(run), "plan": {**plan.record(), "training_key": key}})
+    artifacts.write_json(
+        files.train_info,
+        {
+            "seconds": result.seconds,
+            "steps": run.train.steps,
+            "resumed_from": resumed_from,
+            "steps_per_second": result.steps_per_second,
+            "device": str(plan.device),
+            "processes": ranks.size,
+            "run": to_plain(run),
+            "plan": {**plan.record(), "training_key": key},
+        },
+    )
     return result
 
 
-def _train(run: RunConfig, data: Dataset, plan: Plan, checkpoint: Path, ranks: World, on_eval: OnEval | None,
-           progress: bool | None) -> TrainResult:
+def _train(
+    run: RunConfig,
+    data: Dataset,
+    plan: Plan,
+    checkpoint: Path,
+    ranks: World,
+    on_eval: OnEval | None,
+    progress: bool | None,
+) -> TrainResult:
     """The model built and trained from the run's seeds (resumed from ``checkpoint`` where it exists)."""
     train_data, test = data.train.to(plan.device), data.test.to(plan.device)
     torch.manual_seed(plan.streams.training)
     model = build_model(**plan.model_spec).to(plan.device)
     curve_points = data.model_space(test, torch.Generator(device=plan.device).manual_seed(plan.streams.curve_points))
-    return train(plan.method, model, train_data, run.train, seed=plan.streams.training, val_data=test,
-                 evaluate=_curve_columns(run, plan.method, curve_points, plan.curve_divergence, plan.streams.curve, on_eval),
-                 checkpoint=checkpoint, resume=True, model_spec=plan.model_spec, progress=progress,
-                 transform=data.model_space if plan.images else None, world=ranks)
+    return train(
+        plan.method,
+        model,
+        train_data,
+        run.train,
+        seed=plan.streams.training,
+        val_data=test,
+        evaluate=_curve_columns(run, plan.method, curve_points, plan.curve_divergence, plan.streams.curve, on_eval),
+        checkpoint=checkpoint,
+        resume=True,
+        model_spec=plan.model_spec,
+        progress=progress,
+        transform=data.model_space if plan.images else None,
+        world=ranks,
+    )
