@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from fmexp.config.load import load_params, run_config, run_for
-from fmexp.config.plan import load_prepared, resolve
-from fmexp.pipeline.layout import RunFiles
+from fmexp.config.plan import resolve
+from fmexp.pipeline.layout import RunFiles, load_prepared
 from fmexp.pipeline.stages.train import _curve_columns
 from fmexp.training.state import load_model
 

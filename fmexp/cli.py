@@ -138,7 +138,7 @@ def _dvc_yaml(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from fmexp.pipeline.dvc_yaml import dvc_yaml_text
     from fmexp.runtime.artifacts import write_text
 
-    text = dvc_yaml_text(_load(args), args.params)
+    text = dvc_yaml_text(_load(args), COMMANDS)
     if args.check:
         current = args.out.read_text() if args.out.exists() else ""
         if current != text:
@@ -240,7 +240,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handle
 def _top_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
-        description=__doc__.split("\n")[0],
+        description="flow matching experiments: the pipeline's stages, studies and tools",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="commands:\n" + "\n".join(f"  {n:<14} {h}" for n, (h, _, _) in COMMANDS.items()),
     )

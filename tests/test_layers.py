@@ -1,8 +1,11 @@
-"""The stage layer: each DVC stage depends on the code its module imports, and on no other stage's."""
+"""The architecture: the generated dvc.yaml is the committed one, each stage depends on exactly the code
+its command imports, and the import layers hold (import-linter runs the same contract in `make lint`)."""
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,19 +13,8 @@ import yaml
 
 from tests.helpers import ROOT
 
-STAGE_MODULES = {
-    "prepare": ["fmexp.pipeline.stages.prepare"],
-    "train": ["fmexp.pipeline.stages.train", "fmexp.pipeline.stages.aggregate"],
-    "sample": ["fmexp.pipeline.stages.sample", "fmexp.pipeline.stages.aggregate"],
-    "score": ["fmexp.pipeline.stages.score", "fmexp.pipeline.stages.aggregate"],
-    "sweep": [
-        "fmexp.sweep",
-        "fmexp.pipeline.stages.train",
-        "fmexp.pipeline.stages.sample",
-        "fmexp.pipeline.stages.score",
-    ],
-    "report": ["fmexp.report.page"],
-}
+KINDS = ("prepare", "train", "sample", "score", "sweep", "report")
+"""The stage kinds of dvc.yaml; each stage ``<kind>-...`` runs ``python -m fmexp <kind>``."""
 
 
 def _module_file(name: str) -> Path:
@@ -30,61 +22,107 @@ def _module_file(name: str) -> Path:
     return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
 
 
-def _imported_files(modules: list[str]) -> set[str]:
-    """The fmexp source files that ``modules`` import, at module level or inside a function (a lazy
-    import runs when the stage does), followed through every file, from the source text. The one
-    exception: ``fmexp/config.py`` imports the registries inside ``_names()`` to list the allowed
-    names when it validates a config; that reads names, it computes nothing."""
+def _imports_in(node: ast.AST, module: str) -> list[str]:
+    """The fmexp modules an AST imports (``from fmexp.x import y`` names ``fmexp.x.y`` where that is a module)."""
+    found = []
+    for n in ast.walk(node):
+        if isinstance(n, ast.If) and isinstance(n.test, ast.Name) and n.test.id == "TYPE_CHECKING":
+            n.body = []  # never runs
+    for n in ast.walk(node):
+        if isinstance(n, ast.ImportFrom) and n.module and n.module.startswith("fmexp"):
+            found.append(n.module)
+            found += [f"{n.module}.{a.name}" for a in n.names if _module_file(f"{n.module}.{a.name}").exists()]
+        elif isinstance(n, ast.Import):
+            found += [a.name for a in n.names if a.name.startswith("fmexp")]
+    return found
+
+
+def _closure(modules: list[str]) -> set[str]:
+    """Every fmexp file that importing ``modules`` runs: each module, the packages above it, and what they
+    import anywhere (a lazy import runs when the stage does), followed through every file."""
     seen: set[str] = set()
     todo = list(modules)
     while todo:
-        name = todo.pop()
-        parts = name.split(".")
-        for i in range(1, len(parts) + 1):  # a package's __init__ runs before its modules
+        parts = todo.pop().split(".")
+        for i in range(1, len(parts) + 1):
             file = _module_file(".".join(parts[:i]))
             rel = str(file.relative_to(ROOT))
-            if rel in seen:
-                continue
-            seen.add(rel)
-            if rel == "fmexp/config.py":
-                tree = ast.parse(file.read_text())
-                nodes = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
-            else:
-                nodes = [
-                    n for n in ast.walk(ast.parse(file.read_text())) if isinstance(n, (ast.Import, ast.ImportFrom))
-                ]
-            for node in nodes:
-                if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("fmexp"):
-                    todo.append(node.module)
-                    todo += [
-                        f"{node.module}.{a.name}"
-                        for a in node.names
-                        if _module_file(f"{node.module}.{a.name}").exists()
-                    ]
-                elif isinstance(node, ast.Import):
-                    todo += [a.name for a in node.names if a.name.startswith("fmexp")]
+            if rel not in seen:
+                seen.add(rel)
+                todo += _imports_in(ast.parse(file.read_text()), rel)
     return seen
 
 
-def _code_deps(stage: str) -> set[str]:
-    deps = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"][stage]["deps"]
-    return {d for d in deps if d.startswith("fmexp/")}
+def _command_files(command: str) -> set[str]:
+    """What ``python -m fmexp COMMAND`` runs: ``fmexp/__main__.py`` and ``fmexp/cli.py``, whose
+    module-level imports and the imports of this command's two functions (its parser and its handler,
+    as named in ``COMMANDS``) are followed."""
+    tree = ast.parse((ROOT / "fmexp" / "cli.py").read_text())
+    table = next(n for n in tree.body if isinstance(n, ast.AnnAssign) and getattr(n.target, "id", "") == "COMMANDS")
+    entry = next(v for k, v in zip(table.value.keys, table.value.values, strict=True) if k.value == command)  # type: ignore[union-attr]
+    build, handler = entry.elts[1], entry.elts[2]  # type: ignore[attr-defined]
+    names = {build.id, handler.func.id if isinstance(handler, ast.Call) else handler.id}
+    top = [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
+    modules = [m for n in top for m in _imports_in(n, "fmexp/cli.py")]
+    functions = [f for f in tree.body if isinstance(f, ast.FunctionDef) and f.name in names]
+    modules += [m for f in functions for m in _imports_in(f, "fmexp/cli.py")]
+    files = _closure(modules) | {"fmexp/__init__.py", "fmexp/__main__.py", "fmexp/cli.py"}
+    if "fmexp/pipeline/stages/aggregate.py" in files:  # it imports the stage's own module by name (importlib)
+        files |= _closure([f"fmexp.pipeline.stages.{command}"])
+    return files
 
 
-@pytest.mark.parametrize("stage", sorted(STAGE_MODULES))
-def test_each_stage_depends_on_the_code_it_imports(stage: str) -> None:
-    missing = _imported_files(STAGE_MODULES[stage]) - _code_deps(stage)
-    assert not missing, f"dvc.yaml: stage {stage} imports {sorted(missing)} without declaring them"
+def _stages() -> dict[str, dict]:
+    return yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+
+
+def test_the_committed_dvc_yaml_is_the_generated_one() -> None:
+    command = [sys.executable, "-m", "fmexp", "dvc-yaml", "--check"]
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_stage_depends_on_exactly_the_code_its_command_imports(kind: str) -> None:
+    stages = {name: s for name, s in _stages().items() if name.split("-")[0] == kind}
+    assert stages, f"dvc.yaml has no {kind} stage"
+    expected = _command_files(kind)
+    for name, stage in stages.items():
+        declared = {d for d in stage["deps"] if d.startswith("fmexp/") and d.endswith(".py")}
+        assert declared == expected, (f"{name}: declared but not imported {sorted(declared - expected)};"
+                                      f" imported but not declared {sorted(expected - declared)}")
 
 
 def test_no_stage_depends_on_a_later_stage() -> None:
-    """Scoring code (its module, the metrics and the FID features) is no dependency of train, the
-    score module none of sample, and the training stage's module none of sample or score."""
-    assert not {
-        "fmexp/stages/score.py",
-        "fmexp/stages/sample.py",
-        "fmexp/metrics.py",
-        "fmexp/features.py",
-    } & _code_deps("train")
-    assert "fmexp/stages/score.py" not in _code_deps("sample")
-    assert "fmexp/stages/train.py" not in _code_deps("sample") | _code_deps("score")
+    """Scoring code (its module, the metrics and the FID features) is no dependency of train, the score
+    module none of sample, and the training stage's module none of sample or score."""
+    deps = {kind: set(_stages()[f"{kind}-checkerboard-fm_ot"]["deps"]) for kind in ("train", "sample", "score")}
+    later = {"fmexp/pipeline/stages/score.py", "fmexp/pipeline/stages/sample.py", "fmexp/data/features.py"}
+    assert not later & deps["train"]
+    assert "fmexp/pipeline/stages/score.py" not in deps["sample"]
+    assert "fmexp/pipeline/stages/train.py" not in deps["sample"] | deps["score"]
+    assert "fmexp/training/loop.py" not in deps["sample"] | deps["score"]
+
+
+def test_a_key_that_per_dataset_sets_is_no_dependency_of_its_cells() -> None:
+    """params.yaml's digits entry sets train.lr=4e-3: `dvc exp run -S train.lr=1e-3` must not rerun digits."""
+    stages = _stages()
+    digits, board = stages["train-digits-fm_ot"]["params"], stages["train-checkerboard-fm_ot"]["params"]
+    assert "train.lr" not in digits and "train" not in digits and "per_dataset.digits" in digits
+    assert "train" in board  # checkerboard overrides nothing of train: the whole section
+    assert "model.width" in board and "model.channels" not in board  # the MLP's arguments, not the U-Net's
+    assert "model.channels" not in digits  # per_dataset.digits sets it
+
+
+def test_importing_fmexp_loads_no_torch() -> None:
+    code = "import sys, fmexp; fmexp.__version__; import fmexp.cli; assert 'torch' not in sys.modules, 'torch'"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_validating_a_name_imports_nothing() -> None:
+    code = ("import sys; from fmexp.registry import check_name, names; check_name('path', 'ot');"
+            " before = set(sys.modules); names('model'); check_name(('toy_dataset', 'image_dataset'), 'digits');"
+            " assert not {m for m in set(sys.modules) - before if m.startswith('fmexp')}")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

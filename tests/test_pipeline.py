@@ -106,8 +106,8 @@ def test_fid_is_the_mean_over_disjoint_draws(repo: Path) -> None:
     """score.fid_draws=2 of 64 samples: the FID is the mean of the two halves' FIDs, each computed here
     by the plain two-sample FID against the training split (no cached statistics), and the floor is
     taken at a draw's size."""
-    from fmexp.config.plan import load_prepared
     from fmexp.data.features import backend_kwargs, fid
+    from fmexp.pipeline.layout import load_prepared
 
     data = load_prepared(repo / "data", "digits")
     kwargs = backend_kwargs("digits-classifier", None, torch.load(repo / "data" / "digits.pt", weights_only=True))

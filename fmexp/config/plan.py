@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 
@@ -19,9 +18,7 @@ from fmexp.config.schema import DataConfig, ModelConfig, RunConfig
 from fmexp.data.datasets import Dataset, load_dataset, max_pairwise_distance
 from fmexp.errors import ConfigError
 from fmexp.flow.methods import Method, make_method
-from fmexp.pipeline.layout import data_file
 from fmexp.registry import constructor_args, names
-from fmexp.runtime import artifacts
 
 __all__ = [
     "Streams",
@@ -29,7 +26,6 @@ __all__ = [
     "resolve",
     "device_for",
     "load_data",
-    "load_prepared",
     "model_spec",
     "model_args",
     "training_key",
@@ -161,11 +157,6 @@ def load_data(params_data: DataConfig, name: str) -> Dataset:
             else {}
         ),
     )
-
-
-def load_prepared(data_dir: str | Path, dataset: str) -> Dataset:
-    state = artifacts.load_torch(data_file(data_dir, dataset))
-    return Dataset(name=dataset, train=state["train"], test=state["test"], levels=state.get("levels"))
 
 
 DATA_ARGS = ("dim", "in_channels", "resolution")

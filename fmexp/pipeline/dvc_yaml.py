@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -130,12 +130,15 @@ def imported_files(modules: Iterable[str]) -> set[str]:
     return seen
 
 
-def command_modules(command: str) -> set[str]:
-    """The files that ``python -m fmexp COMMAND`` runs: ``fmexp/__main__.py``, ``fmexp/cli.py`` with
-    the imports of its module level and of the command's own functions, and all they import."""
-    from fmexp.cli import COMMANDS
+Commands = Mapping[str, tuple[str, Callable[..., Any], Callable[..., Any]]]
+"""``fmexp.cli.COMMANDS``: each command's help, its parser's builder and its handler."""
 
-    _, build, handler = COMMANDS[command]
+
+def command_modules(commands: Commands, command: str) -> set[str]:
+    """The files that ``python -m fmexp COMMAND`` runs: ``fmexp/__main__.py``, ``fmexp/cli.py`` with
+    the imports of its module level and of the command's own functions (``commands``), and all they
+    import."""
+    _, build, handler = commands[command]
     functions = {build.__name__, handler.__qualname__.split(".")[0]}
     cli = _imports(_module_file("fmexp.cli"), functions)
     return imported_files([*cli, *DYNAMIC.get(command, [])]) | {
@@ -177,12 +180,12 @@ def _model_keys(params: Params, dataset: str, skip: set[str]) -> list[str]:
     return _leaves("model", ModelConfig, skip, ["name", *model_args(name)])
 
 
-def stages(params: Params) -> dict[str, Any]:
+def stages(params: Params, commands: Commands) -> dict[str, Any]:
     """The ``stages`` mapping of ``dvc.yaml``."""
     out: dict[str, Any] = {}
     pairs = cells(params)
     datasets = list(dict.fromkeys(d for d, _ in pairs))
-    code = {c: sorted(command_modules(c)) for c in ("prepare", "train", "sample", "score", "sweep", "report")}
+    code = {c: sorted(command_modules(commands, c)) for c in ("prepare", "train", "sample", "score", "sweep", "report")}
     for d in datasets:
         skip = _overridden(params, d)
         image = d in names("image_dataset")
@@ -254,9 +257,9 @@ class _Dumper(yaml.SafeDumper):
         super().increase_indent(flow, False)
 
 
-def dvc_yaml_text(params: Params, params_path: str | Path = "params.yaml") -> str:
+def dvc_yaml_text(params: Params, commands: Commands) -> str:
     """The whole ``dvc.yaml``: the header, the stages and the plots (``dvc plots show``: methods side by
     side in colour, solvers by dash, one panel per dataset; templates in ``.dvc/plots/``)."""
-    body = yaml.dump({"stages": stages(params)}, Dumper=_Dumper, sort_keys=False, width=120)
+    body = yaml.dump({"stages": stages(params, commands)}, Dumper=_Dumper, sort_keys=False, width=120)
     plots = yaml.dump({"plots": PLOTS}, Dumper=_Dumper, sort_keys=False, width=120)
     return HEADER + body + "\n" + plots

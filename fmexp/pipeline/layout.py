@@ -9,13 +9,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fmexp.config.schema import RunConfig
+from fmexp.data.datasets import Dataset
+from fmexp.runtime import artifacts
 
-__all__ = ["RunFiles", "data_file"]
+__all__ = ["RunFiles", "data_file", "load_prepared"]
 
 
 def data_file(data_dir: str | Path, dataset: str) -> Path:
     """The prepared splits of ``dataset`` (written by the prepare stage)."""
     return Path(data_dir) / f"{dataset}.pt"
+
+
+def load_prepared(data_dir: str | Path, dataset: str) -> Dataset:
+    """The splits that ``prepare`` stored for ``dataset``."""
+    state = artifacts.load_torch(data_file(data_dir, dataset))
+    return Dataset(name=dataset, train=state["train"], test=state["test"], levels=state.get("levels"))
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from fmexp.config.load import run_for
-from fmexp.config.plan import load_prepared
 from fmexp.config.schema import Params, RunConfig
 from fmexp.errors import ConfigError, RunFailed, SolverError, TrainingDiverged
-from fmexp.pipeline.layout import RunFiles, data_file
+from fmexp.pipeline.layout import RunFiles, data_file, load_prepared
 from fmexp.runtime import artifacts
 from fmexp.training.launch import launched, world
 
