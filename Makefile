@@ -4,16 +4,23 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.fmexp-installed
 
-.PHONY: install test repro bench clean
+.PHONY: install lint test repro bench clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,postgres,dashboard,plots]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,lint,postgres,dashboard,plots]'
 	$(PY) -m fmexp offline-plots
 	touch $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check fmexp tests benchmarks
+	$(VENV)/bin/ruff format --check fmexp tests benchmarks
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+	$(PY) -m fmexp dvc-yaml --check
 
 test: $(STAMP)
 	$(PY) -m pytest -q

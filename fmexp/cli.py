@@ -26,6 +26,7 @@ from pathlib import Path
 from fmexp.config.load import load_params
 from fmexp.config.schema import Params
 from fmexp.errors import RunError, UserError
+from fmexp.pipeline.dvc_yaml import dvc_yaml_text
 
 __all__ = ["COMMANDS", "main"]
 
@@ -134,18 +135,24 @@ def _config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     return 0
 
 
+def _check_dvc_yaml(params_path: Path, dvc_yaml: Path) -> None:
+    """``UserError`` unless ``dvc_yaml`` is what ``fmexp dvc-yaml`` generates from ``params_path``."""
+    text = dvc_yaml_text(load_params(params_path), COMMANDS)
+    if not dvc_yaml.exists() or dvc_yaml.read_text() != text:
+        raise UserError(
+            f"{dvc_yaml} is not what `fmexp dvc-yaml` generates from {params_path}: its stages or their dependencies"
+            f" are stale (a changed pipeline.datasets, methods, cells, studies or per_dataset entry). Run"
+            f" `fmexp dvc-yaml`, then `dvc repro` (or `dvc exp run`) again"
+        )
+
+
 def _dvc_yaml(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from fmexp.pipeline.dvc_yaml import dvc_yaml_text
     from fmexp.runtime.artifacts import write_text
 
-    text = dvc_yaml_text(_load(args), COMMANDS)
     if args.check:
-        current = args.out.read_text() if args.out.exists() else ""
-        if current != text:
-            raise UserError(
-                f"{args.out} differs from what `fmexp dvc-yaml` generates from {args.params}; run `fmexp dvc-yaml`"
-            )
+        _check_dvc_yaml(args.params, args.out)
         return 0
+    text = dvc_yaml_text(_load(args), COMMANDS)
     write_text(args.out, text)
     print(f"wrote {args.out}")
     return 0
@@ -237,6 +244,10 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handle
 }
 
 
+PIPELINE_STAGES = ("prepare", "train", "sample", "score", "sweep", "report")
+"""The commands that ``dvc.yaml`` runs: under DVC each first checks that ``dvc.yaml`` is current."""
+
+
 def _top_parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -278,6 +289,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "fmexp") -> int:
 
         log_to_stderr()
     try:
+        if command in PIPELINE_STAGES and "DVC_STAGE" in os.environ:  # run by dvc repro: refuse a stale dvc.yaml
+            root = Path(os.environ.get("DVC_ROOT", "."))
+            _check_dvc_yaml(root / "params.yaml", root / "dvc.yaml")
         return handler(args, parser)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -3,6 +3,7 @@ command that makes it; exit status 2; no traceback; nothing written. And ``fmexp
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -170,3 +171,74 @@ def test_a_failed_solve_names_the_seed_with_status_1(workdir: Path) -> None:
     assert last.startswith("error: sample checkerboard/fm_ot seed 1: dopri5"), last
     assert (workdir / "runs/checkerboard/fm_ot/sample/0/samples.pt").exists()  # the seed that finished keeps its files
     assert not (workdir / "runs/checkerboard/fm_ot/sample/1/samples.pt").exists()
+
+
+def test_a_mistyped_command_gets_a_suggestion(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["trian"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown command 'trian'" in err and "did you mean 'train'?" in err
+
+
+def test_every_command_has_its_own_help(capsys: pytest.CaptureFixture[str]) -> None:
+    from fmexp.cli import COMMANDS
+
+    for command in COMMANDS:
+        with pytest.raises(SystemExit) as exit_:
+            main([command, "--help"])
+        assert exit_.value.code == 0
+        assert f"usage: fmexp {command}" in capsys.readouterr().out
+
+
+def test_python_m_fmexp_sweep_is_the_fmexp_sweep_command() -> None:
+    """Both parse with one parser: the same usage, the same refusal of a study that does not exist."""
+    runs = [
+        subprocess.run([sys.executable, "-m", *cmd, "no_such_study"], cwd=ROOT, capture_output=True, text=True)
+        for cmd in (["fmexp.sweep"], ["fmexp", "sweep"])
+    ]
+    for proc in runs:
+        assert proc.returncode == 2 and "studies/no_such_study.yaml: no such study" in proc.stderr, proc.stderr
+        assert "did you mean" in proc.stderr or "ot_vs_vp" in proc.stderr
+    help_ = [
+        subprocess.run([sys.executable, "-m", *cmd, "--help"], cwd=ROOT, capture_output=True, text=True).stdout
+        for cmd in (["fmexp.sweep"], ["fmexp", "sweep"])
+    ]
+    import re
+
+    options = [re.findall(r"^  (--?[a-z-]+)", h, re.M) for h in help_]
+    assert options[0] == options[1] and "--workers" in options[0] and "--archive-changed" in options[0]
+
+
+def test_user_errors_share_one_base_and_run_errors_another() -> None:
+    from fmexp import errors
+
+    assert issubclass(errors.ConfigError, errors.UserError) and issubclass(errors.ArtifactError, errors.UserError)
+    for e in (errors.SolverError, errors.TrainingDiverged, errors.RunFailed):
+        assert issubclass(e, errors.RunError) and not issubclass(e, errors.UserError)
+
+
+def test_under_dvc_a_stale_dvc_yaml_is_refused_before_any_work(tmp_path: Path) -> None:
+    """`dvc exp run -S pipeline.datasets=[8gaussians]` changes params.yaml but not the generated dvc.yaml:
+    the stage DVC runs says so (status 2) instead of running the old pipeline under the new label."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["pipeline"]["datasets"] = ["8gaussians"]
+    write_yaml(tmp_path / "params.yaml", params)
+    (tmp_path / "dvc.yaml").write_text((ROOT / "dvc.yaml").read_text())
+    env = {**os.environ, "DVC_STAGE": "prepare-8gaussians", "DVC_ROOT": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "fmexp", "prepare", "pipeline.datasets=[8gaussians]"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2 and "Run `fmexp dvc-yaml`" in proc.stderr, proc.stderr
+    assert not (tmp_path / "data").exists()
+    env.pop("DVC_STAGE")  # by hand, outside DVC, the command runs
+    proc = subprocess.run(
+        [sys.executable, "-m", "fmexp", "prepare", "pipeline.datasets=[8gaussians]"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0 and (tmp_path / "data" / "8gaussians.pt").exists(), proc.stderr

@@ -89,8 +89,10 @@ def test_each_stage_depends_on_exactly_the_code_its_command_imports(kind: str) -
     expected = _command_files(kind)
     for name, stage in stages.items():
         declared = {d for d in stage["deps"] if d.startswith("fmexp/") and d.endswith(".py")}
-        assert declared == expected, (f"{name}: declared but not imported {sorted(declared - expected)};"
-                                      f" imported but not declared {sorted(expected - declared)}")
+        assert declared == expected, (
+            f"{name}: declared but not imported {sorted(declared - expected)};"
+            f" imported but not declared {sorted(expected - declared)}"
+        )
 
 
 def test_no_stage_depends_on_a_later_stage() -> None:
@@ -121,8 +123,10 @@ def test_importing_fmexp_loads_no_torch() -> None:
 
 
 def test_validating_a_name_imports_nothing() -> None:
-    code = ("import sys; from fmexp.registry import check_name, names; check_name('path', 'ot');"
-            " before = set(sys.modules); names('model'); check_name(('toy_dataset', 'image_dataset'), 'digits');"
-            " assert not {m for m in set(sys.modules) - before if m.startswith('fmexp')}")
+    code = (
+        "import sys; from fmexp.registry import check_name, names; check_name('path', 'ot');"
+        " before = set(sys.modules); names('model'); check_name(('toy_dataset', 'image_dataset'), 'digits');"
+        " assert not {m for m in set(sys.modules) - before if m.startswith('fmexp')}"
+    )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
@@ -66,7 +66,7 @@ def apply_overrides(cfg: DictConfig, overrides: Sequence[str], source: str = "ov
                     parent, _, leaf = key.rpartition(".")
                     node = OmegaConf.select(cfg, parent) if parent else cfg
                     known = (
-                        [f"{parent}.{k}" if parent else str(k) for k in node] if isinstance(node, DictConfig) else []
+                        [f"{parent}.{k!s}" if parent else str(k) for k in node] if isinstance(node, DictConfig) else []
                     )
                     raise ConfigError(
                         f"{source}: unknown key: {key!r} is not one of {known}{did_you_mean(key, known)}"
@@ -99,7 +99,7 @@ def structured(schema: type[T], data: dict[str, Any] | DictConfig | None, source
     """Merge ``data`` onto the schema's defaults; unknown keys and wrong types raise ``ConfigError``."""
     base = OmegaConf.structured(schema)
     try:
-        return OmegaConf.merge(base, data or {})  # type: ignore[return-value]
+        return cast(DictConfig, OmegaConf.merge(base, data or {}))
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None)
         raise ConfigError(f"{source}: {key + ': ' if key else ''}{_reason(e)}{_did_you_mean(e)}") from None

@@ -161,8 +161,8 @@ def validate_params(p: Params) -> list[str]:
     e = _Errors()
     for d in p.pipeline.datasets:
         e.one_of("pipeline.datasets", d, dataset_names())
-    for m in p.pipeline.methods:
-        e.one_of("pipeline.methods", m, sorted(p.methods))
+    for name in p.pipeline.methods:
+        e.one_of("pipeline.methods", name, sorted(p.methods))
     if p.pipeline.workers < 1:
         e.append(f"pipeline.workers: must be at least 1, got {p.pipeline.workers}")
     e += [f"pipeline.seeds: {s} must be >= 0" for s in p.pipeline.seeds if s < 0]

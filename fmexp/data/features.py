@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -68,6 +69,7 @@ def train_digits_classifier(seed: int = 0, epochs: int = 40, batch_size: int = 6
 
     splits = load_digits()
     y_train, y_test = splits.train_labels, splits.test_labels
+    assert y_train is not None and y_test is not None  # digits has labels
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     model = DigitsClassifier()
@@ -151,7 +153,7 @@ def features(
     return extract(images, levels, classifier=classifier, inception_weights=inception_weights)
 
 
-def backend_kwargs(backend: str, inception_weights: str | None, prepared: dict[str, object]) -> dict[str, object]:
+def backend_kwargs(backend: str, inception_weights: str | None, prepared: dict[str, Any]) -> dict[str, Any]:
     """What the feature backend needs: the digits classifier (from ``prepared``), or the Inception weights' path."""
     if backend != "digits-classifier":
         return {"inception_weights": inception_weights}
@@ -160,14 +162,14 @@ def backend_kwargs(backend: str, inception_weights: str | None, prepared: dict[s
     return {"classifier": classifier.eval()}
 
 
-def reference_stats(backend: str, images: Tensor, levels: int, **kwargs: object) -> dict[str, object]:
+def reference_stats(backend: str, images: Tensor, levels: int, **kwargs: Any) -> dict[str, Any]:
     """The Gaussian of the reference images' features, as ``prepare`` caches it: ``backend``, ``n``,
     ``mu`` and ``sigma`` (float64 tensors)."""
     mu, sigma = gaussian_stats(features(backend, images, levels, **kwargs))
     return {"backend": backend, "n": len(images), "mu": torch.from_numpy(mu), "sigma": torch.from_numpy(sigma)}
 
 
-def fid_against(backend: str, reference: dict[str, object], levels: int, **kwargs: object) -> Callable[[Tensor], float]:
+def fid_against(backend: str, reference: dict[str, Any], levels: int, **kwargs: Any) -> Callable[[Tensor], float]:
     """FID against a reference's cached Gaussian (``reference_stats``) as a function of the images scored."""
     if reference["backend"] != backend:
         raise ValueError(f"the reference statistics are of {reference['backend']} features, not {backend}")
@@ -180,6 +182,6 @@ def fid_against(backend: str, reference: dict[str, object], levels: int, **kwarg
     return score
 
 
-def fid(backend: str, images: Tensor, reference: Tensor, levels: int, **kwargs: object) -> float:
+def fid(backend: str, images: Tensor, reference: Tensor, levels: int, **kwargs: Any) -> float:
     """FID between two sets of images of integer ``levels`` under one feature backend."""
     return fid_against(backend, reference_stats(backend, reference, levels, **kwargs), levels, **kwargs)(images)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -99,11 +100,11 @@ def load_image_folder(
     mode = {1: "L", 3: "RGB"}[channels]
     arrays = []
     for f in files:
-        with Image.open(f) as im:
-            im = im.convert(mode)
+        with Image.open(f) as opened:
+            im = opened.convert(mode)
             w, h = im.size
             scale = size / min(w, h)
-            im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
+            im = im.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.Resampling.BICUBIC)
             w, h = im.size
             left, top = (w - size) // 2, (h - size) // 2
             a = np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.uint8)
@@ -127,7 +128,7 @@ def load_torchvision(name: str, root: str | Path, download: bool = False) -> Ima
             f" (CIFAR-10: {root}/cifar-10-batches-py/; MNIST: {root}/MNIST/raw/), or set data.download=true"
         ) from None
 
-    def as_levels(ds) -> Tensor:
+    def as_levels(ds: Any) -> Tensor:
         x = torch.as_tensor(np.asarray(ds.data), dtype=torch.float32)
         return x.permute(0, 3, 1, 2).contiguous() if x.dim() == 4 else x[:, None]
 

@@ -62,7 +62,7 @@ def velocity_and_divergence(v: Field, x: Tensor, t: Tensor, probes: Tensor | Non
         return v(y, t)
 
     with torch.enable_grad():
-        out, vjp = torch.func.vjp(f, x)
+        out, vjp = torch.func.vjp(f, x)[:2]
         if probes is not None:
             (z_jac,) = torch.func.vmap(vjp)(probes)  # (K, B, ...)
             return out, (z_jac * probes).flatten(2).sum(2).mean(0)

@@ -37,6 +37,18 @@ class Solver:
     adaptive: bool
     evals_per_step: int | None = None  # fixed-step methods only
 
+    def steps_for(self, nfe: int) -> int:
+        """The steps of a fixed-step solve within an NFE budget of ``nfe`` field evaluations."""
+        if self.evals_per_step is None:
+            raise ValueError(f"{self.name} is adaptive: its NFE is not set by a number of steps")
+        return nfe // self.evals_per_step
+
+    def nfe_of(self, steps: int) -> int:
+        """The field evaluations of a fixed-step solve of ``steps`` steps."""
+        if self.evals_per_step is None:
+            raise ValueError(f"{self.name} is adaptive: its NFE is not set by a number of steps")
+        return steps * self.evals_per_step
+
 
 DOPRI5 = Solver("dopri5", adaptive=True)
 DOPRI8 = Solver("dopri8", adaptive=True)
@@ -120,6 +132,7 @@ def integrate(
         options["step_t"] = t_grid
         options["max_num_steps"] = max_steps
     else:
+        assert steps is not None  # checked above for every fixed-step method
         grid = torch.linspace(t0, t1, steps + 1, dtype=x_0.dtype, device=x_0.device)
         options["grid_constructor"] = lambda func, y0, t: grid
         if save_at:

@@ -33,6 +33,7 @@ class SinusoidalTimeEmbedding(nn.Module):
             raise ValueError(f"time embedding dim must be even and >= 2, got {dim}")
         half = dim // 2
         freqs = max_freq * torch.exp(-math.log(max_period) * torch.arange(half) / half)
+        self.freqs: Tensor
         self.register_buffer("freqs", freqs, persistent=False)
 
     def forward(self, t: Tensor) -> Tensor:
@@ -66,6 +67,7 @@ class MLP(nn.Module):
                 f"{fourier_features}"
             )
         self.embed = SinusoidalTimeEmbedding(time_embed_dim)
+        self.fourier: Tensor
         self.register_buffer(
             "fourier",
             fourier_scale * torch.randn(dim, fourier_features, generator=torch.Generator().manual_seed(0)),
@@ -89,6 +91,13 @@ class MLP(nn.Module):
         return self.net(h).reshape(x.shape)
 
 
+def _zero(conv: nn.Conv2d) -> None:
+    """Start a layer at zero: its block then starts as the identity (a residual) or the zero field."""
+    nn.init.zeros_(conv.weight)
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+
+
 def _groups(channels: int) -> int:
     return next(g for g in (32, 16, 8, 4, 2, 1) if channels % g == 0)
 
@@ -102,7 +111,7 @@ class ResBlock(nn.Module):
         self.emb = nn.Linear(emb_dim, c_out)
         self.norm2, self.drop = nn.GroupNorm(_groups(c_out), c_out), nn.Dropout(dropout)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
-        nn.init.zeros_(self.conv2.weight), nn.init.zeros_(self.conv2.bias)
+        _zero(self.conv2)
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
@@ -182,7 +191,7 @@ class UNet(nn.Module):
                 )
                 res *= 2
         self.norm_out, self.conv_out = nn.GroupNorm(_groups(c), c), nn.Conv2d(c, in_channels, 3, padding=1)
-        nn.init.zeros_(self.conv_out.weight), nn.init.zeros_(self.conv_out.bias)
+        _zero(self.conv_out)
 
     @staticmethod
     def _stage(c_in: int, c_out: int, emb_dim: int, dropout: float, attention: bool) -> nn.ModuleList:
@@ -190,8 +199,8 @@ class UNet(nn.Module):
         return nn.ModuleList(blocks + [SelfAttention(c_out)] if attention else blocks)
 
     @staticmethod
-    def _run(stage: nn.ModuleList, h: Tensor, emb: Tensor) -> Tensor:
-        for layer in stage:
+    def _run(stage: nn.Module, h: Tensor, emb: Tensor) -> Tensor:
+        for layer in stage.children():
             h = layer(h, emb) if isinstance(layer, (ResBlock, SelfAttention)) else layer(h)
         return h
 
@@ -205,7 +214,7 @@ class UNet(nn.Module):
         for layer in self.mid:
             h = layer(h, emb)
         for stage in self.up:
-            if isinstance(stage[0], ResBlock):
+            if isinstance(next(stage.children()), ResBlock):
                 h = torch.cat([h, hs.pop()], dim=1)
             h = self._run(stage, h, emb)
         return self.conv_out(F.silu(self.norm_out(h)))

@@ -44,7 +44,7 @@ def offline_template() -> str:
         import vl_convert
     except ImportError as e:
         raise ConfigError("the offline template needs vl-convert-python: pip install -e '.[plots]'") from e
-    bundle = vl_convert.javascript_bundle(vl_version=VEGA_LITE)
+    bundle = vl_convert.javascript_bundle(vl_version=VEGA_LITE)  # type: ignore[call-arg]  # the stub wrongly requires snippet
     if "</script" in bundle or "{plot_divs}" in bundle:  # either would break the page or DVC's filling of it
         raise RuntimeError("vl-convert's bundle cannot be inlined as it is")
     return PAGE.replace("VEGA_LITE", VEGA_LITE).replace("BUNDLE", bundle)

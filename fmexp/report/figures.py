@@ -13,18 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import yaml
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-import yaml  # noqa: E402
+from fmexp.config.schema import Params
+from fmexp.pipeline.layout import RunFiles
+from fmexp.runtime import artifacts
 
-from fmexp.config.schema import Params  # noqa: E402
-from fmexp.pipeline.layout import RunFiles  # noqa: E402
-from fmexp.runtime import artifacts  # noqa: E402
+plt.switch_backend("Agg")  # files only, never a window
 
 __all__ = ["Figure", "png", "run_folders", "read_csvs", "run_figures", "sweep_sections"]
 
@@ -241,7 +240,8 @@ def _show_density(ax: plt.Axes, logp: Any, extent: list[float], **kwargs: Any) -
     """``exp(logp)`` on ``extent``, its colour scale to the 99.5th percentile: one sharp peak must not
     darken the rest."""
     p = np.exp(logp.numpy())
-    ax.imshow(p, origin="lower", extent=extent, vmin=0, vmax=np.quantile(p, 0.995), **kwargs)
+    box = (extent[0], extent[1], extent[2], extent[3])
+    ax.imshow(p, origin="lower", extent=box, vmin=0, vmax=np.quantile(p, 0.995), **kwargs)
 
 
 def _panels(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:

@@ -14,20 +14,17 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import seaborn as sns
+import yaml
+from jinja2 import Environment, PackageLoader, select_autoescape
 
-matplotlib.use("Agg")
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-import yaml  # noqa: E402
-from jinja2 import Environment, PackageLoader, select_autoescape  # noqa: E402
-
-from fmexp.config.load import to_plain  # noqa: E402
-from fmexp.config.schema import Params  # noqa: E402
-from fmexp.pipeline.layout import RunFiles  # noqa: E402
-from fmexp.report.figures import read_csvs, run_figures, run_folders, sweep_sections  # noqa: E402
-from fmexp.runtime import artifacts  # noqa: E402
+from fmexp.config.load import to_plain
+from fmexp.config.schema import Params
+from fmexp.pipeline.layout import RunFiles
+from fmexp.report.figures import read_csvs, run_figures, run_folders, sweep_sections
+from fmexp.runtime import artifacts
 
 __all__ = ["collect_metrics", "welch_p", "method_table", "write_plot_data", "build_report"]
 
@@ -90,7 +87,7 @@ def method_table(metrics: pd.DataFrame, dataset: str, methods: list[str]) -> tup
     display = pd.DataFrame(index=stats.index)
     for col, label in columns.items():
         mean, std = stats[f"{col}_mean"], stats[f"{col}_std"].fillna(0.0)
-        best = mean.idxmin() if len(mean) else None
+        best = str(mean.idxmin()) if len(mean) else ""
         values = {m: df.loc[df.method == m, col].dropna().to_numpy(float) for m in order}
         stats[f"{col}_p"] = [float("nan") if m == best else welch_p(values[best], values[m]) for m in order]
         p_values = zip(order, stats[f"{col}_p"], strict=True)

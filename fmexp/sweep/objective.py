@@ -32,7 +32,8 @@ def _suggest(trial: optuna.Trial, key: str, d: optuna.distributions.BaseDistribu
         return trial.suggest_categorical(key, d.choices)
     if isinstance(d, optuna.distributions.IntDistribution):
         return trial.suggest_int(key, d.low, d.high, step=d.step, log=d.log)
-    return trial.suggest_float(key, d.low, d.high, step=d.step, log=d.log)  # type: ignore[attr-defined]
+    assert isinstance(d, optuna.distributions.FloatDistribution)  # to_distribution makes no other kind
+    return trial.suggest_float(key, d.low, d.high, step=d.step, log=d.log)
 
 
 def make_objective(study: Study) -> Callable[[optuna.Trial], float | tuple[float, ...]]:

@@ -148,13 +148,16 @@ def _create_or_load(study: Study, attempts: int = 5) -> tuple[optuna.Study, optu
 
     def attempt() -> tuple[optuna.Study, optuna.storages.BaseStorage, bool]:
         storage = make_storage(study.storage)
-        kw = dict(study_name=study.config.study, storage=storage, sampler=_sampler(study), pruner=_pruner(study))
+        name, sampler, pruner = study.config.study, _sampler(study), _pruner(study)
         with contextlib.suppress(KeyError):  # load first: a failed create still writes to a journal
-            return optuna.load_study(**kw), storage, False
+            return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner), storage, False
         try:
-            return optuna.create_study(directions=study.directions, **kw), storage, True
+            created = optuna.create_study(
+                directions=study.directions, study_name=name, storage=storage, sampler=sampler, pruner=pruner
+            )
+            return created, storage, True
         except optuna.exceptions.DuplicatedStudyError:
-            return optuna.load_study(**kw), storage, False
+            return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner), storage, False
 
     for i in range(attempts - 1):
         try:

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import optuna
+from optuna.storages.journal import JournalFileBackend
 
 __all__ = ["STORAGE_ENV", "STORAGE_SCHEMES", "default_storage", "make_storage", "redact"]
 
@@ -27,7 +28,7 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
     if url.startswith("journal:///"):
         path = Path(url[len("journal:///") :])
         path.parent.mkdir(parents=True, exist_ok=True)
-        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+        return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
     if url.startswith("sqlite"):
         return _sqlite_storage(url)
     return optuna.storages.RDBStorage(url)

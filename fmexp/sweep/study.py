@@ -14,7 +14,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 import optuna
@@ -102,8 +102,8 @@ class Study:
     storage: str
 
     @property
-    def directions(self) -> list[str]:
-        return [o.direction for o in self.config.objectives]
+    def directions(self) -> list[Literal["minimize", "maximize"]]:
+        return [cast(Literal["minimize", "maximize"], o.direction) for o in self.config.objectives]
 
 
 def to_distribution(key: str, expr: str, source: str) -> optuna.distributions.BaseDistribution:
@@ -119,13 +119,13 @@ def to_distribution(key: str, expr: str, source: str) -> optuna.distributions.Ba
             raise ConfigError(f"{where}: tag(log, ...) applies to interval or range, not choice")
         if not value.list:
             raise ConfigError(f"{where}: choice() needs at least one value")
-        return optuna.distributions.CategoricalDistribution(list(value.list))
+        return optuna.distributions.CategoricalDistribution(cast(list[Any], value.list))
     if isinstance(value, IntervalSweep):
-        low, high = float(value.start), float(value.end)
+        low, high = float(cast(float, value.start)), float(cast(float, value.end))
         _check_bounds(where, low, high, log)
         return optuna.distributions.FloatDistribution(low, high, log=log)
     if isinstance(value, RangeSweep):
-        start, stop, step = value.start, value.stop, value.step
+        start, stop, step = cast(float, value.start), cast(float, value.stop), value.step
         if step is None or step <= 0:
             raise ConfigError(f"{where}: range() needs a positive step, got {step}")
         n = math.ceil((stop - start) / step)
@@ -134,7 +134,7 @@ def to_distribution(key: str, expr: str, source: str) -> optuna.distributions.Ba
         last = start + (n - 1) * step
         _check_bounds(where, start, last, log, allow_equal=True)
         if all(isinstance(v, int) for v in (start, stop, step)):
-            return optuna.distributions.IntDistribution(start, last, log=log, step=1 if log else step)
+            return optuna.distributions.IntDistribution(int(start), int(last), log=log, step=1 if log else int(step))
         if log:
             raise ConfigError(f"{where}: tag(log, range(...)) needs integer bounds")
         return optuna.distributions.FloatDistribution(float(start), float(last), step=float(step))
@@ -154,7 +154,8 @@ def _check_bounds(where: str, low: float, high: float, log: bool, allow_equal: b
 def _probe_values(dist: optuna.distributions.BaseDistribution) -> list[Any]:
     if isinstance(dist, optuna.distributions.CategoricalDistribution):
         return list(dist.choices)
-    return [dist.low, dist.high]  # type: ignore[attr-defined]
+    assert isinstance(dist, optuna.distributions.FloatDistribution | optuna.distributions.IntDistribution)
+    return [dist.low, dist.high]
 
 
 def override(key: str, value: Any) -> str:
@@ -256,8 +257,10 @@ def grid_points(space: dict[str, optuna.distributions.BaseDistribution], seed: i
         if isinstance(d, optuna.distributions.CategoricalDistribution):
             axes[key] = list(d.choices)
         else:
-            n = int(round((d.high - d.low) / d.step)) + 1  # type: ignore[attr-defined]
-            axes[key] = [d.low + i * d.step for i in range(n)]  # type: ignore[attr-defined]
+            assert isinstance(d, optuna.distributions.FloatDistribution | optuna.distributions.IntDistribution)
+            assert d.step is not None  # load_study refuses a grid over an interval without a step
+            n = int(round((d.high - d.low) / d.step)) + 1
+            axes[key] = [d.low + i * d.step for i in range(n)]
     points = [dict(zip(axes, values, strict=False)) for values in itertools.product(*axes.values())]
     order = np.random.default_rng(seed).permutation(len(points))
     return [points[i] for i in order]

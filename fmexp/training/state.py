@@ -53,7 +53,7 @@ class RowSums:
 
     @classmethod
     def zeros(cls, device: torch.device) -> RowSums:
-        return cls(*(torch.zeros((), device=device) for _ in range(3)))
+        return cls(torch.zeros((), device=device), torch.zeros((), device=device), torch.zeros((), device=device))
 
     def means(self) -> dict[str, float]:
         """The curve row's training columns: mean loss, mean gradient norm, fraction of steps clipped."""

@@ -36,6 +36,7 @@ def _fid_reference(params: Params, ds: Dataset, payload: dict[str, object]) -> d
     the score stage then computes them itself."""
     from fmexp.data.features import backend_kwargs, reference_stats
 
+    assert ds.levels is not None  # called for image datasets only
     run = run_for(params, ds.name, params.pipeline.methods[0], params.pipeline.seeds[0])
     backend = auto_fid_backend(run, ds)
     if backend == "none":

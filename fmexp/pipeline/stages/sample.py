@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
+from typing import Any
 
 import torch
+from torch import Tensor
 
 from fmexp.config.plan import Plan, resolve
 from fmexp.config.schema import RunConfig
@@ -26,7 +29,7 @@ def load_trained(run: RunConfig, data: Dataset, files: RunFiles) -> tuple[Plan, 
     return plan, load_model(files.model, map_location=plan.device, steps=run.train.steps)
 
 
-def sample_run(run: RunConfig, data: Dataset, files: RunFiles) -> dict[str, float]:
+def sample_run(run: RunConfig, data: Dataset, files: RunFiles) -> dict[str, Any]:
     """Sample with dopri5 at ``sample.rtol``/``atol`` and with each fixed-step solver at the NFE ladder (Fig. 7).
 
     Writes ``samples.pt`` (samples; a few trajectories from a separate solve, so that saving them
@@ -46,32 +49,36 @@ def sample_run(run: RunConfig, data: Dataset, files: RunFiles) -> dict[str, floa
     v = method.velocity(model)
     gen = torch.Generator(device=device).manual_seed(plan.streams.sampling)
     adaptive = get_solver(run.sample.method).adaptive
-    solve = {"method": run.sample.method, **run.sample.tolerances, "steps": None if adaptive else run.sample.steps}
+    tol = run.sample.tolerances
+    steps = None if adaptive else run.sample.steps
+    solve = functools.partial(integrate, method=run.sample.method, rtol=tol["rtol"], atol=tol["atol"], steps=steps)
     rungs = [
-        (name, budget // get_solver(name).evals_per_step)
+        (name, get_solver(name).steps_for(budget))
         for name in run.sample.fixed_solvers
         for budget in run.sample.nfe_ladder
-        if budget // get_solver(name).evals_per_step >= 1
+        if get_solver(name).steps_for(budget) >= 1
     ]
     n_ladder = (
         run.sample.n_samples
         if run.sample.ladder_samples is None
         else min(run.sample.ladder_samples, run.sample.n_samples)
     )
-    samples, nfes, seconds, traj = [], [], 0.0, None
-    ladder = {rung: {"x": [], "error": [], "nfe": []} for rung in rungs}
+    samples: list[Tensor] = []
+    nfes: list[int] = []
+    seconds, traj = 0.0, None
+    ladder: dict[tuple[str, int], dict[str, list[Any]]] = {rung: {"x": [], "error": [], "nfe": []} for rung in rungs}
     with torch.no_grad():
         for part in chunks(run.sample.n_samples, run.sample.batch_size):
             x_0 = method.sample_source((part.stop - part.start, *data.train.shape[1:]), gen, device)
             start = time.perf_counter()
-            result = integrate(v, x_0, **solve)
+            result = solve(v, x_0)
             seconds += time.perf_counter() - start
             samples.append(data.stored(result.x.cpu()))
             nfes.append(result.nfe)
             if traj is None:
                 n_traj = min(run.sample.n_trajectories, len(x_0))
                 save_at = [i / 16 for i in range(1, 16)] if adaptive else None
-                traj = integrate(v, x_0[:n_traj], **solve, save_at=save_at).xs.cpu() if n_traj else x_0[:0].cpu()
+                traj = solve(v, x_0[:n_traj], save_at=save_at).xs.cpu() if n_traj else x_0[:0].cpu()
             k = max(0, min(part.stop, n_ladder) - part.start)
             for (name, steps), kept in ladder.items() if k else ():
                 x = integrate(v, x_0[:k], method=name, steps=steps)

@@ -6,6 +6,7 @@ import functools
 import statistics
 import time
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -46,15 +47,16 @@ def _image_metrics(
     from fmexp.data.features import backend_kwargs, fid_against, reference_stats
     from fmexp.data.images import data_scale
 
-    bpd = bits_per_dim(nll, data.dim, scale=data_scale(data.levels))
     backend, levels = plan.fid_backend, data.levels
+    assert backend is not None and levels is not None  # image data: resolve() chose a backend
+    bpd = torch.as_tensor(bits_per_dim(nll, data.dim, scale=data_scale(levels)))
     likelihood = {"bpd": float(bpd.mean()), "bpd_se": float(bpd.std() / len(bpd) ** 0.5)}
     if backend == "none":  # asked for: no FID, recorded as not a number
         artifacts.write_csv(files.fid_ladder, [])
         return {**likelihood, "fid": float("nan"), "fid_backend": backend}
     prepared = prepared_extras(str(data_dir), data.name)
     kwargs = backend_kwargs(backend, run.score.inception_weights, prepared)
-    cached = prepared.get("fid_reference")
+    cached = cast(dict[str, Any] | None, prepared.get("fid_reference"))
     train_stats = (
         cached if cached and cached["backend"] == backend else reference_stats(backend, data.train, levels, **kwargs)
     )
@@ -84,13 +86,13 @@ def _image_metrics(
             {
                 "solver": solver,
                 "steps": int(steps),
-                "nfe": int(steps) * get_solver(solver).evals_per_step,
+                "nfe": get_solver(solver).nfe_of(int(steps)),
                 "fid": fid(x),
             }
         )
     artifacts.write_csv(files.fid_ladder, rows)
     if "classifier_accuracy" in prepared and backend == "digits-classifier":
-        out["fid_classifier_accuracy"] = prepared["classifier_accuracy"]
+        out["fid_classifier_accuracy"] = float(cast(float, prepared["classifier_accuracy"]))
     return out
 
 
@@ -123,7 +125,7 @@ def _probe_seed(seed: int, chunk: int) -> int:
 
 def score_run(
     run: RunConfig, data: Dataset, files: RunFiles, *, density: bool = True, data_dir: str | Path = "data"
-) -> dict[str, float]:
+) -> dict[str, float | str]:
     """Write ``metrics.json``: held-out NLL (nats), sample distance, NFE, training time and speed; for
     images also bits/dim with its standard error, and FID with its feature backend. The likelihood
     solves run in chunks of ``score.batch_size`` points; ``nfe_nll`` is then the mean over chunks.
