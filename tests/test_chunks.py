@@ -61,7 +61,7 @@ def test_chunked_likelihood_agrees_with_one_solve(tmp_path: Path) -> None:
 PEAK_RSS = """
 import os, sys, threading
 from pathlib import Path
-from fmexp.config.load import load_params
+from fmexp.config.load import load_params, run_for
 from fmexp.data.datasets import load_dataset
 from fmexp.pipeline.layout import RunFiles
 from fmexp.pipeline.stages.sample import sample_run

@@ -192,16 +192,16 @@ def test_changing_the_tolerance_reruns_sampling_not_training(repo: Path) -> None
     finally:
         (repo / "params.yaml").write_text(params)
     # a dry run lists the stages whose own params changed; report follows them through its deps
-    stages = {line.split("'")[1].split("@")[0] for line in out.splitlines() if line.startswith("Running stage")}
-    assert stages == {"sample", "score"}, out  # no sweep@ stage: the tiny params list no study
+    stages = {line.split("'")[1].split("-")[0] for line in out.splitlines() if line.startswith("Running stage")}
+    assert stages == {"sample", "score"}, out  # no sweep-<study> stage: the tiny params list no study
 
 
 @pytest.mark.parametrize(
     "module, expected",
     [
-        ("fmexp/stages/score.py", {"score"}),
-        ("fmexp/metrics.py", {"prepare", "sample", "score"}),
-        ("fmexp/stages/train.py", {"train"}),
+        ("fmexp/pipeline/stages/score.py", {"score"}),
+        ("fmexp/flow/metrics.py", {"prepare", "sample", "score"}),
+        ("fmexp/pipeline/stages/train.py", {"train"}),
     ],
 )
 def test_touching_a_stage_module_reruns_that_stage_and_what_follows(
@@ -214,7 +214,7 @@ def test_touching_a_stage_module_reruns_that_stage_and_what_follows(
         out = sh(str(BIN / "dvc"), "status", cwd=repo)
     finally:
         (repo / module).write_text(source)
-    changed = {line.rstrip(":").split("@")[0] for line in out.splitlines() if line and not line.startswith(("\t", " "))}
+    changed = {line.rstrip(":").split("-")[0] for line in out.splitlines() if line and not line.startswith(("\t", " "))}
     # the stages whose own deps changed; DVC's status lists only those, the report follows through its deps
     assert changed == expected, out
 
