@@ -102,6 +102,7 @@ def test_no_stage_depends_on_a_later_stage() -> None:
     later = {"fmexp/pipeline/stages/score.py", "fmexp/pipeline/stages/sample.py", "fmexp/data/features.py"}
     assert not later & deps["train"]
     assert "fmexp/pipeline/stages/score.py" not in deps["sample"]
+    assert "fmexp/pipeline/stages/sample.py" not in deps["score"]  # each stage's module is its own stage's dep only
     assert "fmexp/pipeline/stages/train.py" not in deps["sample"] | deps["score"]
     assert "fmexp/training/loop.py" not in deps["sample"] | deps["score"]
 

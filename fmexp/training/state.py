@@ -15,13 +15,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from fmexp.config.schema import TrainConfig
+from fmexp.config.plan import Plan, resolve
+from fmexp.config.schema import RunConfig, TrainConfig
+from fmexp.data.datasets import Dataset
 from fmexp.errors import ArtifactError, ConfigError
 from fmexp.runtime import artifacts
 from fmexp.training.ema import EMA
 from fmexp.training.schedules import lr_factor
 
-__all__ = ["CHECKPOINT_KEYS", "RowSums", "TrainState", "load_model"]
+__all__ = ["CHECKPOINT_KEYS", "RowSums", "TrainState", "read_checkpoint", "load_model", "load_trained"]
 
 CHECKPOINT_KEYS = (
     "model_spec",
@@ -163,3 +165,10 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu", *, st
     model = build_model(spec.pop("name"), **spec)
     model.load_state_dict(state["ema_weights"])
     return model.to(map_location).eval()
+
+
+def load_trained(run: RunConfig, data: Dataset, path: str | Path) -> tuple[Plan, nn.Module]:
+    """The run's decisions and its trained (EMA) network from ``path``, on the run's device;
+    ``ConfigError`` if the network was trained for fewer than ``train.steps`` steps."""
+    plan = resolve(run, data)
+    return plan, load_model(path, map_location=plan.device, steps=run.train.steps)

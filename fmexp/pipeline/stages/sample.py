@@ -10,23 +10,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from fmexp.config.plan import Plan, resolve
 from fmexp.config.schema import RunConfig
 from fmexp.data.datasets import Dataset
 from fmexp.flow.metrics import sliced_wasserstein
 from fmexp.flow.ode import chunks, get_solver, integrate
 from fmexp.pipeline.layout import RunFiles
 from fmexp.runtime import artifacts
-from fmexp.training.state import load_model
+from fmexp.training.state import load_trained
 
-__all__ = ["sample_run", "load_trained"]
-
-
-def load_trained(run: RunConfig, data: Dataset, files: RunFiles) -> tuple[Plan, torch.nn.Module]:
-    """The run's decisions and its trained (EMA) network, on the run's device; ``ConfigError`` if the
-    network was trained for fewer than ``train.steps`` steps."""
-    plan = resolve(run, data)
-    return plan, load_model(files.model, map_location=plan.device, steps=run.train.steps)
+__all__ = ["sample_run"]
 
 
 def sample_run(run: RunConfig, data: Dataset, files: RunFiles) -> dict[str, Any]:
@@ -44,7 +36,7 @@ def sample_run(run: RunConfig, data: Dataset, files: RunFiles) -> dict[str, Any]
     ``n_samples``. The NFE of an adaptive solve is then the mean over chunks. The ladder runs on the
     first ``sample.ladder_samples`` samples.
     """
-    plan, model = load_trained(run, data, files)
+    plan, model = load_trained(run, data, files.model)
     method, device = plan.method, plan.device
     v = method.velocity(model)
     gen = torch.Generator(device=device).manual_seed(plan.streams.sampling)

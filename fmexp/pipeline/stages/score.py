@@ -19,8 +19,8 @@ from fmexp.flow.likelihood import log_likelihood, log_mean_likelihood
 from fmexp.flow.metrics import bits_per_dim, sample_distance
 from fmexp.flow.ode import chunks, get_solver
 from fmexp.pipeline.layout import RunFiles, data_file
-from fmexp.pipeline.stages.sample import load_trained
 from fmexp.runtime import artifacts
+from fmexp.training.state import load_trained
 
 __all__ = ["score_run", "prepared_extras"]
 
@@ -134,7 +134,7 @@ def score_run(
     time of ``score.density_times``, on a ``score.density_grid`` square over the data's range (2-D data
     only; dopri5 at 1e-4), for the paper's Fig. 4 panels.
     """
-    plan, model = load_trained(run, data, files)
+    plan, model = load_trained(run, data, files.model)
     method, device = plan.method, plan.device
     v = method.velocity(model)
     gen = torch.Generator(device=device).manual_seed(plan.streams.scoring)
