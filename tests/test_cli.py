@@ -82,6 +82,17 @@ def test_an_unwritable_output_folder_is_refused_before_the_work(workdir: Path, c
     _fails(["prepare", "--data-dir", "runs/data"], capsys, "runs/data: cannot write outputs here")
 
 
+def test_a_run_folder_that_cannot_be_written_is_refused_before_the_work(workdir: Path, capsys) -> None:
+    """runs/ is writable, but one seed's folder cannot be made (a file stands in its place): exit 2 naming
+    it, before any training (no other seed's files either)."""
+    assert main(["prepare"]) == 0
+    blocker = workdir / "runs" / "checkerboard" / "fm_ot" / "train" / "1"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("not a folder")
+    _fails([*TRAIN, "pipeline.seeds=[0,1]"], capsys, f"{blocker.relative_to(workdir)}: cannot write outputs here")
+    assert not (workdir / "runs" / "checkerboard" / "fm_ot" / "train" / "0" / "model.pt").exists()
+
+
 def test_a_duplicate_key_in_params(workdir: Path, capsys) -> None:
     text = (workdir / "params.yaml").read_text()
     (workdir / "params.yaml").write_text(text + "train:\n  lr: 1.0\n")

@@ -317,3 +317,21 @@ def test_heartbeat_settings_are_not_part_of_the_definition(workdir: Path) -> Non
     assert main([str(path), "--archive-changed"]) == 0
     assert not (workdir / "reports" / "sweeps" / "h" / "archive").exists()
     assert list(pd.read_csv(workdir / "reports" / "sweeps" / "h" / "trials.csv").number) == [0, 1]
+
+
+def test_a_study_error_names_the_study_file(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The base params file's errors and a dataset the base cannot run come under the study file's name,
+    with the closest allowed name; exit 2 before any work."""
+    bad_base = write_yaml(workdir / "s1.yaml", {**tiny_study(), "base": "no_such_params.yaml"})
+    assert main([str(bad_base)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {bad_base}: base: no_such_params.yaml: cannot read")
+    bad_dataset = write_yaml(workdir / "s2.yaml", {**tiny_study(), "dataset": "moonz"})
+    assert main([str(bad_dataset)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {bad_dataset}: dataset: 'moonz' is not one of") and "did you mean 'moons'?" in err
+    bad_metric = write_yaml(
+        workdir / "s3.yaml", {**tiny_study(), "objectives": [{"metric": "nl", "direction": "minimize"}]}
+    )
+    assert main([str(bad_metric)]) == 2
+    assert "objectives[0].metric: 'nl' is not one of" in capsys.readouterr().err
+    assert not (workdir / "reports").exists()

@@ -91,12 +91,21 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         ) from None
 
 
-def ensure_writable(folder: str | os.PathLike[str]) -> None:
-    """Create ``folder`` and a file in it, before any work whose outputs go there; a folder that
-    cannot be written raises ``ConfigError`` naming it."""
+def ensure_writable(folder: str | os.PathLike[str], *, create: bool = True) -> None:
+    """Before any work whose outputs go to ``folder``: create it (with ``create``) and a file in it. Without
+    ``create``, nothing is left behind: a folder that does not exist yet is probed in its nearest
+    existing ancestor, which must be a folder. A folder that cannot be written raises ``ConfigError``
+    naming it."""
     try:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
+        target = Path(folder)
+        if create:
+            target.mkdir(parents=True, exist_ok=True)
+        else:
+            while not target.exists():
+                target = target.parent
+            if not target.is_dir():
+                raise NotADirectoryError(f"{target} is a file, not a folder")
+        with tempfile.TemporaryFile(dir=target):
             pass
     except OSError as e:
         raise ConfigError(

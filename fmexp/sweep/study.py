@@ -197,13 +197,13 @@ def load_study(
         raise ConfigError(f"{source}: objectives: must list at least one objective")
     for i, o in enumerate(cfg.objectives):
         if o.metric not in METRICS:
-            raise ConfigError(f"{source}: objectives[{i}].metric: {o.metric!r} is not one of {list(METRICS)}")
+            raise ConfigError(f"{source}: {not_one_of(f'objectives[{i}].metric', o.metric, METRICS)}")
         if o.direction not in DIRECTIONS:
-            raise ConfigError(f"{source}: objectives[{i}].direction: {o.direction!r} is not one of {list(DIRECTIONS)}")
+            raise ConfigError(f"{source}: {not_one_of(f'objectives[{i}].direction', o.direction, DIRECTIONS)}")
     if cfg.sampler.name not in SAMPLERS:
-        raise ConfigError(f"{source}: sampler.name: {cfg.sampler.name!r} is not one of {list(SAMPLERS)}")
+        raise ConfigError(f"{source}: {not_one_of('sampler.name', cfg.sampler.name, SAMPLERS)}")
     if cfg.pruner.name not in PRUNERS:
-        raise ConfigError(f"{source}: pruner.name: {cfg.pruner.name!r} is not one of {list(PRUNERS)}")
+        raise ConfigError(f"{source}: {not_one_of('pruner.name', cfg.pruner.name, PRUNERS)}")
     multi = len(cfg.objectives) > 1
     if multi and cfg.pruner.name != "none":
         raise ConfigError(f"{source}: pruner.name: Optuna cannot prune a multi-objective study; use 'none'")
@@ -211,12 +211,19 @@ def load_study(
         raise ConfigError(f"{source}: sampler.name: cmaes is single-objective; use nsga2 or tpe")
 
     base_path = Path(cfg.base)
-    params = load_params(base_path)
+    try:
+        params = load_params(base_path)
+    except ConfigError as e:  # the base params file's own error, under the study file that names it
+        raise ConfigError(f"{source}: base: {e}") from None
     if cfg.method not in params.methods:
         raise ConfigError(
             f"{source}: {not_one_of('method', cfg.method, sorted(params.methods))} (the methods of {base_path})"
         )
-    base_run = run_config(run_for(params, cfg.dataset, cfg.method, cfg.seeds[0]), cfg.overrides, f"{source}: overrides")
+    try:
+        run = run_for(params, cfg.dataset, cfg.method, cfg.seeds[0])
+    except ConfigError as e:  # a dataset or per_dataset entry of the base that this study's dataset cannot take
+        raise ConfigError(f"{source}: {e}") from None
+    base_run = run_config(run, cfg.overrides, f"{source}: overrides")
     space = {key: to_distribution(key, expr, source) for key, expr in cfg.search_space.items()}
     for key, dist in space.items():  # every key must exist, every choice and bound must be valid
         for value in _probe_values(dist):

@@ -53,7 +53,8 @@ def run_stage(
         for seed in seeds
     ]
     check_inputs(stage, [job[1] for job in jobs], data_dir, runs_dir)
-    artifacts.ensure_writable(folder)
+    for out in _output_folders(stage, folder, [RunFiles.of(runs_dir, job[1]) for job in jobs]):
+        artifacts.ensure_writable(out, create=False)  # every folder this stage writes, before any work
     start = time.perf_counter()
     log.info("%s %s/%s: seeds %s, %d worker process(es)", stage, dataset, method, seeds, workers)
     if workers > 1:
@@ -113,6 +114,13 @@ def science(summary: dict[str, dict]) -> dict[str, dict[str, float]]:
 
 UPSTREAM = {"train": (), "sample": ("train",), "score": ("train", "sample")}
 """The stages whose outputs each stage reads (besides ``data/<dataset>.pt``)."""
+
+
+def _output_folders(stage: str, folder: Path, runs: list[RunFiles]) -> list[Path]:
+    """The folders a stage writes: the run's own, each seed's ``<stage>/<seed>/``, and for training the
+    checkpoints' and for scoring the summary's."""
+    extra = {"train": [runs[0].root / "checkpoints"], "score": [folder / "score"]}.get(stage, [])
+    return [folder, *(r.stage(stage) for r in runs), *extra]
 
 
 def check_inputs(stage: str, runs: list[RunConfig], data_dir: str | Path, runs_dir: str | Path) -> None:
