@@ -4,14 +4,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.fmexp-installed
 
-.PHONY: install lint test repro bench clean
+.PHONY: install lint docs test test-fast repro bench clean
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,lint,postgres,dashboard,plots]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,lint,docs,cov,postgres,dashboard,plots]'
 	$(PY) -m fmexp offline-plots
 	touch $(STAMP)
 
@@ -22,8 +22,11 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports
 	$(PY) -m fmexp dvc-yaml --check
 
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 repro: $(STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" dvc repro

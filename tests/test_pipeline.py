@@ -244,3 +244,13 @@ def test_page_renders_in_headless_chromium_with_every_image(repo: Path, tmp_path
         timeout=120,
     )
     assert shot.stat().st_size > 10_000
+
+
+def test_the_docs_results_page_holds_each_table_as_written(repo: Path) -> None:
+    """reports/tables/results.md, which docs/results.md includes, has every table of reports/tables/ verbatim."""
+    tables = repo / "reports" / "tables"
+    page = (tables / "results.md").read_text()
+    written = [t for t in tables.glob("*.md") if t.name != "results.md"]
+    assert written
+    for table in written:
+        assert table.read_text().strip() in page, table.name

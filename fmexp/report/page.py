@@ -150,8 +150,8 @@ def _provenance(params_path: Path) -> dict[str, Any]:
 def build_report(
     params: Params, params_path: str | Path, *, runs_dir: str | Path = "runs", reports_dir: str | Path = "reports"
 ) -> Path:
-    """Write ``reports/summary.html``, ``reports/tables/*``, ``reports/figures/*`` and the data of DVC's
-    plots, ``reports/plots/*``; return the page's path."""
+    """Write ``reports/summary.html``, ``reports/tables/*`` (with ``results.md``, the docs' results page),
+    ``reports/figures/*`` and the data of DVC's plots, ``reports/plots/*``; return the page's path."""
     runs_dir, reports_dir = Path(runs_dir), Path(reports_dir)
     table_dir, fig_dir = reports_dir / "tables", reports_dir / "figures"
     sns.set_theme(style="whitegrid", context="paper")
@@ -174,7 +174,15 @@ def build_report(
         artifacts.write_text(table_dir / f"{dataset}.md", display.to_markdown() + "\n")
         artifacts.write_text(table_dir / f"{dataset}.tex", display.map(_latex_bold).to_latex(escape=False))
         html = display.map(_html_bold).reset_index().to_html(escape=False, index=False, classes="data")
-        tables.append({"dataset": dataset, "html": html, "n_seeds": int(stats.seeds.max()), "note": note})
+        tables.append(
+            {
+                "dataset": dataset,
+                "html": html,
+                "markdown": display.to_markdown(),
+                "n_seeds": int(stats.seeds.max()),
+                "note": note,
+            }
+        )
     figures = run_figures(params, runs_dir, fig_dir, metrics)
     sweeps, sweep_figs = sweep_sections(reports_dir, fig_dir)
     write_plot_data(params, runs_dir, reports_dir / "plots")
@@ -189,7 +197,22 @@ def build_report(
     )
     out = reports_dir / "summary.html"
     artifacts.write_text(out, page)
+    artifacts.write_text(table_dir / "results.md", results_markdown(tables, params))
     return out
+
+
+def results_markdown(tables: list[dict[str, Any]], params: Params) -> str:
+    """The docs' results page: each dataset's table in the paper's layout with its note, from the same
+    frames as ``reports/tables/`` (so the page cannot drift from them)."""
+    seeds = ", ".join(str(s) for s in params.pipeline.seeds)
+    parts = [
+        f"Written by the report stage of `dvc repro` (`make repro`) from `params.yaml`: seeds {seeds}, mean ± std"
+        " over seeds. Bold: the best mean where Welch's t-test across seeds separates it from every other method"
+        " at p < 0.05 (the p-values are in `reports/tables/<dataset>.csv`)."
+    ]
+    for t in tables:
+        parts += [f"## {t['dataset']}", t["markdown"], t["note"]]
+    return "\n\n".join(parts) + "\n"
 
 
 def _entropy_note(dataset: str) -> str:
