@@ -1,4 +1,4 @@
-"""Memory that does not grow with the sample count (issue 9, section 3): sampling and likelihood run in
+"""Memory that does not grow with the sample count: sampling and likelihood run in
 chunks of ``sample.batch_size`` and ``score.batch_size``."""
 
 from __future__ import annotations

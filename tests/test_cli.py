@@ -108,6 +108,7 @@ def test_negative_seed_and_unknown_keys(workdir: Path, capsys) -> None:
     _fails(TRAIN, capsys, "trian", "did you mean 'train'?")
 
 
+@pytest.mark.e2e
 def test_exit_status_and_stderr_of_the_real_command(workdir: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "fmexp", "sample", "--dataset", "checkerboard", "--method", "fm_ot"],
@@ -132,6 +133,7 @@ def test_config_prints_the_resolved_run(capsys, monkeypatch: pytest.MonkeyPatch)
     assert yaml.safe_load(capsys.readouterr().out)["methods"].keys() == shipped["methods"].keys()
 
 
+@pytest.mark.e2e
 def test_progress_lines_when_stderr_is_no_terminal(workdir: Path) -> None:
     """Under DVC or CI stderr is a pipe: a line per curve row of each seed (from the worker processes
     too) and one at the end of the stage, with timings."""
@@ -152,6 +154,7 @@ def test_progress_lines_when_stderr_is_no_terminal(workdir: Path) -> None:
     assert "train checkerboard/fm_ot: done in" in lines[-1]
 
 
+@pytest.mark.e2e
 def test_a_failed_solve_names_the_seed_with_status_1(workdir: Path) -> None:
     """A fault of the run, not bad input: the real command exits 1 with one line naming the stage, the
     run and the seed, no traceback, and the failed seed's samples are not written."""
@@ -227,6 +230,7 @@ def test_user_errors_share_one_base_and_run_errors_another() -> None:
         assert issubclass(e, errors.RunError) and not issubclass(e, errors.UserError)
 
 
+@pytest.mark.e2e
 def test_under_dvc_a_stale_dvc_yaml_is_refused_before_any_work(tmp_path: Path) -> None:
     """`dvc exp run -S pipeline.datasets=[8gaussians]` changes params.yaml but not the generated dvc.yaml:
     the stage DVC runs says so (status 2) instead of running the old pipeline under the new label."""

@@ -1,4 +1,4 @@
-"""Multi-process training (issue 9, section 1): torchrun ranks with gloo on CPU, as real processes.
+"""Multi-process training: torchrun ranks with gloo on CPU, as real processes.
 
 Why a 2-rank run matches a 1-process run, and how closely: both draw the same global batch, times,
 noise and coupling from the one training generator (each rank keeps its rows), so the gradients are
@@ -56,6 +56,7 @@ def _worker(out: Path, nproc: int) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_two_ranks_at_global_batch_b_match_one_process_at_b(tmp_path: Path) -> None:
     one, two = _worker(tmp_path / "one.pt", 1), _worker(tmp_path / "two.pt", 2)
     torch.manual_seed(0)  # the worker's initialization
@@ -82,6 +83,7 @@ def test_a_rank_takes_its_equal_block_of_the_global_batch() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_a_two_rank_run_killed_under_dvc_repro_resumes_to_the_uninterrupted_weights(tmp_path: Path) -> None:
     params = tiny_params(methods=["fm_ot"], seeds=[0], workers=1)
     params["train"].update(steps=3000, eval_every=500, checkpoint_every=100, nproc=2)

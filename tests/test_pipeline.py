@@ -16,7 +16,7 @@ import torch
 
 from tests.helpers import BIN, dvc_repo, sh, tiny_params
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = [
     "--headless",
@@ -219,6 +219,7 @@ def test_touching_a_stage_module_reruns_that_stage_and_what_follows(
     assert changed == expected, out
 
 
+@pytest.mark.chromium
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
 def test_page_renders_in_headless_chromium_with_every_image(repo: Path, tmp_path: Path) -> None:
     """Load the page in a real browser; a script appended to a copy counts images that decoded."""

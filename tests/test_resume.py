@@ -1,4 +1,4 @@
-"""Long runs survive a kill (issue 9, section 2): a training run killed by SIGKILL under `dvc repro`
+"""Long runs survive a kill: a training run killed by SIGKILL under `dvc repro`
 resumes from its checkpoint on the rerun, and ends with the weights of an uninterrupted run, bit for bit."""
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from tests.helpers import (
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_sigkill_under_dvc_repro_then_rerun_gives_the_uninterrupted_weights(tmp_path: Path) -> None:
     params = tiny_params(methods=["fm_ot"], seeds=[0], workers=1)
     params["train"].update(steps=4000, eval_every=200, checkpoint_every=100)

@@ -25,6 +25,8 @@ from tests.helpers import (
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.e2e,
     pytest.mark.slow,
     pytest.mark.skipif(not (PG_BIN / "initdb").exists(), reason="PostgreSQL 15 is not installed (.ci/run installs it)"),
 ]

@@ -1,4 +1,4 @@
-"""The GPU smoke profile (issue 9, section 5), run on CPU at a tiny size on an image folder the test
+"""The GPU smoke profile, run on CPU at a tiny size on an image folder the test
 writes: train, sample and score end to end, with the throughput line printed."""
 
 from __future__ import annotations
@@ -10,9 +10,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 
 from tests.helpers import ROOT, tiny_params, write_yaml
+
+pytestmark = pytest.mark.e2e
 
 TINY = [
     "model.channels=8",

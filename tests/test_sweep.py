@@ -96,6 +96,7 @@ def test_bad_study_exits_2_and_writes_nothing(workdir: Path, capsys, case: str, 
     assert sorted(p.relative_to(workdir) for p in workdir.rglob("*")) == before
 
 
+@pytest.mark.e2e
 def test_exit_status_from_the_command_line(workdir: Path) -> None:
     path = write_yaml(workdir / "s.yaml", tiny_study(n_trials=0))
     proc = subprocess.run([sys.executable, "-m", "fmexp.sweep", str(path)], capture_output=True, text=True)
@@ -211,6 +212,7 @@ def test_archive_changed_moves_the_old_study_and_starts_afresh(workdir: Path, ca
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_dvc_repro_never_touches_a_study_run_by_hand(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A study run by hand survives `dvc repro` byte for byte; a new study file does not rerun the
     pipeline's studies; a params change reruns the pipeline's study and archives its old database."""

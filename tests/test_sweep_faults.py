@@ -44,7 +44,7 @@ def main(argv: list[str]) -> int:
     return fmexp_main(["sweep", *argv], prog="python -m fmexp.sweep")
 
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
 @pytest.mark.parametrize(
