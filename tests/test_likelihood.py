@@ -13,7 +13,7 @@ from fmexp.flow.likelihood import (
     log_mean_likelihood,
     velocity_and_divergence,
 )
-from tests.conftest import LOG_2PI, Counter, GaussianMarginal, make_path
+from tests.closed_forms import LOG_2PI, Counter, GaussianMarginal, make_path
 
 # Non-symmetric, with A_12 + A_21 != 0 so that Rademacher probes z^T A z actually vary.
 A = torch.tensor([[-0.5, 1.0], [-0.4, -0.2]], dtype=torch.float64)

@@ -7,7 +7,7 @@ import torch
 
 from fmexp.flow.losses import cfm_loss, dsm_loss, epsilon_to_velocity, score_to_velocity
 from fmexp.flow.methods import make_method
-from tests.conftest import GaussianMarginal, make_path
+from tests.closed_forms import GaussianMarginal, make_path
 
 M = torch.tensor([1.5, -0.5], dtype=torch.float64)
 S = 0.7

@@ -9,7 +9,7 @@ import torch
 
 from fmexp.flow.ode import get_solver, integrate
 from fmexp.registry import names
-from tests.conftest import Counter, GaussianMarginal, make_path
+from tests.closed_forms import Counter, GaussianMarginal, make_path
 
 A = torch.tensor([[-0.5, 1.0], [-1.0, -0.2]], dtype=torch.float64)  # non-symmetric: a damped rotation
 

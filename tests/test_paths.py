@@ -9,7 +9,7 @@ import torch
 
 from fmexp.flow.paths import VPPath, get_path
 from fmexp.registry import names
-from tests.conftest import make_path
+from tests.closed_forms import make_path
 
 T_INTERIOR = torch.tensor([0.01, 0.2, 0.5, 0.8, 0.99], dtype=torch.float64)
 
