@@ -26,7 +26,7 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not slow and not e2e and not postgres and not chromium" \
+	$(PY) -m pytest -q -n 2 -m "not slow and not e2e and not postgres and not chromium" \
 		--cov=fmexp.flow --cov=fmexp.networks --cov=fmexp.config --cov-report=term
 
 test: $(STAMP)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import os
+
 import pytest
 import torch
 
 from fmexp.registry import names
 
-torch.set_num_threads(2)
+# two threads, one core each; under pytest-xdist (make test-fast: -n 2) one per worker, so workers never contend
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
 
 @pytest.fixture(autouse=True)

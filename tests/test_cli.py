@@ -203,6 +203,7 @@ def test_every_command_has_its_own_help(capsys: pytest.CaptureFixture[str]) -> N
         assert f"usage: fmexp {command}" in capsys.readouterr().out
 
 
+@pytest.mark.e2e
 def test_python_m_fmexp_sweep_is_the_fmexp_sweep_command() -> None:
     """Both parse with one parser: the same usage, the same refusal of a study that does not exist."""
     runs = [

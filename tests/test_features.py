@@ -18,6 +18,7 @@ def classifier():
     return train_digits_classifier(seed=0)
 
 
+@pytest.mark.slow
 def test_classifier_reaches_95_percent(classifier) -> None:
     assert classifier[1] >= 0.95
 

@@ -77,6 +77,7 @@ def test_hutchinson_error_with_k_probes_has_its_closed_form(k: int) -> None:
     assert abs(float(error.mean())) < 4 * abs(off_diagonal) / math.sqrt(k * n)
 
 
+@pytest.mark.slow
 def test_hutchinson_agrees_with_the_exact_divergence_on_digits() -> None:
     """Digits (64 dims) under a random U-Net: the Hutchinson log-likelihood is unbiased against the
     exact one, and 16 probes cut the spread of its error by about sqrt(16) = 4."""

@@ -7,11 +7,14 @@ import random
 import signal
 import threading
 
+import pytest
+
 from fmexp.config.load import load_params, run_config, run_for, to_plain
 from fmexp.runtime.signals import exit_on_sigterm, held
 from tests.helpers import ROOT
 
 
+@pytest.mark.slow
 def test_sigterm_during_config_building_is_raised_as_system_exit_when_it_ends() -> None:
     """Unheld, a SIGTERM inside OmegaConf surfaced as an AttributeError about half-built nodes (the
     sweep's SIGTERM test failed 2 times in about 20 full suites). Each of 200 signals at a random moment

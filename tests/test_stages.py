@@ -83,6 +83,7 @@ def test_ve_sigma_max_defaults_to_the_largest_pairwise_distance(params, data) ->
     assert method.path.prior_std == pytest.approx(max_pairwise_distance(data.train))
 
 
+@pytest.mark.slow
 def test_run_stage_loops_over_seeds_and_summarizes(tmp_path: Path, params) -> None:
 
     p = copy.deepcopy(params)
