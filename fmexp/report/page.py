@@ -23,7 +23,8 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from fmexp.config.load import to_plain
 from fmexp.config.schema import Params
 from fmexp.pipeline.layout import RunFiles
-from fmexp.report.figures import read_csvs, run_figures, run_folders, sweep_sections
+from fmexp.report.figures import read_csvs, run_figures, run_folders
+from fmexp.report.sweeps import sweep_sections
 from fmexp.runtime import artifacts
 
 __all__ = ["collect_metrics", "welch_p", "method_table", "write_plot_data", "build_report"]
