@@ -52,7 +52,7 @@ def run(mode: str, folder: Path) -> float:
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(study(name)))
     env = {k: v for k, v in os.environ.items() if k not in ("FMEXP_STORAGE", "OMP_NUM_THREADS")}
-    common = [sys.executable, "-m", "fmexp.sweep.runner", str(path), "--reports-dir", str(folder / "reports")]
+    common = [sys.executable, "-m", "fmexp.sweep", str(path), "--reports-dir", str(folder / "reports")]
     start = time.perf_counter()
     if mode.endswith("x"):
         storage = f"journal:///{folder / name}.journal"
