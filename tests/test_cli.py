@@ -239,22 +239,14 @@ def test_under_dvc_a_stale_dvc_yaml_is_refused_before_any_work(tmp_path: Path) -
     params["pipeline"]["datasets"] = ["8gaussians"]
     write_yaml(tmp_path / "params.yaml", params)
     (tmp_path / "dvc.yaml").write_text((ROOT / "dvc.yaml").read_text())
-    env = {**os.environ, "DVC_STAGE": "prepare-8gaussians", "DVC_ROOT": str(tmp_path), "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "fmexp", "prepare", "pipeline.datasets=[8gaussians]"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    env = {**os.environ, "DVC_ROOT": str(tmp_path), "PYTHONPATH": str(ROOT)}
+
+    def prepare(**extra: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "fmexp", "prepare", "pipeline.datasets=[8gaussians]"]
+        return subprocess.run(command, cwd=tmp_path, env={**env, **extra}, capture_output=True, text=True)
+
+    proc = prepare(DVC_STAGE="prepare-8gaussians")
     assert proc.returncode == 2 and "Run `fmexp dvc-yaml`" in proc.stderr, proc.stderr
     assert not (tmp_path / "data").exists()
-    env.pop("DVC_STAGE")  # by hand, outside DVC, the command runs
-    proc = subprocess.run(
-        [sys.executable, "-m", "fmexp", "prepare", "pipeline.datasets=[8gaussians]"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-    )
+    proc = prepare()  # by hand, outside DVC, the command runs
     assert proc.returncode == 0 and (tmp_path / "data" / "8gaussians.pt").exists(), proc.stderr
