@@ -11,7 +11,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,lint,docs,cov,postgres,dashboard,plots]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,lint,docs,cov,postgres,dashboard,plots,mlflow]'
 	$(PY) -m fmexp offline-plots
 	touch $(STAMP)
 

@@ -49,8 +49,39 @@ def _folder_flags(p: argparse.ArgumentParser, *names: str) -> None:
         p.add_argument(f"--{name}-dir", default=name, type=Path, help=f"where the {name} folder is (default {name}/)")
 
 
-def _load(args: argparse.Namespace) -> Params:
-    return load_params(args.params, args.overrides)
+def _load(args: argparse.Namespace, datasets: Sequence[str] | None = None) -> Params:
+    """The params with the command line's overrides; a warning for each base-section change since the
+    last commit that ``per_dataset`` shadows for one of ``datasets`` (all the pipeline's: None)."""
+    from fmexp.config.shadow import shadowed
+
+    params = load_params(args.params, args.overrides)
+    baseline = _committed(args.params)
+    if baseline is not None:
+        for s in shadowed(params, baseline, params.pipeline.datasets if datasets is None else datasets):
+            print(f"warning: {args.params}: {s}", file=sys.stderr)
+    return params
+
+
+def _committed(path: Path) -> Params | None:
+    """``path`` as git's HEAD has it (where ``dvc exp run`` starts from), or None outside git."""
+    import subprocess
+    import tempfile
+
+    try:
+        shown = subprocess.run(
+            ["git", "show", f"HEAD:./{path.name}"], cwd=path.resolve().parent, capture_output=True, text=True
+        )
+    except OSError:  # no git
+        return None
+    if shown.returncode != 0:  # not a repository, or the file is not committed
+        return None
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
+        f.write(shown.stdout)
+        f.flush()
+        try:
+            return load_params(f.name)
+        except UserError:  # the committed file is invalid: nothing to compare against
+            return None
 
 
 def _prepare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -69,7 +100,7 @@ def _stage(stage: str) -> Handler:
         from fmexp.pipeline.stages.aggregate import run_stage
         from fmexp.training.launch import launched, torchrun_command
 
-        params = _load(args)
+        params = _load(args, [args.dataset])
         nproc = (
             run_for(params, args.dataset, args.method, params.pipeline.seeds[0]).train.nproc if stage == "train" else 1
         )
@@ -97,7 +128,7 @@ def _sweep(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from fmexp.runtime.artifacts import ensure_writable
     from fmexp.runtime.signals import exit_on_sigterm
     from fmexp.sweep.runner import run_study
-    from fmexp.sweep.study import find_study, load_study
+    from fmexp.sweep.study import find_study, load_study, study_warnings
 
     if args.workers < 1:
         parser.error(f"--workers: must be at least 1, got {args.workers}")
@@ -105,6 +136,8 @@ def _sweep(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     start = time.perf_counter()
     path, name = find_study(args.study)
     study = load_study(path, storage=args.storage, n_trials=args.n_trials, reports_dir=args.reports_dir, name=name)
+    for warning in study_warnings(study):
+        print(f"warning: {warning}", file=sys.stderr)
     ensure_writable(args.reports_dir / "sweeps")
     ostudy = run_study(study, archive_changed=args.archive_changed, workers=args.workers)
     if not any(t.state.name == "COMPLETE" for t in ostudy.trials):
@@ -129,7 +162,7 @@ def _config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     if (args.dataset is None) != (args.method is None):
         parser.error("config takes both --dataset and --method (one run), or neither (all of params.yaml)")
-    params = _load(args)
+    params = _load(args, None if args.dataset is None else [args.dataset])
     resolved = run_for(params, args.dataset, args.method, params.pipeline.seeds[0]) if args.dataset else params
     print(yaml.safe_dump(to_plain(resolved), sort_keys=False), end="")
     return 0

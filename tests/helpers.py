@@ -33,6 +33,7 @@ def dvc_repo(root: Path, params: dict) -> Path:
 
     for name in ("fmexp", "studies"):
         shutil.copytree(ROOT / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / ".gitignore", root / ".gitignore")
     (root / "reports" / "sweeps").mkdir(parents=True)
     shutil.copy(ROOT / "reports" / "sweeps" / "README.md", root / "reports" / "sweeps" / "README.md")
     (root / ".dvc" / "plots").mkdir(parents=True)
@@ -121,7 +122,7 @@ def tiny_study(name: str = "tiny", **fields) -> dict:
         "overrides": ["train.steps=10", "train.eval_every=5"],
         "search_space": {"method.path": "choice(ot, vp)", "method.sigma_min": "tag(log, interval(1e-5, 1e-1))"},
         "objectives": [{"metric": "nll", "direction": "minimize"}, {"metric": "nfe", "direction": "minimize"}],
-        "sampler": {"name": "nsga2", "seed": 0},
+        "sampler": {"name": "nsga2", "seed": 0, "options": {"population_size": 2}},  # NSGA-II acts from trial 2
         "pruner": {"name": "none"},
         "n_trials": 3,
         "seeds": [0],

@@ -92,7 +92,8 @@ def test_a_two_rank_run_killed_under_dvc_repro_resumes_to_the_uninterrupted_weig
 
     sh(str(BIN / "dvc"), "repro", "train-checkerboard-fm_ot", cwd=repo)
     info = json.loads((model.parent / "train.json").read_text())
-    assert info["processes"] == 2 and info["resumed_from"] >= killed_at
+    log = json.loads((repo / "runs" / "checkerboard" / "fm_ot" / "log" / "0" / "train.json").read_text())
+    assert info["processes"] == 2 and log["resumed_from"] >= killed_at
 
     sh(
         sys.executable,

@@ -38,7 +38,7 @@ def test_sigkill_under_dvc_repro_then_rerun_gives_the_uninterrupted_weights(tmp_
     sh(
         str(BIN / "dvc"), "repro", "train-checkerboard-fm_ot", cwd=repo
     )  # DVC deletes train/ first; the checkpoint is not in it
-    info = json.loads((repo / "runs" / "checkerboard" / "fm_ot" / "train" / "0" / "train.json").read_text())
+    info = json.loads((repo / "runs" / "checkerboard" / "fm_ot" / "log" / "0" / "train.json").read_text())
     assert info["resumed_from"] >= killed_at and not list(checkpoints.glob("*.pt"))
 
     sh(
@@ -79,7 +79,8 @@ def test_a_checkpoint_of_another_config_is_never_resumed(tmp_path: Path) -> None
     planted.write_bytes(b"the unfinished run of another lr")
     train_run(run, data, files, progress=False)
     info = json.loads(files.train_info.read_text())
-    assert info["resumed_from"] == 0 and info["plan"]["training_key"] == training_key(run)
+    assert json.loads(files.log("train").read_text())["resumed_from"] == 0
+    assert info["plan"]["training_key"] == training_key(run)
     assert not planted.exists() and not list(planted.parent.iterdir())
 
 

@@ -7,6 +7,7 @@ data point at t=1 back to t=0, with ``delta(1) = 0``, gives ``log p_1(x_1) = log
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -61,7 +62,10 @@ def velocity_and_divergence(v: Field, x: Tensor, t: Tensor, probes: Tensor | Non
     def f(y: Tensor) -> Tensor:
         return v(y, t)
 
-    with torch.enable_grad():
+    with torch.enable_grad(), warnings.catch_warnings():
+        # torch has no vmap rule for CPU attention's backward and loops over the probes instead: the
+        # same numbers, slower; said once in docs/performance.md rather than at every solver step
+        warnings.filterwarnings("ignore", "There is a performance drop because we have not yet implemented")
         out, vjp = torch.func.vjp(f, x)[:2]
         if probes is not None:
             (z_jac,) = torch.func.vmap(vjp)(probes)  # (K, B, ...)

@@ -7,7 +7,9 @@ way ``velocity(model)`` is the field that ``ode.integrate`` and ``likelihood.log
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 
 import torch
 from torch import Tensor, nn
@@ -18,7 +20,10 @@ from fmexp.flow.losses import Field, Objective
 from fmexp.flow.paths import PathSample, ProbabilityPath, get_path
 from fmexp.registry import resolve
 
-__all__ = ["uniform_time", "logit_normal_time", "Method", "make_method"]
+TimeSampler = Callable[[int, torch.Generator | None, torch.device, torch.dtype], Tensor]
+"""``(n, generator, device, dtype) -> t`` of shape ``(n,)`` in [0, 1]: the distribution of t in eq. 14."""
+
+__all__ = ["TimeSampler", "uniform_time", "logit_normal_time", "Method", "make_method"]
 
 
 def uniform_time(n: int, generator: torch.Generator | None, device: torch.device, dtype: torch.dtype) -> Tensor:
@@ -42,7 +47,7 @@ class Method:
     time_sampler: str = "uniform"
 
     def __post_init__(self) -> None:
-        resolve("time_sampler", self.time_sampler)
+        self._sample_t  # noqa: B018 (resolve the time sampler now: an unknown name fails here, not at step 1)
         a_0 = float(self.path.schedule(torch.zeros(1))[0])
         if self._objective.needs_source_mean and a_0 <= 0.0:
             raise ConfigError(
@@ -50,10 +55,15 @@ class Method:
                 f" {type(self.path).__name__} has a_0 = 0"
             )
 
-    @property
+    @cached_property
     def _objective(self) -> Objective:
         objective: Objective = resolve("objective", self.objective)()
         return objective
+
+    @cached_property
+    def _sample_t(self) -> TimeSampler:
+        sampler: TimeSampler = resolve("time_sampler", self.time_sampler)
+        return sampler
 
     def sample_source(
         self, shape: tuple[int, ...], generator: torch.Generator | None = None, device: str | torch.device = "cpu"
@@ -69,7 +79,7 @@ class Method:
         With ``rows``, the draws (and the coupling) are made for the whole batch and only those rows go
         through the model: a rank's share of a distributed batch (``fmexp.training.distributed``)."""
         x_0 = torch.randn(x_1.shape, generator=generator, device=x_1.device, dtype=x_1.dtype)
-        t = resolve("time_sampler", self.time_sampler)(x_1.shape[0], generator, x_1.device, x_1.dtype)
+        t = self._sample_t(x_1.shape[0], generator, x_1.device, x_1.dtype)
         x_0, x_1 = self.coupling(x_0, x_1)
         sample = self.path.sample(x_0, x_1, t)
         if rows is not None:

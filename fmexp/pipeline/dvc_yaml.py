@@ -238,13 +238,33 @@ def stages(params: Params, commands: Commands) -> dict[str, Any]:
                 for name in ("trials.csv", "best.yaml", "study.yaml", "importances.csv")
             ],
         }
+    results = [  # the stages' declared outputs, not their folders: logs and live curves beside them are no input
+        path
+        for name, entry in out.items()
+        if not name.startswith("prepare-")
+        for o in entry["outs"] + entry.get("metrics", [])
+        for path in ([o] if isinstance(o, str) else list(o))
+    ]
     out["report"] = {
         "cmd": "python -m fmexp report",
-        "deps": ["runs", "reports/sweeps", *code["report"], "fmexp/report/templates/summary.html"],
-        "params": ["pipeline"],
+        "deps": [*results, *code["report"], "fmexp/report/templates/summary.html"],
+        # every section: the report warns of a base-section change that per_dataset shadows (config/shadow.py),
+        # which no run's stage would rerun for
+        "params": ["pipeline", "methods", "per_dataset", "data", "model", "train", "sample", "score"],
         "outs": [{f"reports/{name}": {"cache": False}} for name in ("summary.html", "tables", "figures", "plots")],
     }
     return out
+
+
+def live_plot(params: Params) -> dict[str, Any]:
+    """The one plot of every seed's training loss as it trains, from DVCLive's files (``fmexp.pipeline.live``):
+    ``dvc plots show`` draws a running experiment's curves from it, before its train stage ends."""
+    files = {
+        f"runs/{d}/{m}/live/{seed}/plots/metrics/train_loss.tsv": "train_loss"
+        for d, m in cells(params)
+        for seed in params.pipeline.seeds
+    }
+    return {"training loss, live (DVCLive)": {"template": "linear", "x": "step", "y": files}}
 
 
 class _Dumper(yaml.SafeDumper):
@@ -261,5 +281,5 @@ def dvc_yaml_text(params: Params, commands: Commands) -> str:
     """The whole ``dvc.yaml``: the header, the stages and the plots (``dvc plots show``: methods side by
     side in colour, solvers by dash, one panel per dataset; templates in ``.dvc/plots/``)."""
     body = yaml.dump({"stages": stages(params, commands)}, Dumper=_Dumper, sort_keys=False, width=120)
-    plots = yaml.dump({"plots": PLOTS}, Dumper=_Dumper, sort_keys=False, width=120)
+    plots = yaml.dump({"plots": [*PLOTS, live_plot(params)]}, Dumper=_Dumper, sort_keys=False, width=120)
     return HEADER + body + "\n" + plots

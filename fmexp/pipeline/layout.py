@@ -1,6 +1,10 @@
 """Where every file of a run lives: ``data/<dataset>.pt``, and below ``runs/<dataset>/<method>/`` one
 folder per stage and seed, ``<stage>/<seed>/``, which is what DVC tracks. The stages write through
 it and the report reads through it.
+
+What a stage computed goes into its folder, and is the same bytes whenever it is the same content.
+How the computation went (wall seconds, a resume, the live curve) goes beside it, into ``log/`` and
+``live/``, which DVC does not track: otherwise every rerun would change ``dvc.lock``.
 """
 
 from __future__ import annotations
@@ -49,6 +53,16 @@ class RunFiles:
         (``plan.training_key``). It lives beside the stage folders, not in ``train/``, which DVC
         deletes before it reruns the stage; a finished run moves it to ``model.pt``."""
         return self.root / "checkpoints" / f"{self.seed}-{key}.pt"
+
+    def log(self, stage: str) -> Path:
+        """How ``stage`` ran for this seed: its wall seconds and, for training, its speed and the step it
+        resumed from. Not a DVC output, and not part of any result."""
+        return self.root / "log" / str(self.seed) / f"{stage}.json"
+
+    @property
+    def live(self) -> Path:
+        """DVCLive's folder for this seed's training curve, written while it trains (``dvc plots show``)."""
+        return self.root / "live" / str(self.seed)
 
     @property
     def curve(self) -> Path:

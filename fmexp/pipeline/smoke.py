@@ -87,13 +87,19 @@ def _run(params: Params, dataset: str, out: Path) -> int:
     files = RunFiles.of(out / "runs", run)
     trained, sampled = json.loads(files.train_info.read_text()), json.loads(files.sample_info.read_text())
     metrics = json.loads(files.metrics.read_text())
+    speed, sampling = json.loads(files.log("train").read_text()), json.loads(files.log("sample").read_text())
+    fid = (
+        f"FID {metrics['fid']:.1f} ({metrics['fid_backend']}, unconverged)"
+        if metrics["fid"] is not None
+        else f"no FID ({metrics['fid_reason']})"
+    )
     peak = f"{torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if cuda else "n/a (no GPU)"
     print(
         f"smoke {dataset}, {trained['device']}: training "
-        f"{trained['steps_per_second'] * run.train.batch_size:.0f} images/s"
+        f"{speed['steps_per_second'] * run.train.batch_size:.0f} images/s"
         f" ({run.train.steps} steps at batch {run.train.batch_size}, {run.train.precision});"
-        f" sampling {run.sample.n_samples / sampled['seconds']:.1f} images/s (dopri5, NFE {sampled['nfe']:.0f});"
-        f" {metrics['bpd']:.3f} bits/dim, FID {metrics['fid']:.1f} ({metrics['fid_backend']}, unconverged);"
+        f" sampling {run.sample.n_samples / sampling['seconds']:.1f} images/s (dopri5, NFE {sampled['nfe']:.0f});"
+        f" {metrics['bpd']:.3f} bits/dim, {fid};"
         f" peak GPU memory {peak}; {time.perf_counter() - start:.0f} s in all"
     )
     return 0

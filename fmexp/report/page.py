@@ -9,7 +9,6 @@ figures of its history, parameter importances and Pareto front.
 
 from __future__ import annotations
 
-import subprocess
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -124,28 +123,17 @@ def write_plot_data(params: Params, runs_dir: Path, plot_dir: Path) -> None:
         artifacts.write_text(plot_dir / f"{name}.csv", mean.to_csv(index=False))
 
 
-def _provenance(params_path: Path) -> dict[str, Any]:
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(
-                ["git", *args], capture_output=True, text=True, check=True, cwd=params_path.parent or "."
-            ).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return "unknown"
-
+def _provenance() -> dict[str, Any]:
+    """The installed versions of the packages behind the numbers. No git revision: the page must be the
+    same bytes whenever its content is (a commit would change it); ``dvc.lock`` holds the hash of every
+    file of code and every param each stage ran with."""
     versions = {}
     for pkg in PACKAGES:
         try:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:
             versions[pkg] = "not installed"
-    # Only code and params count: a run rewrites its outputs, dvc.lock and DVC's .gitignore entries
-    outputs = (":!dvc.lock", ":!.gitignore", ":!**/.gitignore", ":!runs", ":!reports", ":!data")
-    dirty = git("status", "--porcelain", "--untracked-files=no", "--", ".", *outputs)
-    return {
-        "revision": git("rev-parse", "HEAD") + (" (with uncommitted changes)" if dirty not in ("", "unknown") else ""),
-        "versions": versions,
-    }
+    return {"versions": versions}
 
 
 def build_report(
@@ -192,7 +180,7 @@ def build_report(
         tables=tables,
         figures=figures + sweep_figs,
         sweeps=sweeps,
-        provenance=_provenance(Path(params_path)),
+        provenance=_provenance(),
         params=yaml.safe_dump(to_plain(params), sort_keys=False),
         methods=params.methods,
     )

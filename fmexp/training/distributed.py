@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
@@ -19,7 +20,9 @@ from torch import Tensor
 
 from fmexp.training.launch import World, world
 
-__all__ = ["process_group", "mean_over_ranks"]
+__all__ = ["process_group", "mean_over_ranks", "from_main"]
+
+T = TypeVar("T")
 
 
 @contextmanager
@@ -63,3 +66,13 @@ def mean_over_ranks(x: Tensor, w: World) -> Tensor:
     total = x.detach().clone()
     dist.all_reduce(total)  # SUM: gloo has no AVG
     return total / w.size
+
+
+def from_main(obj: T, w: World) -> T:
+    """Rank 0's ``obj`` on every rank (a picklable value; ``obj`` itself with one process): what rank 0
+    alone computed, such as the outcome of evaluating the curve, so that every rank acts on it alike."""
+    if w.size == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from fmexp.config.schema import TrainConfig
 from fmexp.errors import SolverError, TrainingDiverged
 from fmexp.flow.methods import Method
-from fmexp.training.distributed import mean_over_ranks
+from fmexp.training.distributed import from_main, mean_over_ranks
 from fmexp.training.launch import World
 from fmexp.training.state import RowSums, TrainState, read_checkpoint
 
@@ -48,8 +48,9 @@ class TrainResult:
     steps_run: int
 
     @property
-    def steps_per_second(self) -> float:
-        return self.steps_run / self.seconds if self.seconds > 0 else float("nan")
+    def steps_per_second(self) -> float | None:
+        """None for a run that had no step left to take."""
+        return self.steps_run / self.seconds if self.steps_run and self.seconds > 0 else None
 
 
 def _val_loss(method: Method, model: nn.Module, val: Tensor, seed: int) -> float:
@@ -76,6 +77,9 @@ class _Step:
     transform: Callable[[Tensor, torch.Generator], Tensor] | None
     world: World
 
+    def __post_init__(self) -> None:
+        self.params = [p for p in self.net.parameters() if p.requires_grad]
+
     def __call__(self, state: TrainState) -> None:
         cfg, gen, device = self.config, state.generator, self.data.device
         batch = self.data[torch.randint(len(self.data), (cfg.batch_size,), generator=gen, device=device)]
@@ -96,10 +100,9 @@ class _Step:
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss_here).backward()  # DDP averages the ranks' gradients
         scaler.unscale_(opt)
-        params = [p for p in state.model.parameters() if p.requires_grad]
-        norm = nn.utils.get_total_norm([p.grad for p in params if p.grad is not None], foreach=True)
+        norm = nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None], foreach=True)
         if cfg.grad_clip > 0:
-            nn.utils.clip_grads_with_norm_(params, cfg.grad_clip, norm, foreach=True)
+            nn.utils.clip_grads_with_norm_(self.params, cfg.grad_clip, norm, foreach=True)
             sums.clipped += norm > cfg.grad_clip
         scaler.step(opt)
         scaler.update()
@@ -128,12 +131,16 @@ def _curve_row(
             f"the training loss grew to {row['train_loss']:.4g} at step {step}, over {DIVERGENCE_FACTOR:g}"
             f" times its value at initialization, {state.initial_loss:.4g}; lower train.lr"
         )
+    failure = None
     if evaluate is not None and world.main:
         state.ema.module.eval()
         try:
             row.update(evaluate(step, state.ema.module))
         except SolverError as e:
-            raise TrainingDiverged(f"evaluating the curve at step {step}: {e}; lower train.lr") from e
+            failure = f"evaluating the curve at step {step}: {e}; lower train.lr"
+    failure = from_main(failure, world)  # every rank stops at this row with rank 0's error, or none does
+    if failure is not None:
+        raise TrainingDiverged(failure)
     return row
 
 
@@ -152,6 +159,7 @@ def train(
     progress: bool | None = None,
     transform: Callable[[Tensor, torch.Generator], Tensor] | None = None,
     world: World = World(),
+    on_curve: Callable[[list[dict[str, float]]], None] | None = None,
 ) -> TrainResult:
     """Minimize ``method.loss`` over minibatches of ``data`` for ``config.steps`` steps.
 
@@ -163,6 +171,8 @@ def train(
     name and constructor args) is stored in the checkpoint for ``load_model``. ``progress``
     defaults to showing a tqdm bar when stderr is a terminal. ``transform(batch, generator)`` maps
     each batch before the loss (the dequantization of images), drawing from the training generator.
+    ``on_curve(rows)`` sees the curve so far on rank 0: at the start (a resumed run's rows) and after
+    each new row (a live view: ``fmexp.pipeline.live``).
 
     In a process group of several ranks (``world``; ``fmexp.training.distributed``), the model trains
     under DistributedDataParallel: each rank draws the global batch of ``config.batch_size`` and puts
@@ -175,6 +185,8 @@ def train(
         if world.main:
             log.info("resuming seed %d from step %d of %s", seed, state.step, checkpoint)
     start = state.step
+    if on_curve is not None and world.main:
+        on_curve(state.rows)
     net = (
         model
         if world.size == 1
@@ -202,6 +214,8 @@ def train(
         if state.step % config.eval_every == 0 or state.step == config.steps:
             row = _curve_row(state, method, val, seed + 1, evaluate, world)
             state.rows.append(row)
+            if on_curve is not None and world.main:
+                on_curve(state.rows)
             bar.set_postfix(loss=f"{row['train_loss']:.4f}", val=f"{row['val_loss']:.4f}")
             if not show and world.main:  # no bar (stderr is no terminal: DVC, CI, a queue): a log line per row
                 extra = "".join(f" {k} {row[k]:.4g}" for k in ("nll", "nfe") if k in row)

@@ -147,6 +147,11 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     missing = [k for k in CHECKPOINT_KEYS if k not in state]
     if missing:
         raise ArtifactError(f"{path}: not a fmexp checkpoint: it lacks {missing}; rerun the train stage that writes it")
+    if int(state["step"]) > 0 and not math.isfinite(float(state["initial_loss"])):
+        raise ArtifactError(
+            f"{path}: its initial_loss is {state['initial_loss']}, not the untrained network's loss, so a resumed"
+            " run could not detect divergence; delete it and rerun the train stage"
+        )
     return state
 
 

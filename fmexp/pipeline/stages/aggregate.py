@@ -43,7 +43,7 @@ def run_stage(
     Each stage also writes one summary over seeds beside them, in ``<runs>/<dataset>/<method>/``:
     ``curve.csv`` (train) and ``ladder.csv`` (sample) with a seed column; ``metrics.json`` (score),
     the DVC metrics: the science only (see ``science``); and ``score/summary.json``: every metric's
-    mean and std over seeds, timings included, and each seed's values.
+    mean and std over seeds, and each seed's values. Timings stay in the seeds' ``log/``.
     """
     folder = Path(runs_dir) / dataset / method
     seeds = params.pipeline.seeds
@@ -81,16 +81,21 @@ def run_stage(
     log.info("%s %s/%s: done in %.1f s", stage, dataset, method, time.perf_counter() - start)
 
 
-def summarize(values: dict[str, dict[str, float | str]]) -> dict[str, dict]:
-    """Each numeric metric's mean and std (ddof 1; 0 for one seed) over seeds, and each seed's values."""
-    numeric = [k for k, v in next(iter(values.values())).items() if not isinstance(v, str)]
-    table = np.array([[float(m[k]) for k in numeric] for m in values.values()])
-    std = table.std(axis=0, ddof=1) if len(table) > 1 else np.zeros(len(numeric))
-    return {
-        "mean": dict(zip(numeric, table.mean(axis=0).tolist(), strict=False)),
-        "std": dict(zip(numeric, std.tolist(), strict=False)),
-        "seeds": values,
-    }
+def summarize(values: dict[str, dict[str, float | str | None]]) -> dict[str, dict]:
+    """Each numeric metric's mean and std (ddof 1; 0 for one seed) over seeds, and each seed's values.
+    A metric that some seed has as null (``metrics.json`` gives the reason) has a null mean and std."""
+    seeds = list(values.values())
+    numeric = [k for k, v in seeds[0].items() if not isinstance(v, str)]
+    mean: dict[str, float | None] = {}
+    std: dict[str, float | None] = {}
+    for k in numeric:
+        column = [m[k] for m in seeds]
+        if any(v is None for v in column):
+            mean[k] = std[k] = None
+            continue
+        x = np.array(column, dtype=float)
+        mean[k], std[k] = float(x.mean()), float(x.std(ddof=1)) if len(x) > 1 else 0.0
+    return {"mean": mean, "std": std, "seeds": values}
 
 
 def science(summary: dict[str, dict]) -> dict[str, dict[str, float]]:
@@ -117,10 +122,13 @@ UPSTREAM = {"train": (), "sample": ("train",), "score": ("train", "sample")}
 
 
 def _output_folders(stage: str, folder: Path, runs: list[RunFiles]) -> list[Path]:
-    """The folders a stage writes: the run's own, each seed's ``<stage>/<seed>/``, and for training the
-    checkpoints' and for scoring the summary's."""
-    extra = {"train": [runs[0].root / "checkpoints"], "score": [folder / "score"]}.get(stage, [])
-    return [folder, *(r.stage(stage) for r in runs), *extra]
+    """The folders a stage writes: the run's own, each seed's ``<stage>/<seed>/`` and its log's, and
+    for training the checkpoints' and the live curves', for scoring the summary's."""
+    extra = {
+        "train": [runs[0].root / "checkpoints", *(r.live for r in runs)],
+        "score": [folder / "score"],
+    }.get(stage, [])
+    return [folder, *(r.stage(stage) for r in runs), *(r.log(stage).parent for r in runs), *extra]
 
 
 def check_inputs(stage: str, runs: list[RunConfig], data_dir: str | Path, runs_dir: str | Path) -> None:

@@ -96,6 +96,7 @@ def sample_run(run: RunConfig, data: Dataset, files: RunFiles) -> dict[str, Any]
         {"samples": torch.cat(samples), "trajectories": traj, "ladder": ladder_samples, "levels": data.levels},
     )
     artifacts.write_csv(files.ladder, rows)
-    summary = {"nfe": statistics.mean(nfes), "seconds": seconds, "method": run.sample.method, **run.sample.tolerances}
+    summary = {"nfe": statistics.mean(nfes), "method": run.sample.method, **run.sample.tolerances}
     artifacts.write_json(files.sample_info, summary)
-    return summary
+    artifacts.write_json(files.log("sample"), {"seconds": seconds})
+    return {**summary, "seconds": seconds}

@@ -34,7 +34,7 @@ def _image_metrics(
     ladder: dict[str, Tensor],
     data_dir: str | Path,
     files: RunFiles,
-) -> dict[str, float | str]:
+) -> dict[str, float | str | None]:
     """Bits/dim of the held-out images (with its standard error over points), and FID by the standard
     protocol: the uint8 samples against the statistics of the whole training split, which ``prepare``
     caches. With ``score.fid_draws`` k > 1, ``fid`` is the mean FID of k disjoint draws of
@@ -53,7 +53,7 @@ def _image_metrics(
     likelihood = {"bpd": float(bpd.mean()), "bpd_se": float(bpd.std() / len(bpd) ** 0.5)}
     if backend == "none":  # asked for: no FID, recorded as not a number
         artifacts.write_csv(files.fid_ladder, [])
-        return {**likelihood, "fid": float("nan"), "fid_backend": backend}
+        return {**likelihood, "fid": None, "fid_reason": "score.fid_backend is none", "fid_backend": backend}
     prepared = prepared_extras(str(data_dir), data.name)
     kwargs = backend_kwargs(backend, run.score.inception_weights, prepared)
     cached = cast(dict[str, Any] | None, prepared.get("fid_reference"))
@@ -66,17 +66,17 @@ def _image_metrics(
     heldout = fid_against(backend, reference_stats(backend, data.test, levels, **kwargs), levels, **kwargs)
     m = min(len(draws[0]), len(data.test))
     floors = [fid(data.train[i : i + m]) for i in range(0, len(data.train) - m + 1, m)]
-    out: dict[str, float | str] = {
+    out: dict[str, float | str | None] = {
         **likelihood,
         "fid": statistics.mean(fids),
         "fid_draws": len(fids),
         "fid_n": len(draws[0]),
-        "fid_draw_std": _spread(fids),
+        **_spread("fid_draw_std", fids, "draws"),
         "fid_backend": backend,
         "fid_reference": f"train split, {train_stats['n']} images",
         "fid_floor": fid(data.test[:m]),
         "fid_floor_n": m,
-        "fid_floor_std": _spread(floors),
+        **_spread("fid_floor_std", floors, "training-split subsets"),
         "fid_heldout": statistics.mean(heldout(x) for x in draws),
     }
     rows = []
@@ -96,9 +96,11 @@ def _image_metrics(
     return out
 
 
-def _spread(values: list[float]) -> float:
-    """The std (ddof 1) of a few FIDs; not a number for fewer than two."""
-    return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+def _spread(key: str, values: list[float], of: str) -> dict[str, float | str | None]:
+    """``{key: the std (ddof 1) of a few FIDs}``; for fewer than two, null with the reason beside it."""
+    if len(values) > 1:
+        return {key: float(np.std(values, ddof=1))}
+    return {key: None, f"{key}_reason": f"{len(values)} {of}: a spread needs two"}
 
 
 @functools.cache
@@ -125,7 +127,7 @@ def _probe_seed(seed: int, chunk: int) -> int:
 
 def score_run(
     run: RunConfig, data: Dataset, files: RunFiles, *, density: bool = True, data_dir: str | Path = "data"
-) -> dict[str, float | str]:
+) -> dict[str, float | str | None]:
     """Write ``metrics.json``: held-out NLL (nats), sample distance, NFE, training time and speed; for
     images also bits/dim with its standard error, and FID with its feature backend. The likelihood
     solves run in chunks of ``score.batch_size`` points; ``nfe_nll`` is then the mean over chunks.
@@ -158,21 +160,18 @@ def score_run(
     nll_seconds = time.perf_counter() - start
     sampled_state = artifacts.load_torch(files.samples)
     samples = sampled_state["samples"]  # as Dataset.stored keeps them: image samples as uint8 levels
-    sampled, trained = artifacts.read_json(files.sample_info), artifacts.read_json(files.train_info)
+    sampled = artifacts.read_json(files.sample_info)
     reference = data.model_space(
         data.test, torch.Generator().manual_seed(plan.streams.reference)
     )  # the held-out split, as the model sees it
     nll = -logp.cpu()
-    metrics: dict[str, float | str] = {
+    metrics: dict[str, float | str | None] = {
         "nll": float(nll.mean()),
         "nll_se": float(nll.std() / len(nll) ** 0.5),
         "distance": sample_distance(run.score.distance, data.unstored(samples), reference),
         "distance_name": run.score.distance,
         "nfe": sampled["nfe"],
         "nfe_nll": nfe_nll,
-        "nll_seconds": nll_seconds,
-        "train_seconds": trained["seconds"],
-        "steps_per_second": trained["steps_per_second"],
     }
     if plan.images:
         metrics.update(_image_metrics(run, plan, data, nll, samples, sampled_state.get("ladder", {}), data_dir, files))
@@ -198,4 +197,6 @@ def score_run(
             }
         artifacts.save_torch(files.density, payload)
     artifacts.write_json(files.metrics, metrics)
-    return metrics
+    artifacts.write_json(files.log("score"), {"nll_seconds": nll_seconds})
+    trained = artifacts.read_json(files.log("train")) if files.log("train").exists() else {}
+    return {**metrics, "nll_seconds": nll_seconds, "train_seconds": trained.get("seconds")}

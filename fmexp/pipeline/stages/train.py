@@ -19,6 +19,7 @@ from fmexp.flow.methods import Method
 from fmexp.flow.ode import integrate
 from fmexp.networks.models import build_model
 from fmexp.pipeline.layout import RunFiles
+from fmexp.pipeline.live import LiveCurve
 from fmexp.runtime import artifacts
 from fmexp.training.distributed import process_group
 from fmexp.training.launch import World
@@ -66,7 +67,8 @@ def train_run(
     run: RunConfig, data: Dataset, files: RunFiles, *, on_eval: OnEval | None = None, progress: bool | None = None
 ) -> TrainResult:
     """Train one seed; write ``model.pt`` (EMA weights, spec, resumable state), ``curve.csv`` and
-    ``train.json`` (time, speed, the run's config and what ``resolve`` decided).
+    ``train.json`` (the run's config in effect and what ``resolve`` decided); its wall time, speed and
+    resumed step go to ``files.log("train")``.
 
     Every ``train.checkpoint_every`` steps the state goes to ``files.checkpoint(training_key(run))``,
     outside the folder that DVC deletes before a rerun. A rerun of the same config (a killed or
@@ -94,7 +96,12 @@ def train_run(
                         stale,
                     )
                     stale.unlink()
-        result = _train(run, data, plan, checkpoint, ranks, on_eval, progress)
+        live = LiveCurve(files.live) if ranks.main else None
+        try:
+            result = _train(run, data, plan, checkpoint, ranks, on_eval, progress, live)
+        finally:
+            if live is not None:
+                live.close()
     if not ranks.main:
         return result
     resumed_from = run.train.steps - result.steps_run
@@ -104,15 +111,16 @@ def train_run(
     artifacts.write_json(
         files.train_info,
         {
-            "seconds": result.seconds,
             "steps": run.train.steps,
-            "resumed_from": resumed_from,
-            "steps_per_second": result.steps_per_second,
             "device": str(plan.device),
             "processes": ranks.size,
             "run": to_plain(run),
             "plan": {**plan.record(), "training_key": key},
         },
+    )
+    artifacts.write_json(
+        files.log("train"),
+        {"seconds": result.seconds, "steps_per_second": result.steps_per_second, "resumed_from": resumed_from},
     )
     return result
 
@@ -125,6 +133,7 @@ def _train(
     ranks: World,
     on_eval: OnEval | None,
     progress: bool | None,
+    live: LiveCurve | None,
 ) -> TrainResult:
     """The model built and trained from the run's seeds (resumed from ``checkpoint`` where it exists)."""
     train_data, test = data.train.to(plan.device), data.test.to(plan.device)
@@ -146,4 +155,5 @@ def _train(
         progress=progress,
         transform=data.model_space if plan.images else None,
         world=ranks,
+        on_curve=live,
     )
