@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from fmexp.cli import main as fmexp_main
-from fmexp.sweep.study import load_study, to_distribution
+from fmexp.sweep.samplers import make_sampler
+from fmexp.sweep.study import load_study, study_warnings, to_distribution
 from tests.helpers import BIN, ROOT, dvc_repo, sh, tiny_params, tiny_study, write_yaml
 
 
@@ -77,6 +78,21 @@ BAD = [
     ("bad override", {"overrides": ["train.stepz=3"]}, r"overrides.*train\.stepz"),
     ("grid over interval", {"sampler": {"name": "grid", "seed": 0}}, "grid needs choice"),
     ("bad storage", {"storage": "redis://x"}, r"storage: 'redis://x'"),
+    (
+        "unknown sampler option",
+        {"sampler": {"name": "tpe", "options": {"n_startup_trial": 2}}},
+        r"sampler\.options\.n_startup_trial: not an option of tpe \(TPESampler\); its options are \[.*\];"
+        r" did you mean 'n_startup_trials'\?",
+    ),
+    ("seed as a sampler option", {"sampler": {"name": "tpe", "options": {"seed": 2}}}, r"sampler\.options\.seed"),
+    (
+        "refused option value",
+        {"sampler": {"name": "nsga2", "options": {"population_size": 1}}},
+        "NSGAIISampler refuses",
+    ),
+    ("unknown pruner option", {"pruner": {"name": "none", "options": {"patience": 2}}}, r"pruner\.options\.patience"),
+    ("unknown tracker", {"loggers": {"mlfow": {}}}, r"loggers\.mlfow: .*; did you mean 'mlflow'\?"),
+    ("unknown tracker argument", {"loggers": {"mlflow": {"tracking_url": "x"}}}, r"loggers\.mlflow\.tracking_url"),
 ]
 
 
@@ -110,12 +126,20 @@ def test_sweep_runs_and_resumes_to_the_total(workdir: Path, capsys) -> None:
     folder = workdir / "reports" / "sweeps" / "tiny"
     trials = pd.read_csv(folder / "trials.csv")
     assert len(trials) == 3 and set(trials.state) == {"COMPLETE"}
-    assert {"params_method.path", "params_method.sigma_min", "nll", "nfe", "duration", "user_attrs_seed0_nll"} <= set(
+    # the objectives, every other metric each trial scored, each seed's values; nothing that varies from run to run
+    assert list(trials.columns[:5]) == ["number", "state", "params_method.path", "params_method.sigma_min", "nll"]
+    assert {"nfe", "distance", "nll_se", "nfe_nll", "seed0_nll", "seed0_distance", "seed0_nfe_nll"} <= set(
         trials.columns
     )
+    assert not {"duration", "worker", "seed0_train_seconds"} & set(trials.columns)
+    assert (trials.distance == trials.seed0_distance).all()  # one seed: its value is the mean
     best = yaml.safe_load((folder / "best.yaml").read_text())
     assert best["pareto_front"] and all({"nll", "nfe"} == set(t["values"]) for t in best["pareto_front"])
-    assert "study tiny: 3 trials" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line.startswith("trial ")]
+    assert len(lines) == 3 and all(" nats, nfe " in line and " NFE" in line for line in lines), out
+    assert "study tiny: 3 trials" in out
+    assert "browse: optuna-dashboard reports/sweeps/tiny/study.journal\n" in out  # the path it opens, no journal://
     # the same command with a larger total adds exactly the difference
     assert main([str(path), "--n-trials", "4"]) == 0
     trials = pd.read_csv(folder / "trials.csv")
@@ -142,7 +166,8 @@ def test_single_objective_seeds_and_pruner(workdir: Path) -> None:
     done = trials[trials.state == "COMPLETE"]
     assert len(trials) == 3 and len(done) >= 1
     row = done.iloc[0]
-    assert row["nll"] == pytest.approx((row["user_attrs_seed0_nll"] + row["user_attrs_seed1_nll"]) / 2)
+    assert row["nll"] == pytest.approx((row["seed0_nll"] + row["seed1_nll"]) / 2)
+    assert row["distance"] == pytest.approx((row["seed0_distance"] + row["seed1_distance"]) / 2)
     best = yaml.safe_load((workdir / "reports" / "sweeps" / "single" / "best.yaml").read_text())
     assert best["best"]["values"]["nll"] == pytest.approx(done["nll"].min())
 
@@ -167,6 +192,17 @@ def test_shipped_studies_are_valid(study: Path, monkeypatch: pytest.MonkeyPatch)
         s.config.n_trials * len(s.config.seeds) * s.base_run.train.steps <= 40_000
     )  # laptop budget: about 4 minutes of training
     assert study.read_text().startswith("#")  # opens with the question it answers
+    assert study_warnings(s) == []  # a model-based sampler gets trials after its random start-up ones
+
+
+def test_sampler_options_reach_optuna_and_a_random_only_study_is_named(workdir: Path, capsys) -> None:
+    sampler = make_sampler("tpe", {"n_startup_trials": 3, "multivariate": False})(0)
+    assert (sampler._n_startup_trials, sampler._multivariate) == (3, False)  # the file's options
+    assert make_sampler("tpe", {})(0)._multivariate is True  # fmexp's default beneath them
+    path = write_yaml(workdir / "s.yaml", tiny_study(sampler={"name": "tpe", "seed": 0}, n_trials=1))
+    assert main([str(path)]) == 0
+    err = capsys.readouterr().err
+    assert "n_trials=1 does not exceed tpe's n_startup_trials=10" in err and "random search" in err  # Optuna's 10
 
 
 def test_resuming_with_a_changed_definition_is_refused(workdir: Path, capsys) -> None:
@@ -266,7 +302,7 @@ def test_a_diverging_trial_fails_alone(workdir: Path) -> None:
     trials = pd.read_csv(folder / "trials.csv").set_index("params_train.lr")
     assert trials.loc[2e-3, "state"] == "COMPLETE"
     for lr in (1e3, 10):
-        assert trials.loc[lr, "state"] == "FAIL" and trials.loc[lr, "user_attrs_error"].startswith("TrainingDiverged")
+        assert trials.loc[lr, "state"] == "FAIL" and trials.loc[lr, "error"].startswith("TrainingDiverged")
     assert yaml.safe_load((folder / "best.yaml").read_text())["best"]["params"] == {"train.lr": 2e-3}
 
 
@@ -337,3 +373,26 @@ def test_a_study_error_names_the_study_file(workdir: Path, capsys: pytest.Captur
     assert main([str(bad_metric)]) == 2
     assert "objectives[0].metric: 'nl' is not one of" in capsys.readouterr().err
     assert not (workdir / "reports").exists()
+
+
+@pytest.mark.slow
+def test_trials_are_logged_to_mlflow_and_a_failing_tracker_only_warns(workdir: Path, capsys) -> None:
+    from mlflow import MlflowClient
+
+    db = f"sqlite:///{workdir / 'mlflow.db'}"
+    path = write_yaml(workdir / "s.yaml", tiny_study("logged", n_trials=2, loggers={"mlflow": {"tracking_uri": db}}))
+    assert main([str(path)]) == 0
+    trials = pd.read_csv(workdir / "reports" / "sweeps" / "logged" / "trials.csv")
+    client = MlflowClient(db)
+    runs = client.search_runs([client.get_experiment_by_name("logged").experiment_id])
+    assert len(runs) == 2  # one run per trial, called by fmexp's worker after each
+    for run in runs:
+        row = trials[trials["params_method.path"] == run.data.params["method.path"]].iloc[0]
+        assert run.data.metrics["nll"] == pytest.approx(row["nll"]) and run.data.metrics["nfe"] == row["nfe"]
+    broken = write_yaml(
+        workdir / "b.yaml",
+        tiny_study("broken", n_trials=1, loggers={"mlflow": {"tracking_uri": "sqlite:////proc/no/such/mlflow.db"}}),
+    )
+    assert main([str(broken)]) == 0  # the study goes on
+    assert "warning: logging trial 0 to mlflow failed" in capsys.readouterr().err
+    assert len(pd.read_csv(workdir / "reports" / "sweeps" / "broken" / "trials.csv")) == 1

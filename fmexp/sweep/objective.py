@@ -36,6 +36,16 @@ def _suggest(trial: optuna.Trial, key: str, d: optuna.distributions.BaseDistribu
     return trial.suggest_float(key, d.low, d.high, step=d.step, log=d.log)
 
 
+def _scored(result: dict[str, float | str | None], objectives: list[str]) -> dict[str, float]:
+    """What a trial's seed scored, for ``trials.csv``: every numeric metric, but the wall times that are
+    no objective (they differ from run to run, and would make the file differ too)."""
+    return {
+        k: float(v)
+        for k, v in result.items()
+        if isinstance(v, int | float) and (not k.endswith("_seconds") or k in objectives)
+    }
+
+
 def make_objective(study: Study) -> Callable[[optuna.Trial], float | tuple[float, ...]]:
     """The study's objective: a trial's sampled values applied to the base run, every seed trained,
     sampled and scored by the pipeline's own stage functions, the mean over seeds returned."""
@@ -58,7 +68,7 @@ def make_objective(study: Study) -> Callable[[optuna.Trial], float | tuple[float
         key = (run.dataset, repr(run.data))
         if key not in cache:
             cache[key] = load_data(run.data, run.dataset)
-        per_seed: dict[str, list[float]] = {m: [] for m in metrics}
+        per_seed: dict[str, list[float]] = {}
         for i, seed in enumerate(study.config.seeds):
             offset = i * run.train.steps
 
@@ -73,10 +83,14 @@ def make_objective(study: Study) -> Callable[[optuna.Trial], float | tuple[float
             train_run(seeded, cache[key], files, on_eval=on_eval, progress=False)
             sample_run(seeded, cache[key], files)
             result = score_run(seeded, cache[key], files, density=False)
-            for m in metrics:
-                per_seed[m].append(float(result[m]))
-                trial.set_user_attr(f"seed{seed}_{m}", float(result[m]))
-        means = tuple(sum(v) / len(v) for v in per_seed.values())
+            for m, value in _scored(result, metrics).items():
+                per_seed.setdefault(m, []).append(value)
+                trial.set_user_attr(f"seed{seed}_{m}", value)
+        mean = {m: sum(v) / len(v) for m, v in per_seed.items() if len(v) == len(study.config.seeds)}
+        for m, value in mean.items():
+            if m not in metrics:  # the objectives are the trial's values
+                trial.set_user_attr(m, value)
+        means = tuple(mean[m] for m in metrics)
         return means[0] if len(means) == 1 else means
 
     return objective

@@ -4,6 +4,7 @@ ends the study; and the summary it prints. The report reads these files only."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import optuna
@@ -12,30 +13,38 @@ import yaml
 
 from fmexp.config.load import to_plain
 from fmexp.runtime import artifacts
-from fmexp.sweep.storage import redact
+from fmexp.sweep.storage import for_dashboard, redact
 from fmexp.sweep.study import Study
 from fmexp.sweep.trial_queue import HEARTBEAT_ATTR, counted, superseded
 
-__all__ = ["write_outputs", "importances", "summary"]
+__all__ = ["UNITS", "write_outputs", "importances", "summary", "trial_line"]
 
 
 def write_outputs(study: Study, ostudy: optuna.Study) -> None:
-    """``trials.csv`` (params, objectives, state, duration, per-seed values, and ``superseded``: a
-    trial lost with its worker and run again), ``best.yaml`` and ``study.yaml``."""
+    """``trials.csv``, ``best.yaml`` and ``study.yaml``.
+
+    ``trials.csv`` has a row per trial, sorted by number: its state, params and objectives (the mean
+    over seeds), the mean of every other metric it scored, each seed's values (``seed<s>_<metric>``),
+    the reason a failed trial failed (``error``), and ``superseded`` (a trial lost with its worker and
+    run again). It holds what the trials computed, not how they ran: no durations and no worker names
+    (the storage keeps those, and each trial's line says them), so a rerun of the same trials writes
+    the same bytes."""
     names = [o.metric for o in study.config.objectives]
     trials = ostudy.get_trials(deepcopy=False)
-    df = ostudy.trials_dataframe(
-        attrs=("number", "state", "params", "values", "duration", "user_attrs"), multi_index=False
-    )
-    df = df.drop(columns=[f"user_attrs_{HEARTBEAT_ATTR}"], errors="ignore")
+    df = ostudy.trials_dataframe(attrs=("number", "state", "params", "values", "user_attrs"), multi_index=False)
+    df = df.drop(columns=[f"user_attrs_{a}" for a in (HEARTBEAT_ATTR, "worker")], errors="ignore")
     df["superseded"] = df["number"].isin(superseded(trials))
     # Optuna names the objective columns value, values_<i> or, once set_metric_names ran, values_<name>
     renames = {"value": names[0]} if len(names) == 1 else {}
     df = df.rename(
         columns=renames | {f"values_{i}": n for i, n in enumerate(names)} | {f"values_{n}": n for n in names}
     )
-    if "duration" in df:
-        df["duration"] = df["duration"].dt.total_seconds()
+    df = df.rename(columns=lambda c: c.removeprefix("user_attrs_"))
+    seeds = sorted((c for c in df.columns if c.startswith("seed")), key=_seed_column_order)
+    first = ["number", "state", *(c for c in df.columns if c.startswith("params_")), *names]
+    means = sorted(c for c in df.columns if c not in {*first, *seeds, "error", "superseded"})
+    rest = [c for c in ("error", "superseded") if c in df.columns]
+    df = df[[*first, *means, *seeds, *rest]].sort_values("number")
     with artifacts.atomic_path(study.folder / "trials.csv") as tmp:
         df.to_csv(tmp, index=False)
     best = [
@@ -53,6 +62,12 @@ def write_outputs(study: Study, ostudy: optuna.Study) -> None:
     artifacts.write_text(study.folder / "study.yaml", yaml.safe_dump(_study_record(study), sort_keys=False))
     with artifacts.atomic_path(study.folder / "importances.csv") as tmp:
         importances(ostudy, names).to_csv(tmp, index=False)
+
+
+def _seed_column_order(column: str) -> tuple[int, str]:
+    """``seed10_nll`` after ``seed2_nfe``: by seed number, then metric."""
+    seed, _, metric = column.removeprefix("seed").partition("_")
+    return (int(seed) if seed.isdigit() else -1, metric)
 
 
 def importances(ostudy: optuna.Study, names: list[str]) -> pd.DataFrame:
@@ -103,10 +118,32 @@ def summary(study: Study, ostudy: optuna.Study) -> str:
     counts = ", ".join(f"{states.count(s)} {s.lower()}" for s in sorted(set(states)))
     lost = len(trials) - len(states)
     rerun = f"; {lost} lost with a worker and run again" if lost else ""
-    lines = [f"study {study.config.study}: {len(states)} trials ({counts}{rerun}); storage {redact(study.storage)}"]
+    lines = [f"study {study.config.study}: {len(states)} trials ({counts}{rerun})"]
     names = [o.metric for o in study.config.objectives]
     for t in _best(ostudy):
-        vals = ", ".join(f"{n}={v:.4g}" for n, v in zip(names, t.values, strict=False))
-        lines.append(f"  {'pareto' if len(names) > 1 else 'best'} #{t.number}: {vals}  {t.params}")
+        lines.append(f"  {'pareto' if len(names) > 1 else 'best'} #{t.number}: {_values(names, t.values)}  {t.params}")
     lines.append(f"  outputs: {study.folder}/trials.csv, {study.folder}/best.yaml")
+    lines.append(f"  browse: optuna-dashboard {for_dashboard(study.storage)}")
     return "\n".join(lines)
+
+
+UNITS = {"nll": "nats", "nfe": "NFE", "nfe_nll": "NFE", "train_seconds": "s", "distance": ""}
+"""The unit each objective is printed with (``distance`` is the one named by ``score.distance``)."""
+
+
+def _values(names: list[str], values: Sequence[float]) -> str:
+    return ", ".join(f"{n} {v:.4g} {UNITS[n]}".rstrip() for n, v in zip(names, values, strict=False))
+
+
+def trial_line(study: Study, ostudy: optuna.Study, trial: optuna.trial.FrozenTrial) -> str:
+    """One line for a finished trial: its number, how many of the study's trials have finished, its
+    params, its objectives with units (or why it failed or was pruned) and its wall seconds."""
+    done = sum(t.state.is_finished() for t in counted(ostudy.get_trials(deepcopy=False)))
+    seconds = f" in {trial.duration.total_seconds():.1f} s" if trial.duration else ""
+    params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.params.items())
+    state = trial.state.name.lower()
+    if trial.state == optuna.trial.TrialState.COMPLETE:
+        outcome = _values([o.metric for o in study.config.objectives], trial.values)
+    else:
+        outcome = str(trial.user_attrs.get("error", state))
+    return f"trial {trial.number} {state}{seconds} ({done}/{study.config.n_trials} finished): {params} -> {outcome}"

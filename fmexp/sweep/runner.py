@@ -22,8 +22,10 @@ import optuna
 
 from fmexp.config.load import to_plain
 from fmexp.errors import ConfigError
+from fmexp.sweep.loggers import Callback, make_loggers
 from fmexp.sweep.objective import TRIAL_FAILURES, make_objective
-from fmexp.sweep.outputs import summary, write_outputs
+from fmexp.sweep.outputs import summary, trial_line, write_outputs
+from fmexp.sweep.samplers import make_pruner, make_sampler
 from fmexp.sweep.storage import default_storage, make_storage, redact
 from fmexp.sweep.study import Study, grid_points, load_study
 from fmexp.sweep.trial_queue import TrialSeededSampler, enqueue_slots, run_worker
@@ -32,24 +34,14 @@ __all__ = ["open_study", "run_study"]
 
 
 def _sampler(study: Study) -> optuna.samplers.BaseSampler:
-    """The study's sampler, reseeded per trial (``TrialSeededSampler``). A grid's points are enqueued
-    as fixed params, so its trials never ask a sampler."""
-    make = {
-        "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed, multivariate=True, constant_liar=True),
-        "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
-        "grid": lambda seed: optuna.samplers.RandomSampler(seed=seed),
-        "nsga2": lambda seed: optuna.samplers.NSGAIISampler(seed=seed),
-        "cmaes": lambda seed: optuna.samplers.CmaEsSampler(seed=seed),
-    }[study.config.sampler.name]
-    return TrialSeededSampler(make, study.config.sampler.seed)
+    """The study's sampler, reseeded per trial (``TrialSeededSampler``)."""
+    cfg = study.config.sampler
+    return TrialSeededSampler(make_sampler(cfg.name, cfg.options), cfg.seed)
 
 
 def _pruner(study: Study) -> optuna.pruners.BasePruner:
-    return {
-        "none": optuna.pruners.NopPruner,
-        "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0),
-        "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, max_resource=study.base_run.train.steps),
-    }[study.config.pruner.name]()
+    cfg = study.config.pruner
+    return make_pruner(cfg.name, cfg.options, study.base_run.train.steps)
 
 
 def run_study(study: Study, *, quiet: bool = False, archive_changed: bool = False, workers: int = 1) -> optuna.Study:
@@ -68,9 +60,11 @@ def run_study(study: Study, *, quiet: bool = False, archive_changed: bool = Fals
         from fmexp.runtime.processes import run_in_processes
 
         job = (study.path, study.storage, str(study.folder.parent.parent))
-        run_in_processes(_worker_process, [job] * workers, workers)
+        run_in_processes(_worker_process, [(*job, quiet)] * workers, workers)
     else:
-        run_worker(ostudy, storage, make_objective(study), TRIAL_FAILURES, study.config.heartbeat)
+        run_worker(
+            ostudy, storage, make_objective(study), TRIAL_FAILURES, study.config.heartbeat, _callbacks(study, quiet)
+        )
     write_outputs(study, ostudy)
     if not quiet:
         print(summary(study, ostudy))
@@ -122,11 +116,22 @@ def _wait_for_definition(ostudy: optuna.Study, timeout: float) -> dict[str, Any]
     return stored
 
 
-def _worker_process(path: Path, storage: str, reports_dir: str) -> int:
+def _worker_process(path: Path, storage: str, reports_dir: str, quiet: bool) -> int:
     """One of ``--workers N``: load the opened study and run slots (a top-level function, for the worker processes)."""
     study = load_study(path, storage=storage, reports_dir=reports_dir)
     ostudy, storage_, _ = _create_or_load(study)
-    return run_worker(ostudy, storage_, make_objective(study), TRIAL_FAILURES, study.config.heartbeat)
+    callbacks = _callbacks(study, quiet)
+    return run_worker(ostudy, storage_, make_objective(study), TRIAL_FAILURES, study.config.heartbeat, callbacks)
+
+
+def _callbacks(study: Study, quiet: bool) -> list[Callback]:
+    """After each finished trial: its line on stdout (unless ``quiet``), then the study's trackers."""
+
+    def say(ostudy: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        print(trial_line(study, ostudy, trial), flush=True)
+
+    metrics = [o.metric for o in study.config.objectives]
+    return [*([] if quiet else [say]), *make_loggers(study.config.loggers, metrics, str(study.path))]
 
 
 def _archive(folder: Path) -> Path:
@@ -168,8 +173,8 @@ def _create_or_load(study: Study, attempts: int = 5) -> tuple[optuna.Study, optu
 
 
 def _definition(study: Study) -> dict[str, Any]:
-    """What makes trials comparable: everything but the trial budget, the storage and the heartbeat."""
+    """What makes trials comparable: everything but the trial budget, the storage, the heartbeat and the trackers."""
     cfg = to_plain(study.config)
-    return {k: v for k, v in cfg.items() if k not in ("n_trials", "storage", "heartbeat")} | {
+    return {k: v for k, v in cfg.items() if k not in ("n_trials", "storage", "heartbeat", "loggers")} | {
         "base_run": to_plain(study.base_run)
     }

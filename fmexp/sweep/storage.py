@@ -9,7 +9,7 @@ from pathlib import Path
 import optuna
 from optuna.storages.journal import JournalFileBackend
 
-__all__ = ["STORAGE_ENV", "STORAGE_SCHEMES", "default_storage", "make_storage", "redact"]
+__all__ = ["STORAGE_ENV", "STORAGE_SCHEMES", "default_storage", "make_storage", "redact", "for_dashboard"]
 
 STORAGE_ENV = "FMEXP_STORAGE"
 STORAGE_SCHEMES = ("journal", "sqlite", "postgresql", "mysql")
@@ -61,3 +61,9 @@ def redact(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:  # not a URL sqlalchemy can parse: hide everything between :// and @
         return re.sub(r"://[^@/]*@", "://***@", url)
+
+
+def for_dashboard(url: str) -> str:
+    """The storage as ``optuna-dashboard`` takes it on its command line: a journal as its plain file path
+    (the dashboard does not read ``journal:///`` URLs), a database as its URL, password masked."""
+    return url[len("journal:///") :] if url.startswith("journal:///") else redact(url)

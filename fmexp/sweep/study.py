@@ -31,6 +31,8 @@ from fmexp.config.overrides import (
 from fmexp.config.schema import RunConfig
 from fmexp.errors import ConfigError
 from fmexp.registry import did_you_mean
+from fmexp.sweep.loggers import check_loggers
+from fmexp.sweep.samplers import PRUNERS, SAMPLERS, check_options, make_pruner, make_sampler, startup_trials
 from fmexp.sweep.storage import STORAGE_ENV, STORAGE_SCHEMES, default_storage, redact
 from fmexp.sweep.trial_queue import Heartbeat
 
@@ -42,14 +44,13 @@ __all__ = [
     "override",
     "load_study",
     "grid_points",
+    "study_warnings",
     "find_study",
     "study_file",
 ]
 
 METRICS = ("nll", "distance", "nfe", "nfe_nll", "train_seconds")
 DIRECTIONS = ("minimize", "maximize")
-SAMPLERS = ("tpe", "random", "grid", "nsga2", "cmaes")
-PRUNERS = ("none", "median", "hyperband")
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -64,11 +65,13 @@ class ObjectiveConfig:
 class SamplerConfig:
     name: str = "tpe"
     seed: int = 0
+    options: dict[str, Any] = field(default_factory=dict)  # passed to the sampler's constructor (sweep/samplers.py)
 
 
 @dataclass
 class PrunerConfig:
     name: str = "none"
+    options: dict[str, Any] = field(default_factory=dict)  # passed to the pruner's constructor
 
 
 @dataclass
@@ -88,6 +91,7 @@ class StudyConfig:
     seeds: list[int] = field(default_factory=lambda: [0])
     storage: str | None = None
     heartbeat: Heartbeat = field(default_factory=Heartbeat)
+    loggers: dict[str, dict[str, Any]] = field(default_factory=dict)  # mlflow, wandb: their callbacks' arguments
 
 
 @dataclass
@@ -201,9 +205,15 @@ def load_study(
         if o.direction not in DIRECTIONS:
             raise ConfigError(f"{source}: {not_one_of(f'objectives[{i}].direction', o.direction, DIRECTIONS)}")
     if cfg.sampler.name not in SAMPLERS:
-        raise ConfigError(f"{source}: {not_one_of('sampler.name', cfg.sampler.name, SAMPLERS)}")
+        raise ConfigError(f"{source}: {not_one_of('sampler.name', cfg.sampler.name, list(SAMPLERS))}")
     if cfg.pruner.name not in PRUNERS:
-        raise ConfigError(f"{source}: {not_one_of('pruner.name', cfg.pruner.name, PRUNERS)}")
+        raise ConfigError(f"{source}: {not_one_of('pruner.name', cfg.pruner.name, list(PRUNERS))}")
+    sampler, pruner = cfg.sampler, cfg.pruner
+    check_options(
+        "sampler", sampler.name, sampler.options, source, lambda: make_sampler(sampler.name, sampler.options)(0)
+    )
+    check_options("pruner", pruner.name, pruner.options, source, lambda: make_pruner(pruner.name, pruner.options, 1))
+    check_loggers(cfg.loggers, source)
     multi = len(cfg.objectives) > 1
     if multi and cfg.pruner.name != "none":
         raise ConfigError(f"{source}: pruner.name: Optuna cannot prune a multi-objective study; use 'none'")
@@ -255,6 +265,20 @@ def load_study(
             f"{source}: storage: {redact(url)!r} must be null, journal:///FILE, sqlite:///FILE or postgresql://..."
         )
     return Study(path=path, config=cfg, base_run=base_run, space=space, folder=folder, storage=url)
+
+
+def study_warnings(study: Study) -> list[str]:
+    """What the study does that its file does not say: a sampler that draws every trial at random."""
+    cfg = study.config
+    startup = startup_trials(cfg.sampler.name, cfg.sampler.options)
+    if startup is not None and cfg.n_trials <= startup[1]:
+        option, value = startup
+        return [
+            f"{study.path}: n_trials={cfg.n_trials} does not exceed {cfg.sampler.name}'s {option}={value}, the"
+            f" trials it draws at random first: every trial of this study is random search. Set"
+            f" sampler.options.{option} below n_trials, or say sampler.name: random"
+        ]
+    return []
 
 
 def grid_points(space: dict[str, optuna.distributions.BaseDistribution], seed: int) -> list[dict[str, Any]]:

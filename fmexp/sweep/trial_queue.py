@@ -195,8 +195,11 @@ def run_worker(
     objective: Callable[[optuna.Trial], Any],
     catch: tuple[type[BaseException], ...],
     heartbeat: Heartbeat,
+    callbacks: Sequence[Callable[[optuna.Study, FrozenTrial], None]] = (),
 ) -> int:
-    """Run slots until none is waiting or running; return how many this worker ran.
+    """Run slots until none is waiting or running; return how many this worker ran. Each of
+    ``callbacks`` is called as ``study.optimize`` would, after each trial this worker finished (and
+    that counts: not one lost while it ran).
 
     An exception in ``catch`` fails its trial and the worker goes on; ``TrialPruned`` prunes it; a
     trial that another worker judged lost while it ran is left to its retry, whether the objective
@@ -234,4 +237,7 @@ def run_worker(
             except BaseException:
                 _tell(study, trial, state=TrialState.FAIL)
                 raise
-        _tell(study, trial, values, state=state)
+        frozen = _tell(study, trial, values, state=state)
+        if frozen is not None:
+            for callback in callbacks:
+                callback(study, frozen)
