@@ -35,3 +35,26 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("FMEXP_STORAGE", raising=False)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The one tiny run of the whole pipeline, shared by every test that reads a run's outputs (and
+    changes nothing in it): a DVC repo of the shipped params shrunk to seconds (checkerboard and
+    digits, fm_ot and fm_vp, seeds 0 and 1) after ``dvc repro``."""
+    from tests.helpers import BIN, dvc_repo, sh, tiny_params
+
+    params = tiny_params(seeds=[0, 1], datasets=["checkerboard", "digits"])
+    params["train"]["curve_tol"] = 1e-3
+    params["per_dataset"]["digits"] = [
+        "model.channels=8",
+        "train.batch_size=32",
+        "sample.n_samples=64",
+        "sample.nfe_ladder=[4,8]",
+        "score.n_points=32",
+        "train.curve_tol=1e-2",
+        "score.fid_draws=2",
+    ]
+    root = dvc_repo(tmp_path_factory.mktemp("pipeline"), params)
+    sh(str(BIN / "dvc"), "repro", cwd=root)
+    return root

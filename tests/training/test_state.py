@@ -1,5 +1,5 @@
 """One checkpoint state: TrainState's state_dict is the checkpoint schema, and files written before the
-restructure (b391f47) still load and resume (the fixture and the script that made it: tests/data/)."""
+restructure (b391f47) still load and resume (the fixture and the script that made it: tests/fixtures/)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from fmexp.networks.models import build_model
 from fmexp.training.loop import train
 from fmexp.training.state import CHECKPOINT_KEYS, TrainState, load_model, read_checkpoint
 
-OLD = Path(__file__).parent / "data" / "model_b391f47.pt"
+OLD = Path(__file__).parents[1] / "fixtures" / "model_b391f47.pt"
 SPEC = {
     "name": "mlp",
     "dim": 2,
@@ -30,7 +30,7 @@ SPEC = {
 CONFIG = dict(batch_size=64, eval_every=10, curve_points=0, warmup_steps=5)
 X, T = torch.tensor([[0.5, -1.0], [2.0, 3.0]]), torch.tensor([0.3, 0.9])
 OLD_EMA_OUTPUT = [[-0.18205593526363373, -0.1508764922618866], [-0.10448038578033447, -0.0807335153222084]]
-"""What b391f47's own code printed for the EMA network of that file at (X, T) (tests/data/README.md)."""
+"""What b391f47's own code printed for the EMA network of that file at (X, T) (tests/fixtures/README.md)."""
 
 
 def _model() -> torch.nn.Module:
@@ -78,3 +78,13 @@ def test_a_file_that_is_no_checkpoint_is_refused_naming_it(tmp_path: Path) -> No
     torch.save({"model_state": _model().state_dict()}, path)
     with pytest.raises(ArtifactError, match=rf"{path}: not a fmexp checkpoint: it lacks \['model_spec'"):
         load_model(path)
+
+
+def test_a_checkpoint_without_the_untrained_loss_is_refused_naming_it(tmp_path: Path) -> None:
+    """The divergence check compares the loss with the untrained network's; a checkpoint that lost it
+    (NaN) would resume with the check silently off."""
+    state = TrainState.fresh(_model(), TrainConfig(steps=5), seed=3, device=torch.device("cpu"), model_spec=SPEC)
+    state.step = 4  # initial_loss stays NaN, as if never recorded
+    state.save(tmp_path / "c.pt")
+    with pytest.raises(ArtifactError, match=rf"{tmp_path / 'c.pt'}: its initial_loss is nan"):
+        read_checkpoint(tmp_path / "c.pt")

@@ -86,18 +86,3 @@ def test_sample_shapes_on_images(path_name: str) -> None:
     x_0, x_1, t = torch.randn(4, 1, 8, 8), torch.randn(4, 1, 8, 8), torch.rand(4)
     s = path.sample(x_0, x_1, t)
     assert s.x_t.shape == s.u_t.shape == (4, 1, 8, 8)
-
-
-def test_shipped_vp_methods_end_at_the_papers_truncation() -> None:
-    """The paper trains VP on t in [0, 1 - 1e-5]. There T(s) ~ beta_min s, so the std at the end is
-    sqrt(1 - exp(-beta_min 1e-5)) ~ 1e-3: params.yaml's VP methods set sigma_min = 1e-3, which must put
-    the truncation s_min at 1e-5 (to within the s^2 term, 0.2%)."""
-    import yaml
-
-    from tests.helpers import ROOT
-
-    methods = yaml.safe_load((ROOT / "params.yaml").read_text())["methods"]
-    vp = {name: m for name, m in methods.items() if m["path"] == "vp"}
-    assert set(vp) == {"fm_vp", "sm_vp"}
-    for m in vp.values():
-        assert VPPath(sigma_min=m["sigma_min"]).s_min == pytest.approx(1e-5, rel=2e-3)

@@ -7,29 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from fmexp.config.load import load_params, run_config, run_for
 from fmexp.config.schema import RunConfig
 from fmexp.errors import ConfigError
 from tests.helpers import ROOT, tiny_params, write_yaml
-
-
-def test_shipped_params_load() -> None:
-    p = load_params(ROOT / "params.yaml")
-    assert p.pipeline.methods == ["fm_ot", "fm_vp", "sm_vp", "fm_ve"]
-    assert (p.methods["fm_ot"].objective, p.methods["fm_ot"].path) == ("fm", "ot")
-    assert (p.methods["sm_vp"].objective, p.methods["sm_vp"].path) == ("sm", "vp")
-    run = run_for(p, "checkerboard", "fm_vp", 2)
-    assert run.method.path == "vp" and run.seed == 2 and run.train == p.train
-
-
-def test_shipped_convergence_curves_have_twenty_rows() -> None:
-    """Issue 11: a curve needs 20 or more rows to be seen as one (a row at every eval_every steps)."""
-    p = load_params(ROOT / "params.yaml")
-    for dataset in p.pipeline.datasets:
-        train = run_for(p, dataset, "fm_ot", 0).train
-        assert train.steps // train.eval_every >= 20, (dataset, train.steps, train.eval_every)
 
 
 def test_overrides_use_hydra_grammar(tmp_path: Path) -> None:
@@ -152,13 +134,6 @@ def test_command_line_overrides_win_over_per_dataset(tmp_path: Path) -> None:
     ]  # the section was given: per_dataset model.* dropped
 
 
-def test_every_dataset_has_a_per_dataset_entry() -> None:
-    """dvc.yaml declares per_dataset.<dataset> as a param of train/sample/score: DVC fails on a missing key."""
-    from fmexp.registry import names
-
-    assert set(load_params(ROOT / "params.yaml").per_dataset) == set(names("toy_dataset", "image_dataset"))
-
-
 @pytest.mark.parametrize(
     "entry, expected",
     [
@@ -180,22 +155,3 @@ def test_bad_per_dataset_entries_name_file_and_key(tmp_path: Path, entry: dict, 
     with pytest.raises(ConfigError, match=expected) as info:
         load_params(path)
     assert str(path) in str(info.value)
-
-
-def test_cifar10_gets_the_papers_setting() -> None:
-    """per_dataset.cifar10 gives Table 3's optimization and U-Net (256 channels, multipliers 1,2,2,2)."""
-    from fmexp.config.plan import model_spec
-    from fmexp.data.datasets import Dataset
-
-    run = run_for(load_params(ROOT / "params.yaml"), "cifar10", "fm_ot", 0)
-    assert (run.train.lr, run.train.batch_size, run.train.warmup_steps, run.train.steps) == (5e-4, 256, 45000, 391000)
-    assert (run.train.weight_decay, run.train.grad_clip, run.train.precision, run.model.dropout) == (
-        0.0,
-        0.0,
-        "fp32",
-        0.0,
-    )  # Adam, fp32
-    images = Dataset("cifar10", torch.zeros(2, 3, 32, 32), torch.zeros(2, 3, 32, 32), levels=256)
-    spec = model_spec(run.model, images)
-    assert spec["name"] == "unet" and spec["channels"] == 256 and spec["channel_mults"] == [1, 2, 2, 2]
-    assert spec["in_channels"] == 3 and spec["resolution"] == 32 and spec["attention_resolutions"] == [16]

@@ -111,3 +111,17 @@ def test_a_two_rank_run_killed_under_dvc_repro_resumes_to_the_uninterrupted_weig
     uninterrupted = repo / "uninterrupted" / "checkerboard" / "fm_ot" / "train" / "0"
     assert json.loads((uninterrupted / "train.json").read_text())["processes"] == 2
     assert_same_weights(model, uninterrupted / "model.pt")
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_a_curve_failure_on_rank_0_stops_every_rank_with_its_error() -> None:
+    """Rank 0 alone evaluates the curve; its failure reaches the other rank at the same row, so neither
+    waits for a collective the other never joins (before the fix, rank 1 hung in the next all-reduce)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    proc = subprocess.run(
+        [*cmd, "-m", "tests.ddp_worker", "/dev/null", "ot", "20"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode != 0
+    for rank in (0, 1):
+        assert f"rank {rank}: evaluating the curve at step 20: injected failure at step 20" in proc.stdout, proc.stdout

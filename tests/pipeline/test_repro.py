@@ -30,106 +30,92 @@ CHROMIUM_FLAGS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    params = tiny_params(seeds=[0, 1], datasets=["checkerboard", "digits"])
-    params["train"]["curve_tol"] = 1e-3
-    params["per_dataset"]["digits"] = [
-        "model.channels=8",
-        "train.batch_size=32",
-        "sample.n_samples=64",
-        "sample.nfe_ladder=[4,8]",
-        "score.n_points=32",
-        "train.curve_tol=1e-2",
-        "score.fid_draws=2",
-    ]
-    root = dvc_repo(tmp_path_factory.mktemp("pipeline"), params)
-    sh(str(BIN / "dvc"), "repro", cwd=root)
-    return root
-
-
-def test_repro_writes_metrics_tables_and_page(repo: Path) -> None:
+def test_repro_writes_metrics_tables_and_page(tiny_pipeline: Path) -> None:
     for method in ("fm_ot", "fm_vp"):
-        summary = json.loads((repo / "runs" / "checkerboard" / method / "score" / "summary.json").read_text())
+        summary = json.loads((tiny_pipeline / "runs" / "checkerboard" / method / "score" / "summary.json").read_text())
         assert set(summary["seeds"]) == {"0", "1"}
         for metrics in summary["seeds"].values():
             assert {"nll", "distance", "nfe", "nfe_nll"} <= set(metrics)
             assert not any("seconds" in k for k in metrics)  # timings go to log/, beside the outputs
             assert metrics["nfe"] > 0 and math.isfinite(metrics["nll"])
-        assert (repo / "runs" / "checkerboard" / method / "train" / "1" / "model.pt").exists()
-    table = pd.read_csv(repo / "reports" / "tables" / "checkerboard.csv", index_col=0)
+        assert (tiny_pipeline / "runs" / "checkerboard" / method / "train" / "1" / "model.pt").exists()
+    table = pd.read_csv(tiny_pipeline / "reports" / "tables" / "checkerboard.csv", index_col=0)
     assert list(table.index) == ["fm_ot", "fm_vp"]
     p_values = [
         table[f"{c}_p"].dropna() for c in ("nll", "distance", "nfe")
     ]  # Welch: the best against each other method
     significant = sum(len(p) == len(table) - 1 and bool(p.lt(0.05).all()) for p in p_values)
-    assert (repo / "reports" / "tables" / "checkerboard.md").read_text().count("**") == 2 * significant
-    assert ("\\textbf" in (repo / "reports" / "tables" / "checkerboard.tex").read_text()) == (significant > 0)
-    page = (repo / "reports" / "summary.html").read_text()
+    assert (tiny_pipeline / "reports" / "tables" / "checkerboard.md").read_text().count("**") == 2 * significant
+    assert ("\\textbf" in (tiny_pipeline / "reports" / "tables" / "checkerboard.tex").read_text()) == (significant > 0)
+    page = (tiny_pipeline / "reports" / "summary.html").read_text()
     assert "<h3>checkerboard</h3>" in page and page.count("data:image/png;base64,") >= 4
     assert "train.curve_tol: checkerboard 0.001, digits 0.01." in page  # the convergence caption: each dataset's own
     assert "http://" not in page and "https://" not in page  # self-contained
     for png in ("convergence", "nfe_error", "nfe_quality", "panels_checkerboard"):
-        assert (repo / "reports" / "figures" / f"{png}.png").stat().st_size > 1000
+        assert (tiny_pipeline / "reports" / "figures" / f"{png}.png").stat().st_size > 1000
 
 
-def test_repro_scores_digits_in_the_papers_image_layout(repo: Path) -> None:
+def test_repro_scores_digits_in_the_papers_image_layout(tiny_pipeline: Path) -> None:
     """digits through dvc repro: bits/dim, FID with its backend and NFE per method, sample grids, FID against NFE."""
     for method in ("fm_ot", "fm_vp"):
-        for metrics in json.loads((repo / "runs" / "digits" / method / "score" / "summary.json").read_text())[
+        for metrics in json.loads((tiny_pipeline / "runs" / "digits" / method / "score" / "summary.json").read_text())[
             "seeds"
         ].values():
             assert metrics["fid_backend"] == "digits-classifier" and metrics["fid_classifier_accuracy"] >= 0.95
             assert all(math.isfinite(metrics[k]) for k in ("bpd", "bpd_se", "fid", "fid_floor", "fid_heldout", "nfe"))
-        science = json.loads((repo / "runs" / "digits" / method / "metrics.json").read_text())
+        science = json.loads((tiny_pipeline / "runs" / "digits" / method / "metrics.json").read_text())
         assert set(science) == {"bpd", "bpd_se", "fid", "nfe", "nfe_nll"}
-        fid_ladder = pd.read_csv(repo / "runs" / "digits" / method / "score" / "fid_ladder.csv")
+        fid_ladder = pd.read_csv(tiny_pipeline / "runs" / "digits" / method / "score" / "fid_ladder.csv")
         assert sorted(fid_ladder.seed.unique()) == [0, 1] and set(fid_ladder.solver) == {"euler", "rk4"}
-    table = pd.read_csv(repo / "reports" / "tables" / "digits.csv", index_col=0)
+    table = pd.read_csv(tiny_pipeline / "reports" / "tables" / "digits.csv", index_col=0)
     assert list(table.index) == ["fm_ot", "fm_vp"] and {"bpd_mean", "fid_std", "nfe_mean"} <= set(table.columns)
-    header = (repo / "reports" / "tables" / "digits.md").read_text().splitlines()[0]
+    header = (tiny_pipeline / "reports" / "tables" / "digits.md").read_text().splitlines()[0]
     assert "NLL (bits/dim)" in header and "FID (digits-classifier)" in header and "NFE" in header
     for png in ("grid_digits", "fid_nfe"):
-        assert (repo / "reports" / "figures" / f"{png}.png").stat().st_size > 1000
-    spec = torch.load(repo / "runs" / "digits" / "fm_ot" / "train" / "0" / "model.pt", weights_only=True)["model_spec"]
+        assert (tiny_pipeline / "reports" / "figures" / f"{png}.png").stat().st_size > 1000
+    spec = torch.load(tiny_pipeline / "runs" / "digits" / "fm_ot" / "train" / "0" / "model.pt", weights_only=True)[
+        "model_spec"
+    ]
     assert (spec["name"], spec["in_channels"], spec["resolution"], spec["channels"]) == (
         "unet",
         1,
         8,
         8,
     )  # per_dataset.digits
-    page = (repo / "reports" / "summary.html").read_text()
+    page = (tiny_pipeline / "reports" / "summary.html").read_text()
     assert "<h3>digits</h3>" in page and "real held-out images score FID" in page
     assert "FID is the mean over 2 disjoint draws of 32 samples" in page
 
 
-def test_fid_is_the_mean_over_disjoint_draws(repo: Path) -> None:
+def test_fid_is_the_mean_over_disjoint_draws(tiny_pipeline: Path) -> None:
     """score.fid_draws=2 of 64 samples: the FID is the mean of the two halves' FIDs, each computed here
     by the plain two-sample FID against the training split (no cached statistics), and the floor is
     taken at a draw's size."""
     from fmexp.data.features import backend_kwargs, fid
     from fmexp.pipeline.layout import load_prepared
 
-    data = load_prepared(repo / "data", "digits")
-    kwargs = backend_kwargs("digits-classifier", None, torch.load(repo / "data" / "digits.pt", weights_only=True))
-    samples = torch.load(repo / "runs" / "digits" / "fm_ot" / "sample" / "0" / "samples.pt", weights_only=True)[
-        "samples"
-    ]
+    data = load_prepared(tiny_pipeline / "data", "digits")
+    kwargs = backend_kwargs(
+        "digits-classifier", None, torch.load(tiny_pipeline / "data" / "digits.pt", weights_only=True)
+    )
+    samples = torch.load(
+        tiny_pipeline / "runs" / "digits" / "fm_ot" / "sample" / "0" / "samples.pt", weights_only=True
+    )["samples"]
     halves = [fid("digits-classifier", x, data.train, data.levels, **kwargs) for x in (samples[:32], samples[32:])]
-    metrics = json.loads((repo / "runs" / "digits" / "fm_ot" / "score" / "0" / "metrics.json").read_text())
+    metrics = json.loads((tiny_pipeline / "runs" / "digits" / "fm_ot" / "score" / "0" / "metrics.json").read_text())
     assert len(samples) == 64 and (metrics["fid_draws"], metrics["fid_n"], metrics["fid_floor_n"]) == (2, 32, 32)
     assert metrics["fid"] == pytest.approx(sum(halves) / 2, rel=1e-6)
     assert metrics["fid_draw_std"] == pytest.approx(abs(halves[0] - halves[1]) / 2**0.5, rel=1e-6)
 
 
-def test_second_repro_runs_nothing(repo: Path) -> None:
-    out = sh(str(BIN / "dvc"), "repro", cwd=repo)
+def test_second_repro_runs_nothing(tiny_pipeline: Path) -> None:
+    out = sh(str(BIN / "dvc"), "repro", cwd=tiny_pipeline)
     assert "Running stage" not in out
 
 
-def test_dvc_metrics_hold_only_the_science(repo: Path) -> None:
+def test_dvc_metrics_hold_only_the_science(tiny_pipeline: Path) -> None:
     """Issue 11: no timings, no per-seed values; mean and std over seeds per dataset and method."""
-    shown = json.loads(sh(str(BIN / "dvc"), "metrics", "show", "--json", cwd=repo))
+    shown = json.loads(sh(str(BIN / "dvc"), "metrics", "show", "--json", cwd=tiny_pipeline))
     (files,) = [rev["data"] for rev in shown.values()]  # the workspace's, keyed "" or "workspace" by DVC version
     assert set(files) == {f"runs/{d}/{m}/metrics.json" for d in ("checkerboard", "digits") for m in ("fm_ot", "fm_vp")}
     for path, entry in files.items():
@@ -150,14 +136,14 @@ PLOTS = {
 LIVE = "training loss, live (DVCLive)"
 
 
-def test_dvc_plots_compare_methods_and_render_offline(repo: Path, tmp_path: Path) -> None:
+def test_dvc_plots_compare_methods_and_render_offline(tiny_pipeline: Path, tmp_path: Path) -> None:
     """`dvc plots show`: one plot per figure, a line per method (colour), solvers told apart (dash), a
     panel per dataset; with `fmexp offline-plots`'s template the page loads no script from the web."""
-    shown = json.loads(sh(str(BIN / "dvc"), "plots", "show", "--json", cwd=repo))
+    shown = json.loads(sh(str(BIN / "dvc"), "plots", "show", "--json", cwd=tiny_pipeline))
     assert not shown.get("errors") and set(shown["data"]) == {*PLOTS, LIVE}
     (live,) = shown["data"].pop(LIVE)  # DVCLive's files: each seed's training loss, as the run wrote it
     values = live["content"]["data"]["values"]
-    curve = pd.read_csv(repo / "runs" / "checkerboard" / "fm_ot" / "curve.csv")
+    curve = pd.read_csv(tiny_pipeline / "runs" / "checkerboard" / "fm_ot" / "curve.csv")
     first = curve[curve.seed == 0]
     mine = [v for v in values if v["filename"] == "runs/checkerboard/fm_ot/live/0/plots/metrics/train_loss.tsv"]
     assert [int(v["step"]) for v in mine] == list(first.step)
@@ -170,8 +156,8 @@ def test_dvc_plots_compare_methods_and_render_offline(repo: Path, tmp_path: Path
         if "NFE" in title and "training" not in title:
             assert spec["encoding"]["strokeDash"]["field"] == "solver"
             assert {p["solver"] for p in spec["data"]["values"]} == {"euler", "rk4"}
-    sh(sys.executable, "-m", "fmexp", "offline-plots", cwd=repo)
-    sh(str(BIN / "dvc"), "plots", "show", "-o", str(tmp_path / "plots"), cwd=repo)
+    sh(sys.executable, "-m", "fmexp", "offline-plots", cwd=tiny_pipeline)
+    sh(str(BIN / "dvc"), "plots", "show", "-o", str(tmp_path / "plots"), cwd=tiny_pipeline)
     page = (tmp_path / "plots" / "index.html").read_text()
     assert "<script src" not in page and "window.vegaEmbed=" in page
     if CHROMIUM is None:
@@ -193,36 +179,36 @@ def test_dvc_plots_compare_methods_and_render_offline(repo: Path, tmp_path: Path
     assert len(drawn) == len(PLOTS), dom[:2000]
 
 
-def test_changing_the_tolerance_reruns_sampling_not_training(repo: Path) -> None:
-    params = (repo / "params.yaml").read_text()
-    (repo / "params.yaml").write_text(params.replace("rtol: 0.001", "rtol: 0.0001"))
+def test_changing_the_tolerance_reruns_sampling_not_training(tiny_pipeline: Path) -> None:
+    params = (tiny_pipeline / "params.yaml").read_text()
+    (tiny_pipeline / "params.yaml").write_text(params.replace("rtol: 0.001", "rtol: 0.0001"))
     try:
-        out = sh(str(BIN / "dvc"), "repro", "--dry", cwd=repo)
+        out = sh(str(BIN / "dvc"), "repro", "--dry", cwd=tiny_pipeline)
     finally:
-        (repo / "params.yaml").write_text(params)
+        (tiny_pipeline / "params.yaml").write_text(params)
     # a dry run lists the stages whose own params changed; report follows them through its deps
     stages = {line.split("'")[1].split("-")[0] for line in out.splitlines() if line.startswith("Running stage")}
-    assert stages == {"sample", "score"}, out  # no sweep-<study> stage: the tiny params list no study
+    assert stages == {"sample", "score", "report"}, out  # no sweep-<study> stage: the tiny params list no study
 
 
 @pytest.mark.parametrize(
     "module, expected",
     [
         ("fmexp/pipeline/stages/score.py", {"score"}),
-        ("fmexp/flow/metrics.py", {"prepare", "sample", "score"}),
+        ("fmexp/flow/metrics.py", {"prepare", "sample", "score", "report"}),
         ("fmexp/pipeline/stages/train.py", {"train"}),
     ],
 )
 def test_touching_a_stage_module_reruns_that_stage_and_what_follows(
-    repo: Path, module: str, expected: set[str]
+    tiny_pipeline: Path, module: str, expected: set[str]
 ) -> None:
     """A score-only change lists score (and the report after it), never train."""
-    source = (repo / module).read_text()
-    (repo / module).write_text(source + "\n# touched\n")
+    source = (tiny_pipeline / module).read_text()
+    (tiny_pipeline / module).write_text(source + "\n# touched\n")
     try:
-        out = sh(str(BIN / "dvc"), "status", cwd=repo)
+        out = sh(str(BIN / "dvc"), "status", cwd=tiny_pipeline)
     finally:
-        (repo / module).write_text(source)
+        (tiny_pipeline / module).write_text(source)
     changed = {line.rstrip(":").split("-")[0] for line in out.splitlines() if line and not line.startswith(("\t", " "))}
     # the stages whose own deps changed; DVC's status lists only those, the report follows through its deps
     assert changed == expected, out
@@ -230,9 +216,9 @@ def test_touching_a_stage_module_reruns_that_stage_and_what_follows(
 
 @pytest.mark.chromium
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
-def test_page_renders_in_headless_chromium_with_every_image(repo: Path, tmp_path: Path) -> None:
+def test_page_renders_in_headless_chromium_with_every_image(tiny_pipeline: Path, tmp_path: Path) -> None:
     """Load the page in a real browser; a script appended to a copy counts images that decoded."""
-    page = (repo / "reports" / "summary.html").read_text()
+    page = (tiny_pipeline / "reports" / "summary.html").read_text()
     probe = (
         "<script>window.addEventListener('load', () => { const imgs = [...document.images];"
         " document.body.setAttribute('data-images', imgs.length + '/' +"
@@ -256,9 +242,9 @@ def test_page_renders_in_headless_chromium_with_every_image(repo: Path, tmp_path
     assert shot.stat().st_size > 10_000
 
 
-def test_the_docs_results_page_holds_each_table_as_written(repo: Path) -> None:
+def test_the_docs_results_page_holds_each_table_as_written(tiny_pipeline: Path) -> None:
     """reports/tables/results.md, which docs/results.md includes, has every table of reports/tables/ verbatim."""
-    tables = repo / "reports" / "tables"
+    tables = tiny_pipeline / "reports" / "tables"
     page = (tables / "results.md").read_text()
     written = [t for t in tables.glob("*.md") if t.name != "results.md"]
     assert written
@@ -270,7 +256,7 @@ def test_the_docs_results_page_holds_each_table_as_written(repo: Path) -> None:
 @pytest.mark.e2e
 def test_same_content_same_bytes_and_the_way_back_to_the_baseline_retrains_nothing(tmp_path: Path) -> None:
     """docs/getting-started.md's loop: commit the baseline, run an experiment, return without retraining."""
-    root = dvc_repo(tmp_path / "repo", tiny_params(methods=["fm_ot"], seeds=[0, 1]))
+    root = dvc_repo(tmp_path / "tiny_pipeline", tiny_params(methods=["fm_ot"], seeds=[0, 1]))
     dvc, git = str(BIN / "dvc"), ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
     sh(dvc, "repro", cwd=root)
     baseline = (root / "dvc.lock").read_text()

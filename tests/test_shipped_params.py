@@ -1,0 +1,67 @@
+"""What params.yaml ships, pinned: the paper's methods and truncation, a per_dataset entry for every
+dataset, convergence curves long enough to read, and Table 3's CIFAR-10 setting. A change to the
+shipped recipe fails here, on purpose, and says which promise it breaks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import yaml
+
+from fmexp.config.load import load_params, run_for
+from fmexp.flow.paths import VPPath
+from tests.helpers import ROOT
+
+
+def test_shipped_params_load() -> None:
+    p = load_params(ROOT / "params.yaml")
+    assert p.pipeline.methods == ["fm_ot", "fm_vp", "sm_vp", "fm_ve"]
+    assert (p.methods["fm_ot"].objective, p.methods["fm_ot"].path) == ("fm", "ot")
+    assert (p.methods["sm_vp"].objective, p.methods["sm_vp"].path) == ("sm", "vp")
+    run = run_for(p, "checkerboard", "fm_vp", 2)
+    assert run.method.path == "vp" and run.seed == 2 and run.train == p.train
+
+
+def test_shipped_convergence_curves_have_twenty_rows() -> None:
+    """Issue 11: a curve needs 20 or more rows to be seen as one (a row at every eval_every steps)."""
+    p = load_params(ROOT / "params.yaml")
+    for dataset in p.pipeline.datasets:
+        train = run_for(p, dataset, "fm_ot", 0).train
+        assert train.steps // train.eval_every >= 20, (dataset, train.steps, train.eval_every)
+
+
+def test_every_dataset_has_a_per_dataset_entry() -> None:
+    """dvc.yaml declares per_dataset.<dataset> as a param of train/sample/score: DVC fails on a missing key."""
+    from fmexp.registry import names
+
+    assert set(load_params(ROOT / "params.yaml").per_dataset) == set(names("toy_dataset", "image_dataset"))
+
+
+def test_cifar10_gets_the_papers_setting() -> None:
+    """per_dataset.cifar10 gives Table 3's optimization and U-Net (256 channels, multipliers 1,2,2,2)."""
+    from fmexp.config.plan import model_spec
+    from fmexp.data.datasets import Dataset
+
+    run = run_for(load_params(ROOT / "params.yaml"), "cifar10", "fm_ot", 0)
+    assert (run.train.lr, run.train.batch_size, run.train.warmup_steps, run.train.steps) == (5e-4, 256, 45000, 391000)
+    assert (run.train.weight_decay, run.train.grad_clip, run.train.precision, run.model.dropout) == (
+        0.0,
+        0.0,
+        "fp32",
+        0.0,
+    )  # Adam, fp32
+    images = Dataset("cifar10", torch.zeros(2, 3, 32, 32), torch.zeros(2, 3, 32, 32), levels=256)
+    spec = model_spec(run.model, images)
+    assert spec["name"] == "unet" and spec["channels"] == 256 and spec["channel_mults"] == [1, 2, 2, 2]
+    assert spec["in_channels"] == 3 and spec["resolution"] == 32 and spec["attention_resolutions"] == [16]
+
+
+def test_shipped_vp_methods_end_at_the_papers_truncation() -> None:
+    """The paper trains VP on t in [0, 1 - 1e-5]. There T(s) ~ beta_min s, so the std at the end is
+    sqrt(1 - exp(-beta_min 1e-5)) ~ 1e-3: params.yaml's VP methods set sigma_min = 1e-3, which must put
+    the truncation s_min at 1e-5 (to within the s^2 term, 0.2%)."""
+    methods = yaml.safe_load((ROOT / "params.yaml").read_text())["methods"]
+    vp = {name: m for name, m in methods.items() if m["path"] == "vp"}
+    assert set(vp) == {"fm_vp", "sm_vp"}
+    for m in vp.values():
+        assert VPPath(sigma_min=m["sigma_min"]).s_min == pytest.approx(1e-5, rel=2e-3)
