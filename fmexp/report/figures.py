@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,14 +17,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
 
 from fmexp.config.schema import Params
+from fmexp.flow.metrics import bits_per_dim
 from fmexp.pipeline.layout import RunFiles
 from fmexp.runtime import artifacts
 
 plt.switch_backend("Agg")  # files only, never a window
 
-__all__ = ["Figure", "png", "run_folders", "read_csvs", "run_figures"]
+__all__ = ["Figure", "LABELS", "palette", "nfe_axis", "png", "run_folders", "read_csvs", "run_figures"]
 
 
 @dataclass
@@ -33,6 +35,45 @@ class Figure:
     caption: str
     name: str
     data_uri: str
+
+
+LABELS = {
+    "val_loss": "validation loss / its first value",
+    "nll": "held-out NLL (nats)",
+    "bpd": "held-out NLL (bits/dim)",
+    "nfe": "dopri5 NFE",
+    "error": "distance to the dopri5 endpoint",
+    "distance": "sliced W2 to held-out data",
+    "fid": "FID",
+}
+"""Each plotted quantity's axis label."""
+
+
+def palette(params: Params) -> dict[str, Any]:
+    """One colour per method of the pipeline, the same in every figure (seaborn's colour-blind palette,
+    in ``pipeline.methods`` order)."""
+    methods = list(params.pipeline.methods)
+    return dict(zip(methods, sns.color_palette("colorblind", len(methods)), strict=True))
+
+
+def nfe_axis(ax: plt.Axes, values: Iterable[float]) -> None:
+    """A log NFE axis ticked at the NFE values that occur (the ladder's powers of two), as plain numbers."""
+    ticks = sorted({int(round(v)) for v in values if v > 0})
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(FixedFormatter([str(t) for t in ticks]))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xlabel("NFE")
+
+
+def _plain_legend(g: sns.FacetGrid) -> None:
+    """Legend titles from the data's column names made plain."""
+    legend = g.legend
+    if legend is None:
+        return
+    legend.set_title(None)
+    for text in legend.get_texts():
+        text.set_text({"method": "method", "solver": "solver"}.get(text.get_text(), text.get_text()))
 
 
 def run_folders(params: Params, runs_dir: Path) -> Iterator[tuple[str, str, Path]]:
@@ -75,9 +116,20 @@ def run_figures(params: Params, runs_dir: Path, fig_dir: Path, metrics: pd.DataF
 
 
 def _convergence(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
+    """Validation loss, held-out NLL (bits/dim for images) and dopri5 NFE against step: one panel per
+    quantity and dataset, each on its own scale; the validation loss over its first row's value,
+    since the objectives' losses differ in scale by orders of magnitude."""
     curves = read_csvs(params, runs_dir, "curve.csv")
     if curves.empty:
         return []
+    curves = curves.copy()
+    first = curves.groupby(["dataset", "method", "seed"])["val_loss"].transform("first")
+    curves["val_loss"] = curves["val_loss"] / first
+    units = _image_units(params, runs_dir)
+    if "nll" in curves:
+        for dataset, (dim, scale) in units.items():
+            rows = curves.dataset == dataset
+            curves.loc[rows, "nll"] = bits_per_dim(curves.loc[rows, "nll"], dim, scale)
     ys = [c for c in ("val_loss", "nll", "nfe") if c in curves]
     long = curves.melt(id_vars=["dataset", "method", "seed", "step"], value_vars=ys, var_name="quantity")
     g = sns.relplot(
@@ -85,6 +137,8 @@ def _convergence(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
         x="step",
         y="value",
         hue="method",
+        hue_order=list(palette(params)),
+        palette=palette(params),
         row="quantity",
         col="dataset",
         kind="line",
@@ -93,21 +147,46 @@ def _convergence(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
         height=2.4,
         aspect=1.5,
         marker="o",
+        markersize=3,
     )
-    for (quantity, _), ax in g.axes_dict.items():
-        if quantity == "val_loss":  # fm and sm losses differ in scale by orders of magnitude
+    g.set_titles(row_template="", col_template="{col_name}")
+    for (quantity, dataset), ax in g.axes_dict.items():
+        label = "bpd" if quantity == "nll" and dataset in units else quantity
+        ax.set_ylabel(LABELS[label])
+        if quantity == "val_loss":
             ax.set_yscale("log")
+        if quantity != ys[0]:
+            ax.set_title("")
+    _plain_legend(g)
     at = ", ".join(f"{d} {t:g}" for d, t in _curve_tolerances(params, runs_dir).items())
     return [
         Figure(
             "Convergence",
-            "Validation loss (log scale), held-out NLL (nats) and dopri5 NFE against training step; mean ± sd"
-            " over seeds (cf. the paper's Fig. 10). The NLL and NFE columns solve at rtol = atol = "
+            "Validation loss over its value at the first row (log scale), held-out NLL (nats for 2-D data,"
+            " bits/dim for images) and dopri5 NFE against training step; mean ± sd over seeds (cf. the"
+            " paper's Fig. 10). The NLL and NFE solve at rtol = atol = "
             f"train.curve_tol: {at}.",
             "convergence",
             png(g.figure, fig_dir / "convergence.png"),
         )
     ]
+
+
+def _image_units(params: Params, runs_dir: Path) -> dict[str, tuple[int, float]]:
+    """Per image dataset, the dimension and the scale of the map from levels to the model's space (for
+    bits/dim): the U-Net's input shape from ``train.json``, the levels from ``samples.pt``."""
+    from fmexp.data.images import data_scale
+
+    out = {}
+    for dataset, _, folder in run_folders(params, runs_dir):
+        files = RunFiles(folder, params.pipeline.seeds[0])
+        if dataset in out or not (files.train_info.exists() and files.samples.exists()):
+            continue
+        spec = artifacts.read_json(files.train_info)["plan"]["model_spec"]
+        levels = artifacts.load_torch(files.samples).get("levels")
+        if levels and "resolution" in spec:
+            out[dataset] = (int(spec["in_channels"]) * int(spec["resolution"]) ** 2, data_scale(int(levels)))
+    return out
 
 
 def _curve_tolerances(params: Params, runs_dir: Path) -> dict[str, float]:
@@ -127,6 +206,7 @@ def _against_nfe(
     caption: str,
     name: str,
     fig_dir: Path,
+    colours: dict[str, Any],
     *,
     log_y: bool = False,
     floor: dict[str, float] | None = None,
@@ -138,6 +218,8 @@ def _against_nfe(
         x="nfe",
         y=y,
         hue="method",
+        hue_order=[m for m in colours if m in set(frame.method)],
+        palette=colours,
         style="solver",
         col="dataset",
         kind="line",
@@ -145,11 +227,16 @@ def _against_nfe(
         errorbar="sd",
         height=3,
         aspect=1.2,
+        facet_kws={"sharex": False, "sharey": False},
     )
-    g.set(xscale="log", yscale="log" if log_y else "linear")
+    g.set_titles(col_template="{col_name}")
     for dataset, ax in g.axes_dict.items():
+        nfe_axis(ax, frame.loc[frame.dataset == dataset, "nfe"])
+        ax.set_yscale("log" if log_y else "linear")
+        ax.set_ylabel(LABELS[y])
         if floor and dataset in floor:
             ax.axhline(floor[dataset], color="0.3", ls="--", lw=1)
+    _plain_legend(g)
     return Figure(title, caption + " Mean ± sd over seeds.", name, png(g.figure, fig_dir / f"{name}.png"))
 
 
@@ -166,15 +253,18 @@ def _ladder(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
             " from the same noise (the paper's Fig. 7 measure).",
             "nfe_error",
             fig_dir,
+            palette(params),
             log_y=True,
         ),
         _against_nfe(
             ladder,
             "distance",
             "Sample quality against NFE",
-            "Sliced W2 distance of fixed-step samples to held-out data.",
+            "Sliced W2 distance of fixed-step samples to held-out data (log scale).",
             "nfe_quality",
             fig_dir,
+            palette(params),
+            log_y=True,
         ),
     ]
 
@@ -218,10 +308,12 @@ def _image_grids(params: Params, runs_dir: Path, fig_dir: Path, metrics: pd.Data
                 fid,
                 "fid",
                 "FID against NFE",
-                "FID of fixed-step samples (uint8) against the training split's"
+                "FID (log scale) of fixed-step samples (uint8) against the training split's"
                 " statistics; dashed: as many real held-out images (the floor).",
                 "fid_nfe",
                 fig_dir,
+                palette(params),
+                log_y=True,
                 floor=floor,
             )
         )

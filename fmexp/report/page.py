@@ -60,11 +60,11 @@ def collect_metrics(params: Params, runs_dir: Path) -> pd.DataFrame:
 
 def welch_p(a: np.ndarray, b: np.ndarray) -> float:
     """Two-sided p-value of Welch's t-test that ``a`` and ``b`` (values over seeds) have equal means;
-    NaN where either has fewer than two values."""
+    NaN where either has fewer than two values, or neither varies over seeds."""
     from scipy.stats import ttest_ind
 
-    if len(a) < 2 or len(b) < 2:
-        return float("nan")
+    if len(a) < 2 or len(b) < 2 or (np.ptp(a) == 0 and np.ptp(b) == 0):
+        return float("nan")  # no spread on either side (an NFE every seed shares): no test, and no bold
     return float(ttest_ind(a, b, equal_var=False).pvalue)
 
 
@@ -136,6 +136,31 @@ def _provenance() -> dict[str, Any]:
     return {"versions": versions}
 
 
+def settings_in_effect(params: Params, runs_dir: Path) -> pd.DataFrame:
+    """Each setting a run used that differs from params.yaml's base sections (a ``per_dataset`` entry,
+    or a command-line override): dataset, method, key, the value in effect (from the run's
+    ``train.json``) and the base value. One row per (dataset, key, value); the methods that share it
+    are listed together."""
+    base = to_plain(params)
+    rows = []
+    for dataset, method, folder in run_folders(params, runs_dir):
+        info = RunFiles(folder, params.pipeline.seeds[0]).train_info
+        if not info.exists():
+            continue
+        run = artifacts.read_json(info)["run"]
+        for section in ("model", "train", "sample", "score"):
+            for key, value in run[section].items():
+                if value != base[section].get(key):
+                    rows.append((dataset, method, f"{section}.{key}", repr(value), repr(base[section].get(key))))
+    frame = pd.DataFrame(rows, columns=["dataset", "method", "key", "in effect", "params.yaml base"])
+    keys = ["dataset", "key", "in effect", "params.yaml base"]
+    return (
+        frame.groupby(keys, sort=False)["method"]
+        .agg(", ".join)
+        .reset_index()[["dataset", "key", "in effect", "params.yaml base", "method"]]
+    )
+
+
 def build_report(
     params: Params, params_path: str | Path, *, runs_dir: str | Path = "runs", reports_dir: str | Path = "reports"
 ) -> Path:
@@ -183,6 +208,7 @@ def build_report(
         provenance=_provenance(),
         params=yaml.safe_dump(to_plain(params), sort_keys=False),
         methods=params.methods,
+        settings=settings_in_effect(params, runs_dir).to_html(index=False, classes="data"),
     )
     out = reports_dir / "summary.html"
     artifacts.write_text(out, page)

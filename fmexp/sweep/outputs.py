@@ -12,12 +12,13 @@ import pandas as pd
 import yaml
 
 from fmexp.config.load import to_plain
+from fmexp.flow.units import UNITS
 from fmexp.runtime import artifacts
 from fmexp.sweep.storage import for_dashboard, redact
 from fmexp.sweep.study import Study
 from fmexp.sweep.trial_queue import HEARTBEAT_ATTR, counted, superseded
 
-__all__ = ["UNITS", "write_outputs", "importances", "summary", "trial_line"]
+__all__ = ["write_outputs", "importances", "summary", "trial_line"]
 
 
 def write_outputs(study: Study, ostudy: optuna.Study) -> None:
@@ -125,10 +126,6 @@ def summary(study: Study, ostudy: optuna.Study) -> str:
     lines.append(f"  outputs: {study.folder}/trials.csv, {study.folder}/best.yaml")
     lines.append(f"  browse: optuna-dashboard {for_dashboard(study.storage)}")
     return "\n".join(lines)
-
-
-UNITS = {"nll": "nats", "nfe": "NFE", "nfe_nll": "NFE", "train_seconds": "s", "distance": ""}
-"""The unit each objective is printed with (``distance`` is the one named by ``score.distance``)."""
 
 
 def _values(names: list[str], values: Sequence[float]) -> str:
