@@ -10,7 +10,6 @@ the study goes on: the storage, not the tracker, is the study's record.
 from __future__ import annotations
 
 import importlib
-import inspect
 import sys
 import warnings
 from collections.abc import Callable, Mapping
@@ -20,6 +19,7 @@ import optuna
 
 from fmexp.errors import ConfigError
 from fmexp.registry import did_you_mean
+from fmexp.sweep.samplers import check_arguments
 
 __all__ = ["LOGGERS", "Callback", "check_loggers", "make_loggers"]
 
@@ -54,13 +54,7 @@ def check_loggers(loggers: Mapping[str, Mapping[str, Any]], source: str) -> None
                 f"{source}: loggers.{name}: not a tracker fmexp logs to; choose from {list(LOGGERS)}"
                 f"{did_you_mean(name, LOGGERS)}"
             )
-        allowed = sorted(p for p in inspect.signature(_callback_class(name, source)).parameters if p != "metric_name")
-        for key in kwargs:
-            if key not in allowed:
-                raise ConfigError(
-                    f"{source}: loggers.{name}.{key}: not an argument of its callback; choose from {allowed}"
-                    f"{did_you_mean(key, allowed)}"
-                )
+        check_arguments(f"{source}: loggers.{name}", _callback_class(name, source), kwargs, ["metric_name"])
 
 
 def make_loggers(loggers: Mapping[str, Mapping[str, Any]], metrics: list[str], source: str) -> list[Callback]:

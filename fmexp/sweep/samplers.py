@@ -10,15 +10,15 @@ to their constructors and checked before any trial runs.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import optuna
 
 from fmexp.errors import ConfigError
-from fmexp.registry import did_you_mean
+from fmexp.registry import constructor_args, did_you_mean
 
-__all__ = ["SAMPLERS", "PRUNERS", "make_sampler", "make_pruner", "check_options", "startup_trials"]
+__all__ = ["SAMPLERS", "PRUNERS", "make_sampler", "make_pruner", "check_arguments", "check_options", "startup_trials"]
 
 SAMPLERS: dict[str, type[optuna.samplers.BaseSampler]] = {
     "tpe": optuna.samplers.TPESampler,
@@ -60,19 +60,24 @@ def make_pruner(name: str, options: Mapping[str, Any], steps: int) -> optuna.pru
     return PRUNERS[name](**kwargs)
 
 
+def check_arguments(where: str, cls: Callable[..., Any], given: Iterable[str], exclude: Iterable[str] = ()) -> None:
+    """``ConfigError`` for the first of ``given`` that ``cls``'s constructor does not take (``exclude``:
+    those fmexp sets itself), naming ``where.<key>`` and the arguments it does take."""
+    allowed = sorted(set(constructor_args(cls)) - set(exclude))
+    for key in given:
+        if key not in allowed:
+            raise ConfigError(
+                f"{where}.{key}: not an argument of {getattr(cls, '__name__', cls)}; choose from {allowed}"
+                f"{did_you_mean(key, allowed)}"
+            )
+
+
 def check_options(field: str, name: str, options: Mapping[str, Any], source: str, build: Callable[[], Any]) -> None:
     """``ConfigError`` naming ``source`` and ``<field>.options.<key>`` for an option the class does not
     take (with the ones it does), or for values its constructor refuses (``build`` constructs it)."""
     cls = (SAMPLERS if field == "sampler" else PRUNERS)[name]
-    allowed = sorted(p for p in inspect.signature(cls).parameters if p != "seed")
-    if name == "grid":
-        allowed = []
-    for key in options:
-        if key not in allowed:
-            raise ConfigError(
-                f"{source}: {field}.options.{key}: not an option of {name} ({cls.__name__}); its options are"
-                f" {allowed}{did_you_mean(key, allowed)}"
-            )
+    # the seed is the study's; a grid's points are enqueued, so its sampler takes nothing
+    check_arguments(f"{source}: {field}.options", cls, options, constructor_args(cls) if name == "grid" else ["seed"])
     try:
         build()
     except (TypeError, ValueError) as e:

@@ -256,7 +256,7 @@ def test_the_docs_results_page_holds_each_table_as_written(tiny_pipeline: Path) 
 @pytest.mark.e2e
 def test_same_content_same_bytes_and_the_way_back_to_the_baseline_retrains_nothing(tmp_path: Path) -> None:
     """docs/getting-started.md's loop: commit the baseline, run an experiment, return without retraining."""
-    root = dvc_repo(tmp_path / "tiny_pipeline", tiny_params(methods=["fm_ot"], seeds=[0, 1]))
+    root = dvc_repo(tmp_path / "repo", tiny_params(methods=["fm_ot"], seeds=[0], workers=1))
     dvc, git = str(BIN / "dvc"), ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
     sh(dvc, "repro", cwd=root)
     baseline = (root / "dvc.lock").read_text()

@@ -81,7 +81,7 @@ BAD = [
     (
         "unknown sampler option",
         {"sampler": {"name": "tpe", "options": {"n_startup_trial": 2}}},
-        r"sampler\.options\.n_startup_trial: not an option of tpe \(TPESampler\); its options are \[.*\];"
+        r"sampler\.options\.n_startup_trial: not an argument of TPESampler; choose from \[.*\];"
         r" did you mean 'n_startup_trials'\?",
     ),
     ("seed as a sampler option", {"sampler": {"name": "tpe", "options": {"seed": 2}}}, r"sampler\.options\.seed"),
