@@ -17,7 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
+from matplotlib.ticker import FixedFormatter, FixedLocator, FuncFormatter, NullFormatter, NullLocator
 
 from fmexp.config.schema import Params
 from fmexp.flow.metrics import bits_per_dim
@@ -50,10 +50,10 @@ LABELS = {
 
 
 def palette(params: Params) -> dict[str, Any]:
-    """One colour per method of the pipeline, the same in every figure (seaborn's colour-blind palette,
-    in ``pipeline.methods`` order)."""
+    """One colour per method of the pipeline, the same in every figure (seaborn's "deep" palette, in
+    ``pipeline.methods`` order)."""
     methods = list(params.pipeline.methods)
-    return dict(zip(methods, sns.color_palette("colorblind", len(methods)), strict=True))
+    return dict(zip(methods, sns.color_palette("deep", len(methods)), strict=True))
 
 
 def nfe_axis(ax: plt.Axes, values: Iterable[float]) -> None:
@@ -64,6 +64,22 @@ def nfe_axis(ax: plt.Axes, values: Iterable[float]) -> None:
     ax.xaxis.set_major_formatter(FixedFormatter([str(t) for t in ticks]))
     ax.xaxis.set_minor_locator(NullLocator())
     ax.set_xlabel("NFE")
+
+
+def _log_if_decades(ax: plt.Axes, values: pd.Series) -> None:
+    """A log y axis where the values span more than a decade, labelled with plain numbers."""
+    positive = values[values > 0]
+    if len(positive) and positive.max() > 10 * positive.min():
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def _first_column_labels(g: sns.FacetGrid) -> None:
+    """Each row's y label once, on its first panel: the panels beside it plot the same quantity."""
+    for row in g.axes:
+        for ax in row[1:]:
+            ax.set_ylabel("")
 
 
 def _plain_legend(g: sns.FacetGrid) -> None:
@@ -149,20 +165,22 @@ def _convergence(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
         marker="o",
         markersize=3,
     )
-    g.set_titles(row_template="", col_template="{col_name}")
+    g.set_titles(template="{col_name}")
     for (quantity, dataset), ax in g.axes_dict.items():
         label = "bpd" if quantity == "nll" and dataset in units else quantity
         ax.set_ylabel(LABELS[label])
         if quantity == "val_loss":
-            ax.set_yscale("log")
+            _log_if_decades(ax, long.loc[(long.quantity == quantity) & (long.dataset == dataset), "value"])
         if quantity != ys[0]:
             ax.set_title("")
+    g.figure.subplots_adjust(wspace=0.3)
     _plain_legend(g)
     at = ", ".join(f"{d} {t:g}" for d, t in _curve_tolerances(params, runs_dir).items())
     return [
         Figure(
             "Convergence",
-            "Validation loss over its value at the first row (log scale), held-out NLL (nats for 2-D data,"
+            "Validation loss over its value at the first row (log scale where it falls by more than a decade),"
+            " held-out NLL (nats for 2-D data,"
             " bits/dim for images) and dopri5 NFE against training step; mean ± sd over seeds (cf. the"
             " paper's Fig. 10). The NLL and NFE solve at rtol = atol = "
             f"train.curve_tol: {at}.",
@@ -236,6 +254,7 @@ def _against_nfe(
         ax.set_ylabel(LABELS[y])
         if floor and dataset in floor:
             ax.axhline(floor[dataset], color="0.3", ls="--", lw=1)
+    _first_column_labels(g)
     _plain_legend(g)
     return Figure(title, caption + " Mean ± sd over seeds.", name, png(g.figure, fig_dir / f"{name}.png"))
 
