@@ -4,6 +4,7 @@ the optimization history, the parameter importances, the Pareto front and NFE ag
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ def _trials_table(done: pd.DataFrame, objectives: list[dict[str, str]]) -> pd.Da
     )
     for o in objectives:
         metric = o["metric"]
-        seeds = rows[[c for c in rows if c.startswith("seed") and c.endswith(f"_{metric}")]]
+        seeds = rows[[c for c in rows if re.fullmatch(rf"seed\d+_{metric}", c)]]  # not seed0_nfe_nll for nll
         std = seeds.std(axis=1, ddof=1) if seeds.shape[1] > 1 else pd.Series(0.0, index=rows.index)
         unit = f" ({UNITS[metric]})" if UNITS.get(metric) else ""
         table[f"{metric}{unit}, {o['direction']}"] = [
