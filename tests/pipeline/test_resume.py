@@ -30,7 +30,7 @@ from tests.helpers import (
 @pytest.mark.e2e
 def test_sigkill_under_dvc_repro_then_rerun_gives_the_uninterrupted_weights(tmp_path: Path) -> None:
     params = tiny_params(methods=["fm_ot"], seeds=[0], workers=1)
-    params["train"].update(steps=4000, eval_every=200, checkpoint_every=100)
+    params["train"].update(steps=1500, eval_every=100, checkpoint_every=100)  # killed near step 100: far from the end
     repo, killed_at = killed_mid_training(tmp_path / "repo", params)
     checkpoints = repo / "runs" / "checkerboard" / "fm_ot" / "checkpoints"
     model = repo / "runs" / "checkerboard" / "fm_ot" / "train" / "0" / "model.pt"
@@ -58,6 +58,10 @@ def test_sigkill_under_dvc_repro_then_rerun_gives_the_uninterrupted_weights(tmp_
     assert (repo / "runs" / "checkerboard" / "fm_ot" / "curve.csv").read_text() == (
         repo / "uninterrupted" / "checkerboard" / "fm_ot" / "curve.csv"
     ).read_text()
+    live = Path("checkerboard", "fm_ot", "live", "0", "plots", "metrics", "train_loss.tsv")
+    # the resumed run replayed its checkpoint's rows into a fresh DVCLive folder: the uninterrupted run's file
+    assert (repo / "runs" / live).read_text() == (repo / "uninterrupted" / live).read_text()
+    assert len((repo / "runs" / live).read_text().splitlines()) == 1 + 1500 // 100
 
 
 def _run(tmp_path: Path, **train):

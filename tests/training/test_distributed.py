@@ -86,7 +86,7 @@ def test_a_rank_takes_its_equal_block_of_the_global_batch() -> None:
 @pytest.mark.e2e
 def test_a_two_rank_run_killed_under_dvc_repro_resumes_to_the_uninterrupted_weights(tmp_path: Path) -> None:
     params = tiny_params(methods=["fm_ot"], seeds=[0], workers=1)
-    params["train"].update(steps=3000, eval_every=500, checkpoint_every=100, nproc=2)
+    params["train"].update(steps=1500, eval_every=500, checkpoint_every=100, nproc=2)  # killed near step 100
     repo, killed_at = killed_mid_training(tmp_path / "repo", params)
     model = repo / "runs" / "checkerboard" / "fm_ot" / "train" / "0" / "model.pt"
 
