@@ -84,6 +84,25 @@ def killed_mid_training(root: Path, params: dict, timeout: float = 180) -> tuple
     return repo, killed_at
 
 
+def train_uninterrupted(repo: Path) -> Path:
+    """The killed cell (checkerboard, fm_ot) trained again by ``fmexp train``, without a kill, into
+    ``repo/uninterrupted/``; its folder there."""
+    sh(
+        sys.executable,
+        "-m",
+        "fmexp",
+        "train",
+        "--dataset",
+        "checkerboard",
+        "--method",
+        "fm_ot",
+        "--runs-dir",
+        "uninterrupted",
+        cwd=repo,
+    )
+    return repo / "uninterrupted" / "checkerboard" / "fm_ot"
+
+
 def assert_same_weights(a: Path, b: Path) -> None:
     """Two training checkpoints hold the same weights and EMA weights bit for bit, at the same step, with
     the same curve rows."""

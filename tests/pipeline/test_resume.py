@@ -4,7 +4,6 @@ resumes from its checkpoint on the rerun, and ends with the weights of an uninte
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from tests.helpers import (
     killed_mid_training,
     sh,
     tiny_params,
+    train_uninterrupted,
     write_yaml,
 )
 
@@ -41,22 +41,10 @@ def test_sigkill_under_dvc_repro_then_rerun_gives_the_uninterrupted_weights(tmp_
     info = json.loads((repo / "runs" / "checkerboard" / "fm_ot" / "log" / "0" / "train.json").read_text())
     assert info["resumed_from"] >= killed_at and not list(checkpoints.glob("*.pt"))
 
-    sh(
-        sys.executable,
-        "-m",
-        "fmexp",
-        "train",
-        "--dataset",
-        "checkerboard",
-        "--method",
-        "fm_ot",
-        "--runs-dir",
-        "uninterrupted",
-        cwd=repo,
-    )
-    assert_same_weights(model, repo / "uninterrupted" / "checkerboard" / "fm_ot" / "train" / "0" / "model.pt")
+    uninterrupted = train_uninterrupted(repo)
+    assert_same_weights(model, uninterrupted / "train" / "0" / "model.pt")
     assert (repo / "runs" / "checkerboard" / "fm_ot" / "curve.csv").read_text() == (
-        repo / "uninterrupted" / "checkerboard" / "fm_ot" / "curve.csv"
+        uninterrupted / "curve.csv"
     ).read_text()
     live = Path("checkerboard", "fm_ot", "live", "0", "plots", "metrics", "train_loss.tsv")
     # the resumed run replayed its checkpoint's rows into a fresh DVCLive folder: the uninterrupted run's file

@@ -31,6 +31,7 @@ from tests.helpers import (
     killed_mid_training,
     sh,
     tiny_params,
+    train_uninterrupted,
 )
 
 TOLERANCE = 1e-12  # derived in the module docstring
@@ -95,20 +96,7 @@ def test_a_two_rank_run_killed_under_dvc_repro_resumes_to_the_uninterrupted_weig
     log = json.loads((repo / "runs" / "checkerboard" / "fm_ot" / "log" / "0" / "train.json").read_text())
     assert info["processes"] == 2 and log["resumed_from"] >= killed_at
 
-    sh(
-        sys.executable,
-        "-m",
-        "fmexp",
-        "train",
-        "--dataset",
-        "checkerboard",
-        "--method",
-        "fm_ot",
-        "--runs-dir",
-        "uninterrupted",
-        cwd=repo,
-    )
-    uninterrupted = repo / "uninterrupted" / "checkerboard" / "fm_ot" / "train" / "0"
+    uninterrupted = train_uninterrupted(repo) / "train" / "0"
     assert json.loads((uninterrupted / "train.json").read_text())["processes"] == 2
     assert_same_weights(model, uninterrupted / "model.pt")
 
