@@ -14,7 +14,7 @@ import seaborn as sns
 import yaml
 
 from fmexp.flow.units import UNITS
-from fmexp.report.figures import Figure, png
+from fmexp.report.render import Figure, png
 
 __all__ = ["sweep_sections"]
 

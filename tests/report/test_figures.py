@@ -13,7 +13,7 @@ def test_each_figure_reads_as_a_papers_figure(tiny_pipeline, tmp_path, monkeypat
     from matplotlib.colors import to_hex
 
     from fmexp.config.load import load_params
-    from fmexp.report import figures
+    from fmexp.report import figures, panels
     from fmexp.report.page import collect_metrics
 
     drawn = {}
@@ -23,7 +23,8 @@ def test_each_figure_reads_as_a_papers_figure(tiny_pipeline, tmp_path, monkeypat
         drawn[path.stem] = fig
         return ""
 
-    monkeypatch.setattr(figures, "png", keep)
+    for module in (figures, panels):
+        monkeypatch.setattr(module, "png", keep)
     params = load_params(tiny_pipeline / "params.yaml")
     runs = tiny_pipeline / "runs"
     figures.run_figures(params, runs, tmp_path, collect_metrics(params, runs))
