@@ -20,7 +20,7 @@ import yaml
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from fmexp.config.load import to_plain
-from fmexp.config.schema import Params
+from fmexp.config.schema import PER_DATASET_SECTIONS, Params
 from fmexp.pipeline.layout import RunFiles
 from fmexp.report.figures import read_csvs, run_figures, run_folders
 from fmexp.report.sweeps import sweep_sections
@@ -148,7 +148,7 @@ def settings_in_effect(params: Params, runs_dir: Path) -> pd.DataFrame:
         if not info.exists():
             continue
         run = artifacts.read_json(info)["run"]
-        for section in ("model", "train", "sample", "score"):
+        for section in PER_DATASET_SECTIONS:
             for key, value in run[section].items():
                 if value != base[section].get(key):
                     rows.append((dataset, method, f"{section}.{key}", repr(value), repr(base[section].get(key))))
