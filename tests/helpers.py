@@ -43,6 +43,8 @@ def dvc_repo(root: Path, params: dict) -> Path:
     write_yaml(root / "params.yaml", params)
     sh(sys.executable, "-m", "fmexp", "dvc-yaml", cwd=root)  # the pipeline of these params
     sh("git", "init", "-q", cwd=root)
+    for key, value in (("user.name", "t"), ("user.email", "t@t")):  # dvc exp run commits too, on any machine
+        sh("git", "config", key, value, cwd=root)
     sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "init", cwd=root)
     sh("git", "add", "-A", cwd=root)
     sh("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "tiny", cwd=root)
