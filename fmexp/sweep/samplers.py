@@ -72,14 +72,14 @@ def check_arguments(where: str, cls: Callable[..., Any], given: Iterable[str], e
             )
 
 
-def check_options(field: str, name: str, options: Mapping[str, Any], source: str, build: Callable[[], Any]) -> None:
+def check_options(field: str, name: str, options: Mapping[str, Any], source: str) -> None:
     """``ConfigError`` naming ``source`` and ``<field>.options.<key>`` for an option the class does not
-    take (with the ones it does), or for values its constructor refuses (``build`` constructs it)."""
+    take (with the ones it does), or for values its constructor refuses: it is built once, here."""
     cls = (SAMPLERS if field == "sampler" else PRUNERS)[name]
     # the seed is the study's; a grid's points are enqueued, so its sampler takes nothing
     check_arguments(f"{source}: {field}.options", cls, options, constructor_args(cls) if name == "grid" else ["seed"])
     try:
-        build()
+        make_sampler(name, options)(0) if field == "sampler" else make_pruner(name, options, 1)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{source}: {field}.options: {cls.__name__} refuses {dict(options)}: {e}") from None
 

@@ -32,7 +32,7 @@ from fmexp.config.schema import RunConfig
 from fmexp.errors import ConfigError
 from fmexp.registry import did_you_mean
 from fmexp.sweep.loggers import check_loggers
-from fmexp.sweep.samplers import PRUNERS, SAMPLERS, check_options, make_pruner, make_sampler, startup_trials
+from fmexp.sweep.samplers import PRUNERS, SAMPLERS, check_options, startup_trials
 from fmexp.sweep.storage import STORAGE_ENV, STORAGE_SCHEMES, default_storage, redact
 from fmexp.sweep.trial_queue import Heartbeat
 
@@ -208,11 +208,8 @@ def load_study(
         raise ConfigError(f"{source}: {not_one_of('sampler.name', cfg.sampler.name, list(SAMPLERS))}")
     if cfg.pruner.name not in PRUNERS:
         raise ConfigError(f"{source}: {not_one_of('pruner.name', cfg.pruner.name, list(PRUNERS))}")
-    sampler, pruner = cfg.sampler, cfg.pruner
-    check_options(
-        "sampler", sampler.name, sampler.options, source, lambda: make_sampler(sampler.name, sampler.options)(0)
-    )
-    check_options("pruner", pruner.name, pruner.options, source, lambda: make_pruner(pruner.name, pruner.options, 1))
+    check_options("sampler", cfg.sampler.name, cfg.sampler.options, source)
+    check_options("pruner", cfg.pruner.name, cfg.pruner.options, source)
     check_loggers(cfg.loggers, source)
     multi = len(cfg.objectives) > 1
     if multi and cfg.pruner.name != "none":
