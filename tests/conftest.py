@@ -53,7 +53,6 @@ def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "sample.nfe_ladder=[4,8]",
         "score.n_points=32",
         "train.curve_tol=1e-2",
-        "score.fid_draws=2",
     ]
     root = dvc_repo(tmp_path_factory.mktemp("pipeline"), params)
     sh(str(BIN / "dvc"), "repro", cwd=root)

@@ -130,7 +130,10 @@ def tiny_params(**pipeline: list) -> dict:
     )
     p["score"].update(n_points=64, density_grid=12)
     p["sweep"]["studies"] = []
+    p["sweep"]["tuning"] = []
     p["per_dataset"] = {name: [] for name in p["per_dataset"]}  # the tiny sections above, for every dataset
+    for method in p["methods"].values():
+        method.pop("overrides", None)  # and for every method
     return p
 
 

@@ -131,3 +131,24 @@ def test_validating_a_name_imports_nothing() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_key_that_a_methods_overrides_set_is_no_dependency_of_that_cell(tmp_path: Path) -> None:
+    """fm_vp's own lr for checkerboard: `-S train.lr=...` must not rerun fm_vp there (its entry decides),
+    but still reruns fm_ot; and a tuning study named without results is refused before anything is written."""
+    from fmexp.cli import COMMANDS
+    from fmexp.config.load import load_params
+    from fmexp.errors import ConfigError
+    from fmexp.pipeline.dvc_yaml import stages
+    from tests.helpers import tiny_params, write_yaml
+
+    p = tiny_params()
+    p["methods"]["fm_vp"]["overrides"] = {"checkerboard": ["train.lr=2e-3"]}
+    params = load_params(write_yaml(tmp_path / "params.yaml", p))
+    out = stages(params, COMMANDS)
+    vp, ot = out["train-checkerboard-fm_vp"]["params"], out["train-checkerboard-fm_ot"]["params"]
+    assert "train.lr" not in vp and "train" not in vp and "train.steps" in vp and "methods.fm_vp" in vp
+    assert "train" in ot
+    params.sweep.tuning = ["tune_nothing"]
+    with pytest.raises(ConfigError, match=r"sweep\.tuning: reports/sweeps/tune_nothing/trials\.csv does not exist"):
+        stages(params, COMMANDS)

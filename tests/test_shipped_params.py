@@ -18,7 +18,7 @@ def test_shipped_params_load() -> None:
     assert p.pipeline.methods == ["fm_ot", "fm_vp", "sm_vp", "fm_ve"]
     assert (p.methods["fm_ot"].objective, p.methods["fm_ot"].path) == ("fm", "ot")
     assert (p.methods["sm_vp"].objective, p.methods["sm_vp"].path) == ("sm", "vp")
-    run = run_for(p, "checkerboard", "fm_vp", 2)
+    run = run_for(p, "checkerboard", "fm_vp", 2, own=False)  # the shared recipe: the base sections as they are
     assert run.method.path == "vp" and run.seed == 2 and run.train == p.train
 
 
@@ -56,6 +56,26 @@ def test_cifar10_gets_the_papers_setting() -> None:
     assert spec["in_channels"] == 3 and spec["resolution"] == 32 and spec["attention_resolutions"] == [16]
 
 
+def test_cifar10_follows_table_3_as_reported() -> None:
+    """Table 3 as PAPER.md reports it: after 45k warm-up steps the rate decays polynomially with power 1
+    to zero at 391k (half the rate halfway, at 218k), and attention has heads of 64 channels: 8 heads
+    on the 512 channels of the 16x16 level and of the middle block."""
+    from fmexp.config.plan import model_spec
+    from fmexp.data.datasets import Dataset
+    from fmexp.networks.models import SelfAttention, build_model
+    from fmexp.training.schedules import lr_factor
+
+    run = run_for(load_params(ROOT / "params.yaml"), "cifar10", "fm_ot", 0)
+    factor = [lr_factor(step, 45_000, 391_000, run.train.lr_schedule) for step in (45_000, 218_000, 391_000)]
+    assert factor == pytest.approx([1.0, 0.5, 0.0], abs=1e-5)
+    images = Dataset("cifar10", torch.zeros(2, 3, 32, 32), torch.zeros(2, 3, 32, 32), levels=256)
+    spec = model_spec(run.model, images)
+    with torch.device("meta"):
+        model = build_model(str(spec.pop("name")), **spec)
+    heads = [(m.attn.embed_dim, m.attn.num_heads) for m in model.modules() if isinstance(m, SelfAttention)]
+    assert heads and set(heads) == {(512, 8)}
+
+
 def test_shipped_vp_methods_end_at_the_papers_truncation() -> None:
     """The paper trains VP on t in [0, 1 - 1e-5]. There T(s) ~ beta_min s, so the std at the end is
     sqrt(1 - exp(-beta_min 1e-5)) ~ 1e-3: params.yaml's VP methods set sigma_min = 1e-3, which must put
@@ -65,3 +85,31 @@ def test_shipped_vp_methods_end_at_the_papers_truncation() -> None:
     assert set(vp) == {"fm_vp", "sm_vp"}
     for m in vp.values():
         assert VPPath(sigma_min=m["sigma_min"]).s_min == pytest.approx(1e-5, rel=2e-3)
+
+
+def test_each_methods_settings_are_its_tuning_studys_best() -> None:
+    """params.yaml runs each method at the settings that the shipped tuning studies chose (per method, and
+    shared where a study says so), and each study's grid holds the shared recipe for every method."""
+    import pandas as pd
+
+    from fmexp.report.tuning import completed, shared_recipe, tuned_settings
+
+    params = load_params(ROOT / "params.yaml")
+    assert params.sweep.tuning, "no tuning study ships"
+    for name in params.sweep.tuning:
+        folder = ROOT / "reports" / "sweeps" / name
+        cfg = yaml.safe_load((folder / "study.yaml").read_text())["config"]
+        trials = completed(pd.read_csv(folder / "trials.csv"))
+        (objective,) = cfg["objectives"]
+        chosen = tuned_settings(trials, objective["metric"], objective["direction"], cfg.get("shared", []))
+        assert set(chosen) == set(params.pipeline.methods), name
+        for method, values in chosen.items():
+            run = run_for(params, cfg["dataset"], method, 0)
+            for key, value in values.items():
+                section, field = key.split(".")
+                assert getattr(getattr(run, section), field) == value, (name, method, key)
+            shared = shared_recipe(params, cfg["dataset"], method, list(values))
+            at_shared = trials[trials.params_method == method]
+            for key, value in shared.items():
+                at_shared = at_shared[at_shared[f"params_{key}"] == value]
+            assert len(at_shared) == 1, (name, method, shared)  # the shared recipe is a point of the grid

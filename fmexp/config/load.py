@@ -33,29 +33,38 @@ __all__ = ["load_params", "run_for", "run_config", "to_plain"]
 def load_params(path: str | Path = "params.yaml", overrides: Sequence[str] = ()) -> Params:
     """Load, override and validate ``params.yaml``.
 
-    ``overrides`` win over the file's ``per_dataset`` entries too: ``train.steps=10`` on the
-    command line sets 10 steps for every dataset, whatever ``per_dataset.digits`` says.
+    ``overrides`` win over the file's ``per_dataset`` entries and the methods' ``overrides`` too:
+    ``train.steps=10`` on the command line sets 10 steps for every run, whatever
+    ``per_dataset.digits`` says.
     """
     cfg = structured(Params, read_yaml(path), str(path))
     apply_overrides(cfg, overrides, f"{path} overrides")
     params: Params = to_object(cfg, str(path))
     given = [ov.key_or_group for ov in parse_overrides(overrides, f"{path} overrides")]
-    for dataset, entries in params.per_dataset.items():
-        parsed = parse_overrides(entries, f"{path}: per_dataset.{dataset}")
-        params.per_dataset[dataset] = [
+
+    def kept(entries: list[str], source: str) -> list[str]:
+        parsed = parse_overrides(entries, f"{path}: {source}")
+        return [
             e
             for e, ov in zip(entries, parsed, strict=True)
             if not any(ov.key_or_group == g or ov.key_or_group.startswith(g + ".") for g in given)
         ]
+
+    for dataset, entries in params.per_dataset.items():
+        params.per_dataset[dataset] = kept(entries, f"per_dataset.{dataset}")
+    for name, method in params.methods.items():
+        for dataset, entries in method.overrides.items():
+            method.overrides[dataset] = kept(entries, f"methods.{name}.overrides.{dataset}")
     errors = validate_params(params) or _per_dataset_errors(params)
     if errors:
         raise ConfigError(f"{path}: " + "; ".join(errors))
     return params
 
 
-def run_for(params: Params, dataset: str, method: str, seed: int) -> RunConfig:
+def run_for(params: Params, dataset: str, method: str, seed: int, *, own: bool = True) -> RunConfig:
     """The config of one pipeline run: one dataset, one named method, one seed, with the dataset's
-    ``per_dataset`` overrides applied."""
+    ``per_dataset`` overrides applied, then (with ``own``) the method's own for that dataset
+    (``methods.<m>.overrides``); without, the shared recipe."""
     if dataset not in dataset_names():
         raise ConfigError(not_one_of("dataset", dataset, dataset_names()))
     if method not in params.methods:
@@ -71,25 +80,31 @@ def run_for(params: Params, dataset: str, method: str, seed: int) -> RunConfig:
         sample=params.sample,
         score=params.score,
     )
-    overrides = params.per_dataset.get(dataset, [])
-    return run_config(run, overrides, f"per_dataset.{dataset}") if overrides else run
+    for source, overrides in (
+        (f"per_dataset.{dataset}", params.per_dataset.get(dataset, [])),
+        (f"methods.{method}.overrides.{dataset}", params.methods[method].overrides.get(dataset, []) if own else []),
+    ):
+        if overrides:
+            run = run_config(run, overrides, source)
+    return run
 
 
 def _per_dataset_errors(p: Params) -> list[str]:
-    """Each ``per_dataset`` entry must name a dataset and set keys of ``PER_DATASET_SECTIONS`` to
-    values that give a valid run."""
+    """Each ``per_dataset`` entry, and each dataset of a method's ``overrides``, must name a dataset
+    and set keys of ``PER_DATASET_SECTIONS`` to values that give a valid run."""
     errors = []
-    for dataset, overrides in p.per_dataset.items():
-        key = f"per_dataset.{dataset}"
+    entries = [(f"per_dataset.{d}", d, o, next(iter(p.methods), None)) for d, o in p.per_dataset.items()]
+    entries += [(f"methods.{m}.overrides.{d}", d, o, m) for m, c in p.methods.items() for d, o in c.overrides.items()]
+    for key, dataset, overrides, method in entries:
         if dataset not in dataset_names():
             errors.append(not_one_of(key, dataset, dataset_names()))
             continue
         for ov in parse_overrides(overrides, key):
             if ov.key_or_group.split(".")[0] not in PER_DATASET_SECTIONS or ov.is_add() or ov.is_delete():
                 errors.append(f"{key}: {ov.input_line!r} must set a key of {list(PER_DATASET_SECTIONS)} (key=value)")
-        if not errors and p.methods:
+        if not errors and method is not None:
             try:
-                run_for(p, dataset, next(iter(p.methods)), 0)
+                run_for(p, dataset, method, 0)
             except ConfigError as e:
                 errors.append(str(e))
     return errors

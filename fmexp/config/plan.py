@@ -186,16 +186,15 @@ def model_spec(cfg: ModelConfig, data: Dataset) -> dict[str, object]:
 
 def build_method(run: RunConfig, data: Dataset) -> Method:
     """The run's method; a VE path without ``sigma_max`` takes the largest pairwise distance of the
-    training split as the model sees it (images dequantized with a fixed seed)."""
+    training split as the model sees it (images dequantized with a fixed seed), and
+    ``input_scale: path`` takes that split's std."""
     m = run.method
     kwargs: dict[str, float] = {"sigma_min": m.sigma_min}
+    train = data.model_space(data.train, torch.Generator().manual_seed(0))
     if m.path == "ve":
-        kwargs["sigma_max"] = (
-            m.sigma_max
-            if m.sigma_max is not None
-            else max_pairwise_distance(data.model_space(data.train, torch.Generator().manual_seed(0)))
-        )
-    return make_method(m.objective, m.path, m.coupling, run.train.time_sampler, **kwargs)
+        kwargs["sigma_max"] = m.sigma_max if m.sigma_max is not None else max_pairwise_distance(train)
+    data_std = float(train.std()) if m.input_scale == "path" else None
+    return make_method(m.objective, m.path, m.coupling, run.train.time_sampler, data_std, **kwargs)
 
 
 def auto_divergence(data: Dataset) -> str:

@@ -44,6 +44,8 @@ class MethodConfig:
     sigma_min: float = 1e-4  # std of p_t(x | x_1) at t=1, for every path
     sigma_max: float | None = None  # VE only; null: the largest pairwise distance of the training data
     coupling: str = "independent"  # independent | ot (minibatch OT, Tong et al. 2023)
+    input_scale: str = "path"  # path: x_t scaled where its noise exceeds the data's scale (VE) | none: x_t itself
+    overrides: dict[str, list[str]] = field(default_factory=dict)  # per dataset: this method's own settings
 
 
 @dataclass
@@ -61,6 +63,7 @@ class ModelConfig:
     channel_mults: list[int] = field(default_factory=lambda: [1, 2])  # unet (CIFAR-10: [1, 2, 2, 2])
     num_res_blocks: int = 1  # unet (CIFAR-10: 2)
     attention_resolutions: list[int] = field(default_factory=list)  # unet (CIFAR-10: [16])
+    head_channels: int = 0  # unet: channels per attention head (CIFAR-10: 64, ADM's); 0: one head
     dropout: float = 0.0  # unet
 
 
@@ -120,7 +123,6 @@ class ScoreConfig:
     fid_backend: str = (
         "auto"  # auto (digits-classifier for digits, else inception) | digits-classifier | inception | none (no FID)
     )
-    fid_draws: int = 1  # images: FID as the mean over this many disjoint draws of the samples (1: all at once)
     inception_weights: str | None = None  # local InceptionV3 weights file for the inception backend
     distance: str = "w2"  # w2 | sliced_w2
     density_grid: int = 40  # side of the grid on which 2-D densities are drawn (Fig. 4); 0: none
@@ -132,7 +134,8 @@ class ScoreConfig:
 
 @dataclass
 class SweepConfig:
-    studies: list[str] = field(default_factory=list)
+    studies: list[str] = field(default_factory=list)  # run by the pipeline's sweep stages
+    tuning: list[str] = field(default_factory=list)  # run by hand; their results ship, and the report reads them
 
 
 @dataclass

@@ -29,6 +29,10 @@ DIVERGENCES = ("auto", "exact", "hutchinson")
 PROBES = ("rademacher", "gaussian")
 
 
+INPUT_SCALES = ("path", "none")
+"""``model.input_scale``: ``path`` (``ProbabilityPath.input_scale``) or ``none``."""
+
+
 def dataset_names() -> list[str]:
     """Every registered dataset: the 2-D toys, then the image datasets."""
     return names("toy_dataset") + names("image_dataset")
@@ -60,6 +64,7 @@ def method_errors(key: str, m: MethodConfig) -> list[str]:
     e.one_of(f"{key}.objective", m.objective, names("objective"))
     e.one_of(f"{key}.path", m.path, names("path"))
     e.one_of(f"{key}.coupling", m.coupling, names("coupling"))
+    e.one_of(f"{key}.input_scale", m.input_scale, INPUT_SCALES)
     e.within(f"{key}.sigma_min", m.sigma_min, 0, 1)
     if m.path == "ve" and m.sigma_min <= 0:
         e.append(f"{key}.sigma_min: the ve path needs sigma_min > 0, got {m.sigma_min}")
@@ -89,6 +94,12 @@ def model_errors(model: ModelConfig) -> list[str]:
     e.one_of("model.activation", model.activation, names("activation"))
     if model.fourier_features < 0:
         e.append(f"model.fourier_features: must be >= 0, got {model.fourier_features}")
+    widths = sorted({model.channels * m for m in model.channel_mults})
+    if model.head_channels < 0 or (model.head_channels and any(w % model.head_channels for w in widths)):
+        e.append(
+            f"model.head_channels: must be 0 (one head) or divide the U-Net's widths {widths},"
+            f" got {model.head_channels}"
+        )
     return e
 
 
@@ -129,7 +140,7 @@ def sample_errors(sample: SampleConfig) -> list[str]:
 
 def score_errors(score: ScoreConfig, sample: SampleConfig) -> list[str]:
     e = _Errors()
-    for key in ("n_points", "dequant_draws", "fid_draws", "probes"):
+    for key in ("n_points", "dequant_draws", "probes"):
         e.positive(f"score.{key}", getattr(score, key))
     if score.batch_size is not None:
         e.positive("score.batch_size", score.batch_size)
@@ -141,8 +152,6 @@ def score_errors(score: ScoreConfig, sample: SampleConfig) -> list[str]:
     e.one_of("score.probe", score.probe, PROBES)
     e.one_of("score.fid_backend", score.fid_backend, ["auto", "none", *names("fid_backend")])
     e.one_of("score.distance", score.distance, names("distance"))
-    if score.fid_draws > 0 and sample.n_samples % score.fid_draws:
-        e.append(f"score.fid_draws: {score.fid_draws} must divide sample.n_samples={sample.n_samples} into equal draws")
     return e
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
-from torch import Tensor, nn
+from torch import Tensor
 
 from fmexp.flow.paths import PathSample, ProbabilityPath, _expand
 
@@ -77,7 +77,7 @@ class Objective(ABC):
         """Per-sample loss, shape ``(B,)``."""
 
     @abstractmethod
-    def velocity(self, model: nn.Module, path: ProbabilityPath) -> Field:
+    def velocity(self, model: Field, path: ProbabilityPath) -> Field:
         """The field to integrate for a network trained with this objective on ``path``."""
 
 
@@ -87,7 +87,7 @@ class FlowMatching(Objective):
     def loss(self, model: Field, sample: PathSample) -> Tensor:
         return cfm_loss(model, sample)
 
-    def velocity(self, model: nn.Module, path: ProbabilityPath) -> Field:
+    def velocity(self, model: Field, path: ProbabilityPath) -> Field:
         return model
 
 
@@ -100,5 +100,5 @@ class ScoreMatching(Objective):
     def loss(self, model: Field, sample: PathSample) -> Tensor:
         return dsm_loss(model, sample)
 
-    def velocity(self, model: nn.Module, path: ProbabilityPath) -> Field:
+    def velocity(self, model: Field, path: ProbabilityPath) -> Field:
         return epsilon_to_velocity(model, path)

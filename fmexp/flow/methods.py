@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from fmexp.errors import ConfigError
 from fmexp.flow.couplings import Coupling, get_coupling
 from fmexp.flow.losses import Field, Objective
-from fmexp.flow.paths import PathSample, ProbabilityPath, get_path
+from fmexp.flow.paths import PathSample, ProbabilityPath, _expand, get_path
 from fmexp.registry import resolve
 
 TimeSampler = Callable[[int, torch.Generator | None, torch.device, torch.dtype], Tensor]
@@ -39,12 +39,15 @@ def logit_normal_time(n: int, generator: torch.Generator | None, device: torch.d
 
 @dataclass(frozen=True)
 class Method:
-    """An objective (``fm`` or ``sm``), a path and a coupling."""
+    """An objective (``fm`` or ``sm``), a path and a coupling. With ``data_std``, the network sees its
+    input with the noise kept within the data's scale (``ProbabilityPath.input_scale``: VE's only);
+    without, ``x_t``."""
 
     objective: str
     path: ProbabilityPath
     coupling: Coupling = field(default=get_coupling("independent"))
     time_sampler: str = "uniform"
+    data_std: float | None = None
 
     def __post_init__(self) -> None:
         self._sample_t  # noqa: B018 (resolve the time sampler now: an unknown name fails here, not at step 1)
@@ -84,15 +87,31 @@ class Method:
         sample = self.path.sample(x_0, x_1, t)
         if rows is not None:
             sample = PathSample(*(getattr(sample, f.name)[rows] for f in fields(PathSample)))
-        return self._objective.loss(model, sample)
+        return self._objective.loss(self.network(model), sample)
+
+    def network(self, model: nn.Module) -> Field:
+        """The network as the objective sees it: ``model(c_t x, t)`` with ``data_std``, else ``model``."""
+        if self.data_std is None:
+            return model
+        path, data_std = self.path, self.data_std
+
+        def scaled(x: Tensor, t: Tensor) -> Tensor:
+            return model(x * _expand(path.input_scale(t, data_std).to(x.dtype), x), t)
+
+        return scaled
 
     def velocity(self, model: nn.Module) -> Field:
         """The field to integrate: the network itself for ``fm``, the probability-flow ODE of ``sm``."""
-        return self._objective.velocity(model, self.path)
+        return self._objective.velocity(self.network(model), self.path)
 
 
 def make_method(
-    objective: str, path: str, coupling: str = "independent", time_sampler: str = "uniform", **path_args: float
+    objective: str,
+    path: str,
+    coupling: str = "independent",
+    time_sampler: str = "uniform",
+    data_std: float | None = None,
+    **path_args: float,
 ) -> Method:
     """Build a method from names, e.g. ``make_method("fm", "ot", sigma_min=1e-4)``."""
     return Method(
@@ -100,4 +119,5 @@ def make_method(
         path=get_path(path, **path_args),
         coupling=get_coupling(coupling),
         time_sampler=time_sampler,
+        data_std=data_std,
     )

@@ -1,4 +1,4 @@
-"""Scores of a trained CNF: bits per dimension and sample distances."""
+"""Scores of a trained CNF: bits per dimension, sample distances and the Frechet distance (FID)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ __all__ = [
     "sample_distance",
     "gaussian_stats",
     "frechet_distance",
+    "fid_infinity",
+    "fid_scores",
 ]
 
 
@@ -87,3 +89,95 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     tr_covmean = float(np.sqrt(np.clip(eig, 0.0, None)).sum())
     diff = mu1 - mu2
     return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2.0 * tr_covmean)
+
+
+def fid_infinity(
+    features: np.ndarray,
+    mu_ref: np.ndarray,
+    sigma_ref: np.ndarray,
+    sizes: list[int],
+    repeats: int,
+    rng: np.random.Generator,
+) -> tuple[float, dict[int, tuple[float, float]]]:
+    """FID extrapolated to infinitely many samples (Chong and Forsyth 2020, "FID_inf"): FID's bias falls
+    as 1/n, so the mean FID of ``repeats`` subsets of each size in ``sizes``, drawn without replacement
+    from ``features``, is fitted by least squares as ``FID_n = FID_inf + k / n``, and the intercept
+    returned, with each size's (mean, std) FID over its subsets."""
+    if len(set(sizes)) < 2 or max(sizes) > len(features) or min(sizes) < 2:
+        raise ValueError(f"need two or more sizes in [2, {len(features)}], got {sizes}")
+    at: dict[int, tuple[float, float]] = {}
+    for n in sorted(set(sizes)):
+        draws = [
+            features[rng.choice(len(features), n, replace=False)] for _ in range(repeats if n < len(features) else 1)
+        ]
+        fids = [frechet_distance(*gaussian_stats(f), mu_ref, sigma_ref) for f in draws]
+        at[n] = (float(np.mean(fids)), float(np.std(fids, ddof=1)) if len(fids) > 1 else 0.0)
+    inverse = np.array([1.0 / n for n in at])
+    slope, intercept = np.polyfit(inverse, np.array([m for m, _ in at.values()]), 1)
+    return float(intercept), at
+
+
+FLOOR_SUBSETS = 20
+"""Subsets of the held-out images whose FIDs give the floor's noise (``fid_scores``)."""
+INF_REPEATS = 5
+"""Subsets per size in the 1/n extrapolation of FID (``fid_infinity``)."""
+MIN_FIT = 8
+"""The fewest images that ``fid_scores`` extrapolates from (6 sizes from n/2 to n)."""
+
+
+def _sizes(n: int, k: int = 6) -> list[int]:
+    """``k`` subset sizes from n/2 to n, for ``fid_infinity``."""
+    return sorted({int(round(x)) for x in np.linspace(n / 2, n, k)})
+
+
+def _spread(key: str, values: list[float], of: str) -> dict[str, float | str | None]:
+    """``{key: the std (ddof 1) of a few FIDs}``; for fewer than two, null with the reason beside it."""
+    if len(values) > 1:
+        return {key: float(np.std(values, ddof=1))}
+    return {key: None, f"{key}_reason": f"{len(values)} {of}: a spread needs two"}
+
+
+def fid_scores(
+    generated: np.ndarray, real: np.ndarray, mu_ref: np.ndarray, sigma_ref: np.ndarray, rng: np.random.Generator
+) -> dict[str, float | str | None]:
+    """FIDs of the ``generated`` features and the ``real`` held-out ones against the reference Gaussian
+    (the training split), at equal n. FID's bias falls as 1/n, so only figures at equal n compare.
+
+    - ``fid``: all ``fid_n`` generated samples, the headline.
+    - ``fid_floor``: the first ``fid_floor_n`` real images, at most as many as were generated: the floor
+      to read a model's FID against. ``fid_equal_n``: the mean FID of the ``fid_draws`` disjoint draws of
+      that many samples, the model's FID at the floor's n; ``fid_draw_std``: their spread.
+    - ``fid_floor_std``: the floor's noise, the std of the FID of ``fid_floor_std_n`` real images (half),
+      subsampled without replacement ``FLOOR_SUBSETS`` times.
+    - ``fid_inf`` and ``fid_floor_inf``: both extrapolated in 1/n (``fid_infinity``), the n-free figures.
+    - ``fid_heldout``: the draws against the real images' own Gaussian (their mean).
+    """
+
+    def fid(f: np.ndarray) -> float:
+        return frechet_distance(*gaussian_stats(f), mu_ref, sigma_ref)
+
+    m = min(len(generated), len(real))
+    draws = [generated[i : i + m] for i in range(0, len(generated) - m + 1, m)]
+    fids = [fid(f) for f in draws]
+    half = m // 2
+    floors = [fid(real[rng.choice(len(real), half, replace=False)]) for _ in range(FLOOR_SUBSETS if half > 1 else 0)]
+    extrapolated: dict[str, float | str | None] = {}
+    for key, f in (("fid_inf", generated), ("fid_floor_inf", real[:m])):
+        if len(f) >= MIN_FIT:
+            extrapolated[key] = fid_infinity(f, mu_ref, sigma_ref, _sizes(len(f)), INF_REPEATS, rng)[0]
+        else:
+            extrapolated |= {key: None, f"{key}_reason": f"{len(f)} images: the 1/n fit needs {MIN_FIT}"}
+    heldout = gaussian_stats(real)
+    return {
+        "fid": fid(generated),
+        "fid_n": len(generated),
+        "fid_equal_n": float(np.mean(fids)),
+        "fid_draws": len(fids),
+        **_spread("fid_draw_std", fids, "draws"),
+        "fid_floor": fid(real[:m]),
+        "fid_floor_n": m,
+        **_spread("fid_floor_std", floors, "held-out subsets"),
+        "fid_floor_std_n": half,
+        **extrapolated,
+        "fid_heldout": float(np.mean([frechet_distance(*gaussian_stats(f), *heldout) for f in draws])),
+    }

@@ -53,6 +53,15 @@ class ProbabilityPath(ABC):
         """Std of the source ``N(0, prior_std^2 I)`` that sampling starts from at t=0."""
         return 1.0
 
+    def input_scale(self, t: Tensor, data_std: float) -> Tensor:
+        """``c_t = min(1, max(1, s) / sigma_t)`` for data of std ``s`` per coordinate: the factor on ``x_t``
+        that keeps the noise the network sees within the larger of the data's scale and the unit
+        source's. OT and VP (``sigma_t <= 1``) are untouched, ``c_t = 1``; VE's noise, of std up to
+        ``sigma_max`` (its source reaches about ``3 sigma_max``, where Fourier features chosen for the
+        data alias), is brought down to that scale."""
+        _, sigma, _, _ = self.schedule(t)
+        return torch.clamp(max(1.0, data_std) / sigma, max=1.0)
+
     def mu_sigma(self, x_1: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         """Mean ``mu_t(x_1)`` and std ``sigma_t`` of ``p_t(x | x_1)`` (eq. 10)."""
         a, sigma, _, _ = self.schedule(t)

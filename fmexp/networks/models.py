@@ -120,12 +120,16 @@ class ResBlock(nn.Module):
 
 
 class SelfAttention(nn.Module):
-    """Single-head self-attention over the pixels of a feature map, with a residual connection."""
+    """Self-attention over the pixels of a feature map, with a residual connection: heads of
+    ``head_channels`` channels each (ADM's ``num_head_channels``), or one head where that is 0."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, head_channels: int = 0) -> None:
         super().__init__()
+        if head_channels < 0 or (head_channels and channels % head_channels):
+            raise ValueError(f"head_channels={head_channels} must divide the {channels} channels of an attention layer")
         self.norm = nn.GroupNorm(_groups(channels), channels)
-        self.attn = nn.MultiheadAttention(channels, num_heads=1, batch_first=True)
+        heads = channels // head_channels if head_channels else 1
+        self.attn = nn.MultiheadAttention(channels, num_heads=heads, batch_first=True)
 
     def forward(self, x: Tensor, emb: Tensor | None = None) -> Tensor:
         b, c, h, w = x.shape
@@ -152,8 +156,10 @@ class UNet(nn.Module):
         attention_resolutions: Sequence[int] = (),
         dropout: float = 0.0,
         time_embed_dim: int = 64,
+        head_channels: int = 0,
     ) -> None:
         super().__init__()
+        self.head_channels = head_channels
         if resolution % 2 ** (len(channel_mults) - 1):
             raise ValueError(
                 f"resolution {resolution} is not divisible by 2^{len(channel_mults) - 1} "
@@ -177,7 +183,9 @@ class UNet(nn.Module):
                 self.down.append(nn.ModuleList([nn.Conv2d(c, c, 3, stride=2, padding=1)]))
                 skips.append(c)
                 res //= 2
-        self.mid = nn.ModuleList([ResBlock(c, c, emb_dim, dropout), SelfAttention(c), ResBlock(c, c, emb_dim, dropout)])
+        self.mid = nn.ModuleList(
+            [ResBlock(c, c, emb_dim, dropout), SelfAttention(c, head_channels), ResBlock(c, c, emb_dim, dropout)]
+        )
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(channel_mults))):
             for _ in range(num_res_blocks + 1):
@@ -193,10 +201,9 @@ class UNet(nn.Module):
         self.norm_out, self.conv_out = nn.GroupNorm(_groups(c), c), nn.Conv2d(c, in_channels, 3, padding=1)
         _zero(self.conv_out)
 
-    @staticmethod
-    def _stage(c_in: int, c_out: int, emb_dim: int, dropout: float, attention: bool) -> nn.ModuleList:
+    def _stage(self, c_in: int, c_out: int, emb_dim: int, dropout: float, attention: bool) -> nn.ModuleList:
         blocks: list[nn.Module] = [ResBlock(c_in, c_out, emb_dim, dropout)]
-        return nn.ModuleList(blocks + [SelfAttention(c_out)] if attention else blocks)
+        return nn.ModuleList(blocks + [SelfAttention(c_out, self.head_channels)] if attention else blocks)
 
     @staticmethod
     def _run(stage: nn.Module, h: Tensor, emb: Tensor) -> Tensor:

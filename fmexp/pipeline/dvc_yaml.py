@@ -9,8 +9,9 @@ exact:
   lazy import too) from the command's entry in ``fmexp.cli``, with every package ``__init__`` on the
   way: a change to scoring never makes training stale;
 - params: the keys that decide its outputs, leaf by leaf, where a key that ``per_dataset.<d>``
-  overrides is no dependency of dataset d's cells (it is decided by ``per_dataset.<d>`` itself), and
-  a model's keys are its constructor's arguments only.
+  overrides is no dependency of dataset d's cells (it is decided by ``per_dataset.<d>`` itself), nor
+  one that ``methods.<m>.overrides.<d>`` sets of cell (d, m), and a model's keys are its
+  constructor's arguments only.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import yaml
 
 from fmexp.config.overrides import parse_overrides
 from fmexp.config.schema import ModelConfig, Params, SampleConfig, ScoreConfig, TrainConfig
+from fmexp.errors import ConfigError
 from fmexp.registry import names
 
 __all__ = ["PACKAGE", "cells", "imported_files", "command_modules", "stages", "dvc_yaml_text"]
@@ -155,8 +157,12 @@ def cells(params: Params) -> list[tuple[str, str]]:
     return [(d, m) for d in params.pipeline.datasets for m in params.pipeline.methods]
 
 
-def _overridden(params: Params, dataset: str) -> set[str]:
-    return {ov.key_or_group for ov in parse_overrides(params.per_dataset.get(dataset, []), f"per_dataset.{dataset}")}
+def _overridden(params: Params, dataset: str, method: str | None = None) -> set[str]:
+    """The keys that ``per_dataset.<dataset>`` sets, and ``methods.<method>.overrides.<dataset>`` too."""
+    entries = [(f"per_dataset.{dataset}", params.per_dataset.get(dataset, []))]
+    if method is not None:
+        entries.append((f"methods.{method}.overrides.{dataset}", params.methods[method].overrides.get(dataset, [])))
+    return {ov.key_or_group for source, e in entries for ov in parse_overrides(e, source)}
 
 
 def _leaves(section: str, schema: type, skip: set[str], only: Iterable[str] | None = None) -> list[str]:
@@ -201,7 +207,7 @@ def stages(params: Params, commands: Commands) -> dict[str, Any]:
         }
     for stage in ("train", "sample", "score"):
         for d, m in pairs:
-            skip = _overridden(params, d)
+            skip = _overridden(params, d, m)
             folder = f"runs/{d}/{m}"
             upstream = {"train": [], "sample": [f"{folder}/train"], "score": [f"{folder}/train", f"{folder}/sample"]}[
                 stage
@@ -245,12 +251,20 @@ def stages(params: Params, commands: Commands) -> dict[str, Any]:
         for o in entry["outs"] + entry.get("metrics", [])
         for path in ([o] if isinstance(o, str) else list(o))
     ]
+    tuning = [f"reports/sweeps/{s}/{name}" for s in params.sweep.tuning for name in ("trials.csv", "study.yaml")]
+    missing = [path for path in tuning if not Path(path).exists()]
+    if missing:
+        raise ConfigError(
+            f"sweep.tuning: {missing[0]} does not exist: a tuning study's results ship with the repository, and the"
+            f" report reads them; run `python -m fmexp.sweep studies/{Path(missing[0]).parent.name}.yaml`, or take"
+            " it out of sweep.tuning"
+        )
     out["report"] = {
         "cmd": "python -m fmexp report",
-        "deps": [*results, *code["report"], "fmexp/report/templates/summary.html"],
+        "deps": [*results, *tuning, *code["report"], "fmexp/report/templates/summary.html"],
         # every section: the report warns of a base-section change that per_dataset shadows (config/shadow.py),
-        # which no run's stage would rerun for
-        "params": ["pipeline", "methods", "per_dataset", "data", "model", "train", "sample", "score"],
+        # which no run's stage would rerun for; sweep.tuning names the tuning studies it reads
+        "params": ["pipeline", "methods", "per_dataset", "data", "model", "train", "sample", "score", "sweep.tuning"],
         "outs": [{f"reports/{name}": {"cache": False}} for name in ("summary.html", "tables", "figures", "plots")],
     }
     return out

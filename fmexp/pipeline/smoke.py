@@ -39,6 +39,7 @@ SMOKE = (
     "pipeline.seeds=[0]",
     "pipeline.workers=1",
     "sweep.studies=[]",
+    "sweep.tuning=[]",
 )
 """The smoke run's budget: about 1000 steps at Table 3's batch of 256, 2000 samples, 500 scored points."""
 

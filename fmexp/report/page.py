@@ -1,10 +1,10 @@
 """The report: tables in the paper's layout, each sweep's section, the data of DVC's plots, and one
 self-contained HTML page that holds them with the figures of ``fmexp.report.figures``.
 
-Tables (pandas): one per dataset, methods by (NLL, sample distance, NFE), mean +- std over seeds,
-the best mean in bold where a Welch t-test across seeds separates it from every other method; also
-CSV, Markdown and LaTeX under ``reports/tables/``. For each sweep: its trials, its best settings, and
-figures of its history, parameter importances and Pareto front.
+Tables (``fmexp.report.tables``): one per dataset in the paper's layout, as CSV, Markdown and LaTeX
+under ``reports/tables/``, with the one-line answer to the paper's question (FM on OT against FM on
+VP) and the tuning studies' comparisons (``fmexp.report.tuning``). For each sweep: its trials, its
+best settings, and figures of its history, parameter importances and Pareto front.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import seaborn as sns
 import yaml
@@ -24,12 +23,13 @@ from fmexp.config.schema import PER_DATASET_SECTIONS, Params
 from fmexp.pipeline.layout import RunFiles
 from fmexp.report.figures import read_csvs, run_figures, run_folders
 from fmexp.report.sweeps import sweep_sections
+from fmexp.report.tables import method_table, ot_against_vp
+from fmexp.report.tuning import tuning_sections
 from fmexp.runtime import artifacts
+from fmexp.training.schedules import ema_decay_at
 
-__all__ = ["collect_metrics", "welch_p", "method_table", "write_plot_data", "build_report"]
+__all__ = ["collect_metrics", "write_plot_data", "build_report"]
 
-COLUMNS = {"nll": "NLL (nats)", "distance": "distance", "nfe": "NFE"}
-IMAGE_COLUMNS = {"bpd": "NLL (bits/dim)", "fid": "FID", "nfe": "NFE"}  # the paper's Table 1
 PACKAGES = (
     "fmexp",
     "torch",
@@ -56,49 +56,6 @@ def collect_metrics(params: Params, runs_dir: Path) -> pd.DataFrame:
         if (files := RunFiles(folder, seed)).metrics.exists()
     ]
     return pd.DataFrame(rows)
-
-
-def welch_p(a: np.ndarray, b: np.ndarray) -> float:
-    """Two-sided p-value of Welch's t-test that ``a`` and ``b`` (values over seeds) have equal means;
-    NaN where either has fewer than two values, or neither varies over seeds."""
-    from scipy.stats import ttest_ind
-
-    if len(a) < 2 or len(b) < 2 or (np.ptp(a) == 0 and np.ptp(b) == 0):
-        return float("nan")  # no spread on either side (an NFE every seed shares): no test, and no bold
-    return float(ttest_ind(a, b, equal_var=False).pvalue)
-
-
-SIGNIFICANCE = 0.05
-
-
-def method_table(metrics: pd.DataFrame, dataset: str, methods: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The paper's layout for one dataset: (numeric frame, display frame with 'mean ± std').
-
-    The numeric frame holds each column's mean and std over seeds and ``<col>_p``: the Welch t-test
-    p-value of the best mean (lowest) against this method's. A best mean is bold only where it beats
-    every other method at p < 0.05, so a difference within the seed noise is never shown as a win.
-    """
-    df = metrics[metrics.dataset == dataset]
-    columns = IMAGE_COLUMNS if "bpd" in df and df["bpd"].notna().any() else COLUMNS
-    order = [m for m in methods if m in set(df.method)]
-    stats = df.groupby("method")[list(columns)].agg(["mean", "std"]).reindex(order)
-    stats.columns = [f"{c}_{s}" for c, s in stats.columns]
-    stats["seeds"] = df.groupby("method").size()
-    display = pd.DataFrame(index=stats.index)
-    for col, label in columns.items():
-        mean, std = stats[f"{col}_mean"], stats[f"{col}_std"].fillna(0.0)
-        best = str(mean.idxmin()) if len(mean) else ""
-        values = {m: df.loc[df.method == m, col].dropna().to_numpy(float) for m in order}
-        stats[f"{col}_p"] = [float("nan") if m == best else welch_p(values[best], values[m]) for m in order]
-        p_values = zip(order, stats[f"{col}_p"], strict=True)
-        significant = len(order) > 1 and all(p < SIGNIFICANCE for m, p in p_values if m != best)
-        fmt = {"nfe": "{:.0f} ± {:.0f}", "fid": "{:.1f} ± {:.1f}"}.get(col, "{:.3f} ± {:.3f}")
-        cells = [fmt.format(a, b) for a, b in zip(mean, std, strict=False)]
-        display[label] = [
-            f"**{c}**" if m == best and significant else c for m, c in zip(stats.index, cells, strict=True)
-        ]
-    display.index.name = "method"
-    return stats, display
 
 
 PLOT_DATA = {  # reports/plots/<name>.csv: (per-run summary file, the rows' keys, the values averaged over seeds)
@@ -180,14 +137,15 @@ def build_report(
         note = (
             f"NLL in nats of {params.score.n_points} held-out points, {rows.distance_name.iloc[0]} distance of the"
             " dopri5 samples to the held-out split."
-        ) + _entropy_note(dataset)
+        ) + _entropy_note(dataset, rows)
         if "fid_backend" in rows and rows.fid_backend.notna().any():
             display = display.rename(columns={"FID": f"FID ({rows.fid_backend.dropna().iloc[0]})"})
             note = _image_note(rows)
+        note += SIGNIFICANCE_NOTE
         artifacts.write_text(table_dir / f"{dataset}.csv", stats.to_csv())
         artifacts.write_text(table_dir / f"{dataset}.md", display.to_markdown() + "\n")
         artifacts.write_text(table_dir / f"{dataset}.tex", display.map(_latex_bold).to_latex(escape=False))
-        html = display.map(_html_bold).reset_index().to_html(escape=False, index=False, classes="data")
+        html = _to_html(display)
         tables.append(
             {
                 "dataset": dataset,
@@ -195,8 +153,14 @@ def build_report(
                 "markdown": display.to_markdown(),
                 "n_seeds": int(stats.seeds.max()),
                 "note": note,
+                "question": _paper_question(params, metrics, dataset),
             }
         )
+    tuning = tuning_sections(params, reports_dir)
+    for t in tuning:
+        if "chosen" in t:
+            t["chosen_html"] = t["chosen"].reset_index().to_html(index=False, classes="data")
+            t["shared_html"] = _to_html(t["shared"])
     figures = run_figures(params, runs_dir, fig_dir, metrics)
     sweeps, sweep_figs = sweep_sections(reports_dir, fig_dir)
     write_plot_data(params, runs_dir, reports_dir / "plots")
@@ -209,71 +173,136 @@ def build_report(
         params=yaml.safe_dump(to_plain(params), sort_keys=False),
         methods=params.methods,
         settings=settings_in_effect(params, runs_dir).to_html(index=False, classes="data"),
+        ema=ema_in_effect(params, runs_dir).to_html(index=False, classes="data"),
+        tuning=tuning,
     )
     out = reports_dir / "summary.html"
     artifacts.write_text(out, page)
-    artifacts.write_text(table_dir / "results.md", results_markdown(tables, params))
+    artifacts.write_text(table_dir / "results.md", results_markdown(tables, tuning, params))
     return out
 
 
-def results_markdown(tables: list[dict[str, Any]], params: Params) -> str:
-    """The docs' results page: each dataset's table in the paper's layout with its note, from the same
-    frames as ``reports/tables/`` (so the page cannot drift from them)."""
+def results_markdown(tables: list[dict[str, Any]], tuning: list[dict[str, Any]], params: Params) -> str:
+    """The docs' results page: each dataset's table in the paper's layout with its note and the one-line
+    answer to the paper's question, then the tuning studies' comparisons, from the same frames as
+    ``reports/tables/`` (so the page cannot drift from them)."""
     seeds = ", ".join(str(s) for s in params.pipeline.seeds)
     parts = [
         f"Written by the report stage of `dvc repro` (`make repro`) from `params.yaml`: seeds {seeds}, mean ± std"
-        " over seeds. Bold: the best mean where Welch's t-test across seeds separates it from every other method"
-        " at p < 0.05 (the p-values are in `reports/tables/<dataset>.csv`)."
+        " over seeds, each method at the settings its tuning study chose (see the end of this page)."
+        " Bold: the best mean where a paired t-test across seeds, Holm-corrected over its comparisons with"
+        " the other methods, separates it from each at p < 0.05 (the raw and corrected p-values are in"
+        " `reports/tables/<dataset>.csv`). The best is chosen from the data."
     ]
     for t in tables:
         parts += [f"## {t['dataset']}", t["markdown"], t["note"]]
+        if t["question"]:
+            parts.append(f"**The paper's question.** {t['question']}")
+    for t in tuning:
+        parts.append(f"## Tuning: {t['name']}")
+        if "chosen" in t:
+            parts += [t["chosen"].to_markdown(), "One shared recipe, from the same trials:", t["shared"].to_markdown()]
+        parts.append(t["note"])
     return "\n\n".join(parts) + "\n"
 
 
-def _entropy_note(dataset: str) -> str:
-    """The data's entropy, the floor of the NLL, where its density has a closed form."""
+SIGNIFICANCE_NOTE = (
+    " Bold: the best mean (chosen from the data) where a paired t-test across seeds, Holm-corrected over the"
+    " comparisons with the other methods, gives p < 0.05 for each."
+)
+
+
+def _paper_question(params: Params, metrics: pd.DataFrame, dataset: str) -> str:
+    """The one-line answer for ``dataset``: the first FM method on the OT path against the first on VP."""
+    ran = set(metrics[metrics.dataset == dataset].method)
+    ot, vp = (
+        next((m for m in params.pipeline.methods if m in ran and _is(params, m, path)), None) for path in ("ot", "vp")
+    )
+    return ot_against_vp(metrics, dataset, ot, vp) if ot and vp else ""
+
+
+def _is(params: Params, method: str, path: str) -> bool:
+    m = params.methods[method]
+    return m.objective == "fm" and m.path == path and m.coupling == "independent"
+
+
+def ema_in_effect(params: Params, runs_dir: Path) -> pd.DataFrame:
+    """The EMA's decay at its last update in each dataset's runs, beside the decay params.yaml states: its
+    warm-up ``min(d, (1 + n) / (10 + n))`` reaches d = 0.999 only after about 9000 updates."""
+    rows = {}
+    for dataset, _, folder in run_folders(params, runs_dir):
+        info = RunFiles(folder, params.pipeline.seeds[0]).train_info
+        if dataset in rows or not info.exists():
+            continue
+        train = artifacts.read_json(info)["run"]["train"]
+        rows[dataset] = {
+            "dataset": dataset,
+            "steps": train["steps"],
+            "ema_decay": train["ema_decay"],
+            "in effect at the last step": round(ema_decay_at(train["ema_decay"], train["steps"] - 1), 5),
+        }
+    return pd.DataFrame(list(rows.values()), columns=["dataset", "steps", "ema_decay", "in effect at the last step"])
+
+
+def _entropy_note(dataset: str, rows: pd.DataFrame) -> str:
+    """The floors of the NLL, where the data's density has a closed form: the cross-entropy of the very
+    held-out points scored under the true density (``nll_floor``), and the population entropy."""
     from fmexp.data.toy import LOG_DENSITIES, entropy
 
     if dataset not in LOG_DENSITIES:
         return ""
     h, se = entropy(dataset)
     how = "exactly" if se == 0 else f"± {se:.3f}, Monte Carlo over 10^6 points of its closed-form density"
-    return f" The data's entropy is {h:.3f} nats ({how}): no model's NLL can be lower."
+    floor = (
+        f" The floor for these held-out points, their cross-entropy under the true density, is"
+        f" {rows.nll_floor.iloc[0]:.3f} nats; no model's NLL of them can be lower on average."
+        if "nll_floor" in rows and rows.nll_floor.notna().any()
+        else ""
+    )
+    return f"{floor} The data's entropy, the floor over all draws of the points, is {h:.3f} nats ({how})."
 
 
 def _image_note(rows: pd.DataFrame) -> str:
-    """What an image table's numbers are, with the FID floor (real held-out images against the training split)."""
+    """What an image table's numbers are: FID over all samples, and beside it the floor and the samples at
+    equal n, their noise and both extrapolated in 1/n (``fmexp.flow.metrics.fid_scores``)."""
     backend = rows.fid_backend.dropna().iloc[0]
     se = rows.groupby("method").bpd_se.mean()
     note = (
         f"NLL in bits/dim of the held-out images (Hutchinson divergence, uniform dequantization; the standard error"
-        f" over images is {se.min():.3f} to {se.max():.3f}), FID with the {backend} features of the dopri5 samples,"
-        f" as uint8, against the statistics of the whole training split (the standard protocol)."
+        f" over images is {se.min():.3f} to {se.max():.3f}), FID with the {backend} features of all"
+        f" {int(rows.fid_n.iloc[0])} dopri5 samples of a seed, as uint8, against the statistics of the whole"
+        f" training split (the standard protocol). FID's bias falls as 1/n, so figures compare only at equal n."
     )
-    if "fid_draws" in rows and rows.fid_draws.max() > 1:
-        note += (
-            f" Each seed's FID is the mean over {int(rows.fid_draws.iloc[0])} disjoint draws of "
-            f"{int(rows.fid_n.iloc[0])} samples;"
-            f" one draw's FID spreads by {rows.fid_draw_std.mean():.1f} (std over draws, mean over runs)."
-        )
     if "fid_floor" in rows:
+        n = int(rows.fid_floor_n.iloc[0])
         note += (
-            f" {int(rows.fid_floor_n.iloc[0])} real held-out images score FID {rows.fid_floor.mean():.1f} against it:"
-            " the floor at that number of images."
+            f" At n = {n}: {n} real held-out images score FID {rows.fid_floor.mean():.1f} (the floor; its noise,"
+            f" over subsets of {int(rows.fid_floor_std_n.iloc[0])} of them, is {rows.fid_floor_std.mean():.1f}),"
+            f" and the models' draws of {n} samples score {_range(rows.groupby('method').fid_equal_n.mean())}"
+            f" (their spread between draws: {rows.fid_draw_std.mean():.1f})."
         )
-    if "fid_floor_std" in rows and rows.fid_floor_std.notna().any():
+    if "fid_inf" in rows and rows.fid_floor_inf.notna().any():
         note += (
-            f" Disjoint subsets of the training split spread that floor by {rows.fid_floor_std.mean():.1f} (std):"
-            " FID differences smaller than that are noise."
+            f" Extrapolated to infinite n (FID∞, Chong and Forsyth 2020): the floor {rows.fid_floor_inf.mean():.1f},"
+            f" the models {_range(rows.groupby('method').fid_inf.mean())}."
         )
     if "fid_classifier_accuracy" in rows:
         note += f" The classifier's test accuracy is {rows.fid_classifier_accuracy.iloc[0]:.1%}."
     return note
 
 
+def _range(values: pd.Series) -> str:
+    return f"{values.min():.1f} to {values.max():.1f}" if len(values) > 1 else f"{values.iloc[0]:.1f}"
+
+
 def _latex_bold(cell: str) -> str:
     cell = cell.replace("±", r"$\pm$")
     return r"\textbf{" + cell[2:-2] + "}" if cell.startswith("**") else cell
+
+
+def _to_html(display: pd.DataFrame) -> str:
+    """A display table as HTML, its bold cells in <b>."""
+    return display.map(_html_bold).reset_index().to_html(escape=False, index=False, classes="data")
 
 
 def _html_bold(cell: str) -> str:

@@ -11,7 +11,6 @@ from typing import Any
 import optuna
 import torch
 
-from fmexp.config.load import run_config
 from fmexp.config.plan import load_data
 from fmexp.data.datasets import Dataset
 from fmexp.errors import ConfigError, SolverError, TrainingDiverged
@@ -19,7 +18,7 @@ from fmexp.pipeline.layout import RunFiles
 from fmexp.pipeline.stages.sample import sample_run
 from fmexp.pipeline.stages.score import score_run
 from fmexp.pipeline.stages.train import train_run
-from fmexp.sweep.study import Study, override
+from fmexp.sweep.study import Study
 
 __all__ = ["TRIAL_FAILURES", "make_objective"]
 
@@ -64,7 +63,7 @@ def make_objective(study: Study) -> Callable[[optuna.Trial], float | tuple[float
             raise
 
     def _evaluate(trial: optuna.Trial, values: dict[str, Any]) -> float | tuple[float, ...]:
-        run = run_config(study.base_run, [override(k, v) for k, v in values.items()], f"trial {trial.number}")
+        run = study.run(values, f"trial {trial.number}")
         key = (run.dataset, repr(run.data))
         if key not in cache:
             cache[key] = load_data(run.data, run.dataset)

@@ -15,7 +15,7 @@ from fmexp.config.load import to_plain
 from fmexp.flow.units import UNITS
 from fmexp.runtime import artifacts
 from fmexp.sweep.storage import for_dashboard, redact
-from fmexp.sweep.study import Study
+from fmexp.sweep.study import Study, base_runs
 from fmexp.sweep.trial_queue import HEARTBEAT_ATTR, counted, superseded
 
 __all__ = ["write_outputs", "importances", "summary", "trial_line"]
@@ -103,7 +103,7 @@ def importances(ostudy: optuna.Study, names: list[str]) -> pd.DataFrame:
 
 def _study_record(study: Study) -> dict[str, Any]:
     config = to_plain(study.config) | {"storage": redact(study.storage)}
-    return {"study_file": str(study.path), "config": config, "base_run": to_plain(study.base_run)}
+    return {"study_file": str(study.path), "config": config, **base_runs(study)}
 
 
 def _best(ostudy: optuna.Study) -> list[optuna.trial.FrozenTrial]:

@@ -27,7 +27,7 @@ from fmexp.sweep.objective import TRIAL_FAILURES, make_objective
 from fmexp.sweep.outputs import summary, trial_line, write_outputs
 from fmexp.sweep.samplers import make_pruner, make_sampler
 from fmexp.sweep.storage import default_storage, make_storage, redact
-from fmexp.sweep.study import Study, grid_points, load_study
+from fmexp.sweep.study import Study, base_runs, grid_points, load_study
 from fmexp.sweep.trial_queue import TrialSeededSampler, enqueue_slots, run_worker
 
 __all__ = ["open_study", "run_study"]
@@ -175,6 +175,4 @@ def _create_or_load(study: Study, attempts: int = 5) -> tuple[optuna.Study, optu
 def _definition(study: Study) -> dict[str, Any]:
     """What makes trials comparable: everything but the trial budget, the storage, the heartbeat and the trackers."""
     cfg = to_plain(study.config)
-    return {k: v for k, v in cfg.items() if k not in ("n_trials", "storage", "heartbeat", "loggers")} | {
-        "base_run": to_plain(study.base_run)
-    }
+    return {k: v for k, v in cfg.items() if k not in ("n_trials", "storage", "heartbeat", "loggers")} | base_runs(study)

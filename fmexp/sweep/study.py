@@ -20,7 +20,7 @@ import numpy as np
 import optuna
 from omegaconf import MISSING
 
-from fmexp.config.load import load_params, run_config, run_for
+from fmexp.config.load import load_params, run_config, run_for, to_plain
 from fmexp.config.overrides import (
     not_one_of,
     parse_overrides,
@@ -30,6 +30,7 @@ from fmexp.config.overrides import (
 )
 from fmexp.config.schema import RunConfig
 from fmexp.errors import ConfigError
+from fmexp.flow.units import SCORED, data_kind
 from fmexp.registry import did_you_mean
 from fmexp.sweep.loggers import check_loggers
 from fmexp.sweep.samplers import PRUNERS, SAMPLERS, check_options, startup_trials
@@ -39,17 +40,16 @@ from fmexp.sweep.trial_queue import Heartbeat
 __all__ = [
     "StudyConfig",
     "Study",
-    "METRICS",
     "to_distribution",
     "override",
     "load_study",
     "grid_points",
     "study_warnings",
+    "base_runs",
     "find_study",
     "study_file",
 ]
 
-METRICS = ("nll", "distance", "nfe", "nfe_nll", "train_seconds")
 DIRECTIONS = ("minimize", "maximize")
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -81,9 +81,11 @@ class StudyConfig:
     study: str = MISSING
     base: str = "params.yaml"
     dataset: str = "checkerboard"
-    method: str = "fm_ot"  # a method defined in the base params; search_space may change its fields
+    method: str = "fm_ot"  # a method defined in the base params; search_space may change its fields, or
+    # search the method itself (``method: choice(fm_ot, fm_vp)``: each trial runs one of them, with its overrides)
     overrides: list[str] = field(default_factory=list)
     search_space: dict[str, str] = field(default_factory=dict)
+    shared: list[str] = field(default_factory=list)  # searched keys chosen once for every method (report/tuning.py)
     objectives: list[ObjectiveConfig] = field(default_factory=lambda: [ObjectiveConfig(metric="nll")])
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     pruner: PrunerConfig = field(default_factory=PrunerConfig)
@@ -96,14 +98,26 @@ class StudyConfig:
 
 @dataclass
 class Study:
-    """A checked study: its config, the base run, the Optuna distributions and where it lives."""
+    """A checked study: its config, the base run of each method it runs, the Optuna distributions and
+    where it lives."""
 
     path: Path
     config: StudyConfig
-    base_run: RunConfig
+    base_runs: dict[str, RunConfig]
     space: dict[str, optuna.distributions.BaseDistribution]
     folder: Path
     storage: str
+
+    @property
+    def base_run(self) -> RunConfig:
+        """The run of the study's ``method`` before any searched value."""
+        return self.base_runs[self.config.method]
+
+    def run(self, values: dict[str, Any], source: str) -> RunConfig:
+        """A trial's run: its method's base run (``values["method"]`` where the method is searched) with
+        the other sampled values applied."""
+        base = self.base_runs[values.get("method", self.config.method)]
+        return run_config(base, [override(k, v) for k, v in values.items() if k != "method"], source)
 
     @property
     def directions(self) -> list[Literal["minimize", "maximize"]]:
@@ -200,8 +214,12 @@ def load_study(
     if not cfg.objectives:
         raise ConfigError(f"{source}: objectives: must list at least one objective")
     for i, o in enumerate(cfg.objectives):
-        if o.metric not in METRICS:
-            raise ConfigError(f"{source}: {not_one_of(f'objectives[{i}].metric', o.metric, METRICS)}")
+        allowed = SCORED[data_kind(cfg.dataset)]
+        if o.metric not in allowed:
+            raise ConfigError(
+                f"{source}: {not_one_of(f'objectives[{i}].metric', o.metric, allowed)}"
+                f" (what the score stage writes for {cfg.dataset})"
+            )
         if o.direction not in DIRECTIONS:
             raise ConfigError(f"{source}: {not_one_of(f'objectives[{i}].direction', o.direction, DIRECTIONS)}")
     if cfg.sampler.name not in SAMPLERS:
@@ -222,19 +240,33 @@ def load_study(
         params = load_params(base_path)
     except ConfigError as e:  # the base params file's own error, under the study file that names it
         raise ConfigError(f"{source}: base: {e}") from None
-    if cfg.method not in params.methods:
-        raise ConfigError(
-            f"{source}: {not_one_of('method', cfg.method, sorted(params.methods))} (the methods of {base_path})"
-        )
-    try:
-        run = run_for(params, cfg.dataset, cfg.method, cfg.seeds[0])
-    except ConfigError as e:  # a dataset or per_dataset entry of the base that this study's dataset cannot take
-        raise ConfigError(f"{source}: {e}") from None
-    base_run = run_config(run, cfg.overrides, f"{source}: overrides")
     space = {key: to_distribution(key, expr, source) for key, expr in cfg.search_space.items()}
+    methods = [cfg.method]
+    if "method" in space:
+        if not isinstance(space["method"], optuna.distributions.CategoricalDistribution):
+            raise ConfigError(f"{source}: search_space.method: the method is searched by choice(...) of its names")
+        methods = [str(m) for m in space["method"].choices]
+        if cfg.method not in methods:
+            raise ConfigError(f"{source}: method: {cfg.method!r} must be one of search_space.method's {methods}")
+    if cfg.shared and ("method" not in space or not set(cfg.shared) <= set(space) - {"method"}):
+        raise ConfigError(
+            f"{source}: shared: {cfg.shared} must name searched keys other than method, in a study that searches"
+            f" the method; search_space has {sorted(space)}"
+        )
+    base_runs = {}
+    for m in methods:
+        where = "method" if m == cfg.method else "search_space.method"
+        if m not in params.methods:
+            raise ConfigError(f"{source}: {not_one_of(where, m, sorted(params.methods))} (the methods of {base_path})")
+        try:
+            run = run_for(params, cfg.dataset, m, cfg.seeds[0])
+        except ConfigError as e:  # a dataset or per_dataset entry of the base that this study's dataset cannot take
+            raise ConfigError(f"{source}: {e}") from None
+        base_runs[m] = run_config(run, cfg.overrides, f"{source}: overrides")
     for key, dist in space.items():  # every key must exist, every choice and bound must be valid
-        for value in _probe_values(dist):
-            run_config(base_run, [override(key, value)], f"{source}: search_space.{key}")
+        for value in _probe_values(dist) if key != "method" else []:
+            for run in base_runs.values():
+                run_config(run, [override(key, value)], f"{source}: search_space.{key}")
     if cfg.sampler.name == "grid":
         bad = [k for k, d in space.items() if isinstance(d, optuna.distributions.FloatDistribution) and d.step is None]
         if bad:
@@ -261,7 +293,16 @@ def load_study(
         raise ConfigError(
             f"{source}: storage: {redact(url)!r} must be null, journal:///FILE, sqlite:///FILE or postgresql://..."
         )
-    return Study(path=path, config=cfg, base_run=base_run, space=space, folder=folder, storage=url)
+    return Study(path=path, config=cfg, base_runs=base_runs, space=space, folder=folder, storage=url)
+
+
+def base_runs(study: Study) -> dict[str, Any]:
+    """The study's base run as its records hold it: ``base_run``, and where the method is searched,
+    ``base_runs`` by method too."""
+    out = {"base_run": to_plain(study.base_run)}
+    if len(study.base_runs) > 1:
+        out["base_runs"] = {m: to_plain(r) for m, r in study.base_runs.items()}
+    return out
 
 
 def study_warnings(study: Study) -> list[str]:

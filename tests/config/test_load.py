@@ -55,10 +55,6 @@ def test_overrides_use_hydra_grammar(tmp_path: Path) -> None:
             lambda p: p["score"].update(density_times=[0.5, 1.5]),
             r"score\.density_times: must be a non-empty list of times in \[0, 1\]",
         ),
-        (
-            lambda p: (p["sample"].update(n_samples=100), p["score"].update(fid_draws=3)),
-            r"score\.fid_draws: 3 must divide sample\.n_samples=100 into equal draws",
-        ),
     ],
 )
 def test_bad_values_name_file_and_key(tmp_path: Path, edit, expected: str) -> None:
@@ -113,12 +109,7 @@ def test_cli_exits_2_and_writes_nothing(tmp_path: Path) -> None:
 def test_per_dataset_overrides_apply_to_their_dataset_only() -> None:
     p = load_params(ROOT / "params.yaml")
     digits, board = run_for(p, "digits", "fm_ot", 0), run_for(p, "checkerboard", "fm_ot", 0)
-    assert (digits.model.channels, digits.train.batch_size, digits.sample.n_samples, digits.score.fid_draws) == (
-        24,
-        64,
-        1077,
-        3,
-    )
+    assert (digits.model.channels, digits.train.batch_size, digits.sample.n_samples) == (24, 64, 1077)
     assert (board.model, board.train, board.sample, board.score) == (p.model, p.train, p.sample, p.score)
 
 
@@ -151,6 +142,35 @@ def test_command_line_overrides_win_over_per_dataset(tmp_path: Path) -> None:
 def test_bad_per_dataset_entries_name_file_and_key(tmp_path: Path, entry: dict, expected: str) -> None:
     params = tiny_params()
     params["per_dataset"].update(entry)
+    path = write_yaml(tmp_path / "params.yaml", params)
+    with pytest.raises(ConfigError, match=expected) as info:
+        load_params(path)
+    assert str(path) in str(info.value)
+
+
+def test_a_methods_overrides_apply_after_per_dataset_and_before_the_command_line(tmp_path: Path) -> None:
+    params = tiny_params()
+    params["per_dataset"]["digits"] = ["train.lr=4e-3", "train.steps=500"]
+    params["methods"]["fm_vp"]["overrides"] = {"digits": ["train.lr=2e-3", "train.time_sampler=uniform"]}
+    path = write_yaml(tmp_path / "params.yaml", params)
+    p = load_params(path)
+    vp, ot = run_for(p, "digits", "fm_vp", 0), run_for(p, "digits", "fm_ot", 0)
+    assert (vp.train.lr, vp.train.steps, ot.train.lr) == (2e-3, 500, 4e-3)  # fm_vp's own lr; fm_ot keeps per_dataset's
+    assert run_for(p, "checkerboard", "fm_vp", 0).train.lr == p.train.lr  # digits' entry only
+    assert run_for(load_params(path, ["train.lr=1e-3"]), "digits", "fm_vp", 0).train.lr == 1e-3  # the command line wins
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        ({"mnist2d": []}, r"methods\.fm_vp\.overrides\.mnist2d: 'mnist2d' is not one of"),
+        ({"digits": ["method.path=ot"]}, r"methods\.fm_vp\.overrides\.digits: 'method\.path=ot' must set a key of"),
+        ({"digits": ["train.lr=-1"]}, r"methods\.fm_vp\.overrides\.digits: train\.lr: must be"),
+    ],
+)
+def test_bad_method_overrides_name_file_and_key(tmp_path: Path, overrides: dict, expected: str) -> None:
+    params = tiny_params()
+    params["methods"]["fm_vp"]["overrides"] = overrides
     path = write_yaml(tmp_path / "params.yaml", params)
     with pytest.raises(ConfigError, match=expected) as info:
         load_params(path)

@@ -20,10 +20,23 @@ def test_a_base_change_that_per_dataset_shadows_is_found_and_named(tmp_path: Pat
     p["train"]["steps"], p["train"]["lr"] = 300, 1e-3  # two base changes; per_dataset shadows one
     params = load_params(write_yaml(tmp_path / "params.yaml", p))
     (found,) = shadowed(params, baseline, params.pipeline.datasets)
-    assert (found.dataset, found.key, found.base, found.in_effect) == ("8gaussians", "train.steps", 300, 30)
+    assert (found.runs, found.key, found.base, found.in_effect) == ("8gaussians", "train.steps", 300, 30)
     assert "train.steps=300 does not apply to 8gaussians: per_dataset.8gaussians sets train.steps=30" in str(found)
     assert run_for(params, "8gaussians", "fm_ot", 0).train.steps == 30  # what the warning says is in effect
     assert shadowed(params, params, params.pipeline.datasets) == []  # nothing changed: nothing to say
+
+
+def test_a_base_change_that_a_methods_overrides_shadow_is_named_with_the_method(tmp_path: Path) -> None:
+    p = tiny_params(datasets=["checkerboard"])
+    p["methods"]["fm_ot"]["overrides"] = {"checkerboard": ["train.lr=2e-3"]}
+    baseline = load_params(write_yaml(tmp_path / "base.yaml", p))
+    p["train"]["lr"] = 1e-2
+    params = load_params(write_yaml(tmp_path / "params.yaml", p))
+    (found,) = shadowed(params, baseline, ["checkerboard"])
+    assert str(found).startswith(
+        "train.lr=0.01 does not apply to fm_ot on checkerboard:"
+        " methods.fm_ot.overrides.checkerboard sets train.lr=0.002"
+    )
 
 
 @pytest.mark.e2e

@@ -8,6 +8,8 @@ import torch
 
 from fmexp.flow.metrics import (
     bits_per_dim,
+    fid_infinity,
+    fid_scores,
     frechet_distance,
     gaussian_stats,
     sample_distance,
@@ -67,3 +69,41 @@ def test_frechet_distance_closed_forms() -> None:
     assert mu.shape == (3,) and cov.shape == (3, 3) and np.allclose(cov, np.eye(3), atol=0.1)
     with pytest.raises(ValueError, match="shapes"):
         frechet_distance(np.zeros(2), np.eye(2), np.zeros(3), np.eye(3))
+
+
+def _gaussian(d: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.random.Generator]:
+    rng = np.random.default_rng(seed)
+    a = rng.normal(size=(d, d)) / np.sqrt(d)
+    return np.zeros(d), a @ a.T + 0.5 * np.eye(d), rng
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_fid_infinity_removes_the_small_sample_bias(seed: int) -> None:
+    """Draws from the reference Gaussian itself: their FID is 0 in the limit, and at n it is all bias
+    (about tr(sigma)/n from the mean alone, more from the covariance). The 1/n fit removes most of it."""
+    mu, sigma, rng = _gaussian(32, seed)
+    f = rng.multivariate_normal(mu, sigma, size=1000)
+    at_n = frechet_distance(*gaussian_stats(f), mu, sigma)
+    assert at_n > np.trace(sigma) / 1000  # the mean term's expected bias is a lower bound
+    fid_inf, at = fid_infinity(f, mu, sigma, [500, 600, 700, 800, 900, 1000], 5, rng)
+    assert abs(fid_inf) < at_n / 4
+    assert at[500][0] > at[1000][0]  # the bias falls with n
+    with pytest.raises(ValueError, match="two or more sizes"):
+        fid_infinity(f, mu, sigma, [1000], 5, rng)
+
+
+def test_fid_scores_compare_samples_and_floor_at_equal_n() -> None:
+    """Three times as many samples as real images: three disjoint draws at the floor's n; the headline FID
+    is over all samples, so less biased than a draw's; the floor's noise comes from half-size subsets."""
+    mu, sigma, rng = _gaussian(8, 0)
+    generated, real = rng.multivariate_normal(mu, sigma, size=600), rng.multivariate_normal(mu, sigma, size=200)
+    out = fid_scores(generated, real, mu, sigma, np.random.default_rng(0))
+    draws = [frechet_distance(*gaussian_stats(generated[i : i + 200]), mu, sigma) for i in (0, 200, 400)]
+    assert (out["fid_n"], out["fid_draws"], out["fid_floor_n"], out["fid_floor_std_n"]) == (600, 3, 200, 100)
+    assert out["fid_equal_n"] == pytest.approx(np.mean(draws), rel=1e-12)
+    assert out["fid_draw_std"] == pytest.approx(np.std(draws, ddof=1), rel=1e-12)
+    assert out["fid_floor"] == pytest.approx(frechet_distance(*gaussian_stats(real), mu, sigma), rel=1e-12)
+    assert out["fid"] < out["fid_equal_n"]  # all samples from the reference: only bias, smaller at 3x the n
+    assert out["fid_floor_std"] > 0 and out["fid_inf"] is not None and out["fid_floor_inf"] is not None
+    few = fid_scores(generated[:6], real[:6], mu, sigma, np.random.default_rng(0))
+    assert few["fid_inf"] is None and "the 1/n fit needs 8" in str(few["fid_inf_reason"])

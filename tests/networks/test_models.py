@@ -99,6 +99,20 @@ def test_unet_paper_cifar_configuration_builds() -> None:
     assert 50e6 < n_params < 150e6
 
 
+def test_unet_attention_heads_have_head_channels_each() -> None:
+    from fmexp.networks.models import SelfAttention
+
+    model = build_model("unet", channels=16, channel_mults=(1, 2), attention_resolutions=(8,), head_channels=8)
+    heads = {(m.attn.embed_dim, m.attn.num_heads) for m in model.modules() if isinstance(m, SelfAttention)}
+    assert heads == {(16, 2), (32, 4)}  # the 8x8 level's 16 channels, the middle block's 32
+    one = build_model("unet", channels=16, channel_mults=(1, 2), attention_resolutions=(8,))
+    assert {m.attn.num_heads for m in one.modules() if isinstance(m, SelfAttention)} == {1}
+    x, t = torch.randn(2, 1, 8, 8), torch.rand(2)
+    assert model(x, t).shape == x.shape
+    with pytest.raises(ValueError, match="head_channels=12 must divide the 16 channels"):
+        build_model("unet", channels=16, channel_mults=(1, 2), attention_resolutions=(8,), head_channels=12)
+
+
 def test_unet_rejects_an_indivisible_resolution() -> None:
     with pytest.raises(ValueError, match="not divisible"):
         build_model("unet", resolution=10, channel_mults=(1, 2, 2))

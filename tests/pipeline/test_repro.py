@@ -42,8 +42,8 @@ def test_repro_writes_metrics_tables_and_page(tiny_pipeline: Path) -> None:
     table = pd.read_csv(tiny_pipeline / "reports" / "tables" / "checkerboard.csv", index_col=0)
     assert list(table.index) == ["fm_ot", "fm_vp"]
     p_values = [
-        table[f"{c}_p"].dropna() for c in ("nll", "distance", "nfe")
-    ]  # Welch: the best against each other method
+        table[f"{c}_p_holm"].dropna() for c in ("nll", "distance", "nfe")
+    ]  # paired and Holm-corrected: the best against each other method
     significant = sum(len(p) == len(table) - 1 and bool(p.lt(0.05).all()) for p in p_values)
     assert (tiny_pipeline / "reports" / "tables" / "checkerboard.md").read_text().count("**") == 2 * significant
     assert ("\\textbf" in (tiny_pipeline / "reports" / "tables" / "checkerboard.tex").read_text()) == (significant > 0)
@@ -62,9 +62,20 @@ def test_repro_scores_digits_in_the_papers_image_layout(tiny_pipeline: Path) -> 
             "seeds"
         ].values():
             assert metrics["fid_backend"] == "digits-classifier" and metrics["fid_classifier_accuracy"] >= 0.95
-            assert all(math.isfinite(metrics[k]) for k in ("bpd", "bpd_se", "fid", "fid_floor", "fid_heldout", "nfe"))
+            keys = (
+                "bpd",
+                "bpd_se",
+                "fid",
+                "fid_equal_n",
+                "fid_floor",
+                "fid_floor_std",
+                "fid_inf",
+                "fid_heldout",
+                "nfe",
+            )
+            assert all(math.isfinite(metrics[k]) for k in keys)
         science = json.loads((tiny_pipeline / "runs" / "digits" / method / "metrics.json").read_text())
-        assert set(science) == {"bpd", "bpd_se", "fid", "nfe", "nfe_nll"}
+        assert set(science) == {"bpd", "bpd_se", "fid", "fid_inf", "nfe", "nfe_nll"}
         fid_ladder = pd.read_csv(tiny_pipeline / "runs" / "digits" / method / "score" / "fid_ladder.csv")
         assert sorted(fid_ladder.seed.unique()) == [0, 1] and set(fid_ladder.solver) == {"euler", "rk4"}
     table = pd.read_csv(tiny_pipeline / "reports" / "tables" / "digits.csv", index_col=0)
@@ -83,15 +94,14 @@ def test_repro_scores_digits_in_the_papers_image_layout(tiny_pipeline: Path) -> 
         8,
     )  # per_dataset.digits
     page = (tiny_pipeline / "reports" / "summary.html").read_text()
-    assert "<h3>digits</h3>" in page and "real held-out images score FID" in page
-    assert "FID is the mean over 2 disjoint draws of 32 samples" in page
+    assert "<h3>digits</h3>" in page and "real held-out images score FID" in page and "FID∞" in page
 
 
-def test_fid_is_the_mean_over_disjoint_draws(tiny_pipeline: Path) -> None:
-    """score.fid_draws=2 of 64 samples: the FID is the mean of the two halves' FIDs, each computed here
-    by the plain two-sample FID against the training split (no cached statistics), and the floor is
-    taken at a draw's size."""
+def test_fid_is_over_all_samples_and_the_floor_at_their_n(tiny_pipeline: Path) -> None:
+    """64 samples, 359 held-out images: the FID is the plain two-sample FID of all 64 against the training
+    split, computed here without cached statistics; the floor is taken at 64 held-out images."""
     from fmexp.data.features import backend_kwargs, fid
+    from fmexp.flow.units import SCORED
     from fmexp.pipeline.layout import load_prepared
 
     data = load_prepared(tiny_pipeline / "data", "digits")
@@ -101,11 +111,20 @@ def test_fid_is_the_mean_over_disjoint_draws(tiny_pipeline: Path) -> None:
     samples = torch.load(
         tiny_pipeline / "runs" / "digits" / "fm_ot" / "sample" / "0" / "samples.pt", weights_only=True
     )["samples"]
-    halves = [fid("digits-classifier", x, data.train, data.levels, **kwargs) for x in (samples[:32], samples[32:])]
     metrics = json.loads((tiny_pipeline / "runs" / "digits" / "fm_ot" / "score" / "0" / "metrics.json").read_text())
-    assert len(samples) == 64 and (metrics["fid_draws"], metrics["fid_n"], metrics["fid_floor_n"]) == (2, 32, 32)
-    assert metrics["fid"] == pytest.approx(sum(halves) / 2, rel=1e-6)
-    assert metrics["fid_draw_std"] == pytest.approx(abs(halves[0] - halves[1]) / 2**0.5, rel=1e-6)
+    assert len(samples) == 64 and (metrics["fid_draws"], metrics["fid_n"], metrics["fid_floor_n"]) == (1, 64, 64)
+    assert metrics["fid"] == pytest.approx(
+        fid("digits-classifier", samples, data.train, data.levels, **kwargs), rel=1e-6
+    )
+    assert metrics["fid_floor"] == pytest.approx(
+        fid("digits-classifier", data.test[:64], data.train, data.levels, **kwargs), rel=1e-6
+    )
+    assert metrics["fid_draw_std"] is None and "1 draws" in metrics["fid_draw_std_reason"]
+    for kind, dataset in (("image", "digits"), ("flat", "checkerboard")):  # what a study may optimize is written
+        scored = json.loads((tiny_pipeline / "runs" / dataset / "fm_ot" / "score" / "0" / "metrics.json").read_text())
+        assert set(SCORED[kind]) - {"train_seconds"} <= set(scored), kind
+        if dataset == "checkerboard":  # every held-out point lies on the board, whose density is 1/32
+            assert scored["nll_floor"] == pytest.approx(math.log(32), rel=1e-12)
 
 
 def test_second_repro_runs_nothing(tiny_pipeline: Path) -> None:
@@ -120,7 +139,7 @@ def test_dvc_metrics_hold_only_the_science(tiny_pipeline: Path) -> None:
     assert set(files) == {f"runs/{d}/{m}/metrics.json" for d in ("checkerboard", "digits") for m in ("fm_ot", "fm_vp")}
     for path, entry in files.items():
         keys = {f"{k}.{s}" for k, stats in entry["data"].items() for s in stats}
-        science = {"bpd", "bpd_se", "fid"} if "digits" in path else {"nll", "nll_se", "w2"}
+        science = {"bpd", "bpd_se", "fid", "fid_inf"} if "digits" in path else {"nll", "nll_se", "w2"}
         assert {k.split(".")[0] for k in keys} == science | {"nfe", "nfe_nll"}, keys
         assert not any("seconds" in k or "seed" in k for k in keys)
 

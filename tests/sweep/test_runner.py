@@ -92,6 +92,22 @@ BAD = [
     ),
     ("unknown pruner option", {"pruner": {"name": "none", "options": {"patience": 2}}}, r"pruner\.options\.patience"),
     ("unknown tracker", {"loggers": {"mlfow": {}}}, r"loggers\.mlfow: .*; did you mean 'mlflow'\?"),
+    (
+        "a metric this data does not score",
+        {"objectives": [{"metric": "fid", "direction": "minimize"}]},
+        r"objectives\[0\]\.metric: 'fid' is not one of \[.*'nll'.*\] \(what the score stage writes for checkerboard\)",
+    ),
+    (
+        "an unknown searched method",
+        {"search_space": {"method": "choice(fm_ot, fm_cos)"}},
+        r"search_space\.method: 'fm_cos'",
+    ),
+    (
+        "a searched method by interval",
+        {"search_space": {"method": "interval(0, 1)"}},
+        r"search_space\.method: .*choice",
+    ),
+    ("shared without the method", {"shared": ["train.lr"]}, r"shared: \['train\.lr'\] must name searched keys"),
     ("unknown tracker argument", {"loggers": {"mlflow": {"tracking_url": "x"}}}, r"loggers\.mlflow\.tracking_url"),
 ]
 
@@ -172,6 +188,23 @@ def test_single_objective_seeds_and_pruner(workdir: Path) -> None:
     assert best["best"]["values"]["nll"] == pytest.approx(done["nll"].min())
 
 
+def test_a_study_can_search_the_method_with_its_own_overrides(workdir: Path) -> None:
+    """fm_vp's own lr for checkerboard reaches its trials, fm_ot's base lr its own; the grid covers both."""
+    params = tiny_params()
+    params["methods"]["fm_vp"]["overrides"] = {"checkerboard": ["train.lr=2e-3"]}
+    write_yaml(workdir / "params.yaml", params)
+    study = tiny_study(
+        "methods", sampler={"name": "grid", "seed": 0}, n_trials=2, search_space={"method": "choice(fm_ot, fm_vp)"}
+    )
+    path = write_yaml(workdir / "m.yaml", {**study, "objectives": [{"metric": "nll", "direction": "minimize"}]})
+    assert main([str(path)]) == 0
+    trials = pd.read_csv(workdir / "reports" / "sweeps" / "methods" / "trials.csv")
+    assert sorted(trials.params_method) == ["fm_ot", "fm_vp"] and (trials.state == "COMPLETE").all()
+    record = yaml.safe_load((workdir / "reports" / "sweeps" / "methods" / "study.yaml").read_text())
+    lrs = {m: r["train"]["lr"] for m, r in record["base_runs"].items()}
+    assert lrs == {"fm_ot": params["train"]["lr"], "fm_vp": 2e-3}
+
+
 def test_grid_sampler_covers_the_grid(workdir: Path) -> None:
     path = write_yaml(
         workdir / "g.yaml",
@@ -188,9 +221,14 @@ def test_grid_sampler_covers_the_grid(workdir: Path) -> None:
 def test_shipped_studies_are_valid(study: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(ROOT)
     s = load_study(study, reports_dir="/nonexistent")
+    tuning = study.stem in yaml.safe_load((ROOT / "params.yaml").read_text())["sweep"]["tuning"]
     assert (
-        s.config.n_trials * len(s.config.seeds) * s.base_run.train.steps <= 40_000
-    )  # laptop budget: about 4 minutes of training
+        "# Cost:" in study.read_text() or not tuning
+    )  # a tuning study runs the pipeline's recipe: it says at what cost
+    if "# Cost:" not in study.read_text():
+        assert (
+            s.config.n_trials * len(s.config.seeds) * s.base_run.train.steps <= 40_000
+        )  # laptop budget: about 4 minutes of training
     assert study.read_text().startswith("#")  # opens with the question it answers
     assert study_warnings(s) == []  # a model-based sampler gets trials after its random start-up ones
 

@@ -101,13 +101,14 @@ def summarize(values: dict[str, dict[str, float | str | None]]) -> dict[str, dic
 def science(summary: dict[str, dict]) -> dict[str, dict[str, float]]:
     """The DVC metrics of one run: the paper's numbers, as mean and std over seeds. For 2-D data the
     NLL (nats), its standard error over points and the sample distance under its own name (``w2``);
-    for images bits/dim, its standard error, and FID; for both the NFE of sampling and of the NLL.
+    for images bits/dim, its standard error, FID and FID∞ (where the samples allow its fit); for both
+    the NFE of sampling and of the NLL.
     No timings and no per-seed values: ``dvc metrics diff`` and ``dvc exp show`` compare science."""
     first = next(iter(summary["seeds"].values()))
     images = "bpd" in first
-    keys = ["bpd", "bpd_se", "fid"] if images else ["nll", "nll_se", "distance"]
+    keys = ["bpd", "bpd_se", "fid", "fid_inf"] if images else ["nll", "nll_se", "distance"]
     out = {}
-    for key in [*keys, "nfe", "nfe_nll"]:
+    for key in [k for k in [*keys, "nfe", "nfe_nll"] if k in summary["mean"]]:
         name = str(first["distance_name"]) if key == "distance" else key
         out[name] = (
             {"mean": summary["mean"][key]}

@@ -16,7 +16,7 @@ from fmexp.config.plan import Plan
 from fmexp.config.schema import RunConfig
 from fmexp.data.datasets import Dataset
 from fmexp.flow.likelihood import log_likelihood, log_mean_likelihood
-from fmexp.flow.metrics import bits_per_dim, sample_distance
+from fmexp.flow.metrics import bits_per_dim, fid_scores, sample_distance
 from fmexp.flow.ode import chunks, get_solver
 from fmexp.pipeline.layout import RunFiles, data_file
 from fmexp.runtime import artifacts
@@ -36,15 +36,13 @@ def _image_metrics(
     files: RunFiles,
 ) -> dict[str, float | str | None]:
     """Bits/dim of the held-out images (with its standard error over points), and FID by the standard
-    protocol: the uint8 samples against the statistics of the whole training split, which ``prepare``
-    caches. With ``score.fid_draws`` k > 1, ``fid`` is the mean FID of k disjoint draws of
-    ``fid_n`` = n_samples / k samples, and ``fid_draw_std`` their spread: one small draw's FID is noisy.
-    Beside it, labelled: ``fid_floor``, the FID of as many real held-out images as a draw has, at most
-    all of them (``fid_floor_n``), the floor to read the models' FIDs against; ``fid_floor_std``, the
-    spread of that number over disjoint subsets of the training split, the noise of an FID at that
-    count; and ``fid_heldout``, the draws against the held-out split (their mean). Also the FID of each
-    fixed-step sample set of the NFE ladder, in ``fid_ladder.csv``."""
-    from fmexp.data.features import backend_kwargs, fid_against, reference_stats
+    protocol: the uint8 samples' features against the statistics of the whole training split, which
+    ``prepare`` caches.
+
+    ``fid_scores`` gives the FID of all samples, the floor of the held-out images and the samples' FID
+    at the floor's n, their noise, and both extrapolated in 1/n. Also the FID of each fixed-step sample
+    set of the NFE ladder, in ``fid_ladder.csv``."""
+    from fmexp.data.features import backend_kwargs, features, fid_against, reference_stats
     from fmexp.data.images import data_scale
 
     backend, levels = plan.fid_backend, data.levels
@@ -60,25 +58,16 @@ def _image_metrics(
     train_stats = (
         cached if cached and cached["backend"] == backend else reference_stats(backend, data.train, levels, **kwargs)
     )
-    fid = fid_against(backend, train_stats, levels, **kwargs)
-    draws = samples.chunk(run.score.fid_draws)  # n_samples / fid_draws each (config checks that it divides)
-    fids = [fid(x) for x in draws]
-    heldout = fid_against(backend, reference_stats(backend, data.test, levels, **kwargs), levels, **kwargs)
-    m = min(len(draws[0]), len(data.test))
-    floors = [fid(data.train[i : i + m]) for i in range(0, len(data.train) - m + 1, m)]
+    generated = features(backend, samples, levels, **kwargs).cpu().numpy()
+    real = features(backend, data.test, levels, **kwargs).cpu().numpy()
+    ref = np.asarray(train_stats["mu"]), np.asarray(train_stats["sigma"])
     out: dict[str, float | str | None] = {
         **likelihood,
-        "fid": statistics.mean(fids),
-        "fid_draws": len(fids),
-        "fid_n": len(draws[0]),
-        **_spread("fid_draw_std", fids, "draws"),
+        **fid_scores(generated, real, *ref, np.random.default_rng(plan.streams.reference)),
         "fid_backend": backend,
         "fid_reference": f"train split, {train_stats['n']} images",
-        "fid_floor": fid(data.test[:m]),
-        "fid_floor_n": m,
-        **_spread("fid_floor_std", floors, "training-split subsets"),
-        "fid_heldout": statistics.mean(heldout(x) for x in draws),
     }
+    score = fid_against(backend, train_stats, levels, **kwargs)
     rows = []
     for key, x in ladder.items():
         solver, steps = key.split(":")
@@ -87,20 +76,13 @@ def _image_metrics(
                 "solver": solver,
                 "steps": int(steps),
                 "nfe": get_solver(solver).nfe_of(int(steps)),
-                "fid": fid(x),
+                "fid": score(x),
             }
         )
     artifacts.write_csv(files.fid_ladder, rows)
     if "classifier_accuracy" in prepared and backend == "digits-classifier":
         out["fid_classifier_accuracy"] = float(cast(float, prepared["classifier_accuracy"]))
     return out
-
-
-def _spread(key: str, values: list[float], of: str) -> dict[str, float | str | None]:
-    """``{key: the std (ddof 1) of a few FIDs}``; for fewer than two, null with the reason beside it."""
-    if len(values) > 1:
-        return {key: float(np.std(values, ddof=1))}
-    return {key: None, f"{key}_reason": f"{len(values)} {of}: a spread needs two"}
 
 
 @functools.cache
@@ -117,6 +99,17 @@ def prepared_extras(data_dir: str, dataset: str) -> dict[str, object]:
         model, accuracy = train_digits_classifier(seed=0)
         extras.update(classifier=model.state_dict(), classifier_accuracy=accuracy)
     return extras
+
+
+def _nll_floor(dataset: str, points: Tensor) -> float | None:
+    """The cross-entropy ``-mean log q(x)`` of the scored held-out points under the data's true density
+    ``q``, where it has a closed form (``fmexp.data.toy.LOG_DENSITIES``): the floor of the NLL of those
+    very points, which the population entropy is only on average."""
+    from fmexp.data.toy import LOG_DENSITIES
+
+    if dataset not in LOG_DENSITIES:
+        return None
+    return float(-LOG_DENSITIES[dataset](points.double().numpy()).mean())
 
 
 def _probe_seed(seed: int, chunk: int) -> int:
@@ -173,6 +166,9 @@ def score_run(
         "nfe": sampled["nfe"],
         "nfe_nll": nfe_nll,
     }
+    floor = _nll_floor(data.name, points.cpu())
+    if floor is not None:
+        metrics["nll_floor"] = floor
     if plan.images:
         metrics.update(_image_metrics(run, plan, data, nll, samples, sampled_state.get("ladder", {}), data_dir, files))
     if density:  # the pipeline's output; empty where it does not apply (grid 0 or data not 2-D)
