@@ -58,8 +58,10 @@ class ProbabilityPath(ABC):
         that keeps the noise the network sees within the larger of the data's scale and the unit
         source's. OT and VP (``sigma_t <= 1``) are untouched, ``c_t = 1``; VE's noise, of std up to
         ``sigma_max`` (its source reaches about ``3 sigma_max``, where Fourier features chosen for the
-        data alias), is brought down to that scale."""
-        _, sigma, _, _ = self.schedule(t)
+        data alias), is brought down to that scale. An adaptive solver may step a little past t = 1 (and
+        interpolate back), where a path's schedule need not exist (VP's std turns NaN): ``c_t`` takes
+        its value at the nearest end there."""
+        _, sigma, _, _ = self.schedule(t.clamp(0.0, 1.0))
         return torch.clamp(max(1.0, data_std) / sigma, max=1.0)
 
     def mu_sigma(self, x_1: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:

@@ -95,6 +95,9 @@ def test_input_scale_keeps_the_noise_within_the_datas_or_the_sources_scale(path_
     Monte Carlo the scaled input's std at t = 0 is sqrt(r^2 + (r s / sigma_max)^2), r = max(1, s)
     (n = 200k: the std's relative standard error is 0.16%)."""
     path, r = make_path(path_name), max(1.0, data_std)
+    beyond = path.input_scale(torch.tensor([-1e-3, 1.0 + 1e-3], dtype=torch.float64), data_std)
+    ends = path.input_scale(torch.tensor([0.0, 1.0], dtype=torch.float64), data_std)
+    assert torch.equal(beyond, ends)  # dopri5 steps past t = 1 and interpolates back; VP's std is NaN there
     t = torch.linspace(0, 1, 101, dtype=torch.float64)
     c = path.input_scale(t, data_std)
     _, sigma, _, _ = path.schedule(t)
