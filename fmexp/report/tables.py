@@ -87,10 +87,11 @@ def ot_against_vp(metrics: pd.DataFrame, dataset: str, ot: str, vp: str) -> str:
     parts, raw, diffs = [], [], []
     seeds = 0
     for col in [c for c in PAPER_QUESTION[kind] if c in df]:
-        pairs = df.pivot_table(index="seed", columns="method", values=col, aggfunc="first")[[ot, vp]].dropna()
+        by_seed = df.pivot_table(index="seed", columns="method", values=col, aggfunc="first")
+        pairs = by_seed[[ot, vp]].dropna()
         seeds = max(seeds, len(pairs))
         diffs.append(float((pairs[ot] - pairs[vp]).mean()))
-        raw.append(paired_p(pairs[ot].to_numpy(), pairs[vp].to_numpy()))
+        raw.append(_paired(by_seed, ot, vp))
     labels = {**COLUMNS, **IMAGE_COLUMNS}
     for col, d, p in zip([c for c in PAPER_QUESTION[kind] if c in df], diffs, holm(raw), strict=True):
         verdict = (
