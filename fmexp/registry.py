@@ -47,7 +47,14 @@ _SOLVER = "fmexp.flow.ode.Solver"
 KINDS: dict[str, Kind] = {
     "path": Kind(
         "a fmexp.flow.paths.ProbabilityPath (eq. 10-11: mu_t, sigma_t and their time derivatives)",
-        {"ot": f"{_PATHS}.CondOTPath", "vp": f"{_PATHS}.VPPath", "ve": f"{_PATHS}.VEPath"},
+        {
+            "ot": f"{_PATHS}.CondOTPath",
+            "vp": f"{_PATHS}.VPPath",
+            "ve": f"{_PATHS}.VEPath",
+            "cosine": f"{_PATHS}.CosinePath",
+            "polynomial": f"{_PATHS}.PolynomialPath",
+            "linear_vp": f"{_PATHS}.LinearVPPath",
+        },
         base=f"{_PATHS}.ProbabilityPath",
     ),
     "coupling": Kind(

@@ -20,7 +20,17 @@ from torch import Tensor
 
 from fmexp.registry import resolve
 
-__all__ = ["PathSample", "ProbabilityPath", "CondOTPath", "VPPath", "VEPath", "get_path"]
+__all__ = [
+    "PathSample",
+    "ProbabilityPath",
+    "CondOTPath",
+    "VPPath",
+    "VEPath",
+    "CosinePath",
+    "PolynomialPath",
+    "LinearVPPath",
+    "get_path",
+]
 
 
 @dataclass(frozen=True)
@@ -169,6 +179,67 @@ class VEPath(ProbabilityPath):
         log_ratio = math.log(self.sigma_max / self.sigma_min)
         sigma = self.sigma_min * torch.exp(log_ratio * (1.0 - t))
         return torch.ones_like(t), sigma, torch.zeros_like(t), -log_ratio * sigma
+
+
+class CosinePath(ProbabilityPath):
+    """The cosine schedule (Nichol and Dhariwal 2021; flow_matching's ``CosineScheduler``):
+    ``a_t = sin(pi t / 2)``, ``sigma_t = sigma_min + (1 - sigma_min) cos(pi t / 2)``.
+
+    ``sigma_min`` enters as an offset that vanishes at t=0, so the std at t=1 is ``sigma_min`` and the
+    field ``sigma_t'/sigma_t (x - mu_t) + mu_t'`` stays finite there for ``sigma_min > 0``."""
+
+    def __init__(self, sigma_min: float = 1e-4) -> None:
+        _check_sigma_min(sigma_min)
+        self.sigma_min = float(sigma_min)
+
+    def schedule(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        half_pi = 0.5 * math.pi
+        c = 1.0 - self.sigma_min
+        return (
+            torch.sin(half_pi * t),
+            self.sigma_min + c * torch.cos(half_pi * t),
+            half_pi * torch.cos(half_pi * t),
+            -c * half_pi * torch.sin(half_pi * t),
+        )
+
+
+class PolynomialPath(ProbabilityPath):
+    """The polynomial schedule (flow_matching's ``PolynomialConvexScheduler``): ``a_t = t^n``,
+    ``sigma_t = 1 - (1 - sigma_min) t^n``; ``n = 1`` is the paper's OT path (eqs. 20-22).
+
+    As for OT, ``sigma_min`` scales the decay of the std, which is ``sigma_min`` at t=1."""
+
+    def __init__(self, sigma_min: float = 1e-4, power: float = 2.0) -> None:
+        _check_sigma_min(sigma_min)
+        if not power > 0:
+            raise ValueError(f"the polynomial path needs power > 0, got {power}")
+        self.sigma_min, self.power = float(sigma_min), float(power)
+
+    def schedule(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        n, c = self.power, 1.0 - self.sigma_min
+        t_n = t**n
+        dt_n = n * t ** (n - 1) if n != 1 else torch.ones_like(t)
+        return t_n, 1.0 - c * t_n, dt_n, -c * dt_n
+
+
+class LinearVPPath(ProbabilityPath):
+    """The linear variance-preserving schedule (flow_matching's ``LinearVPScheduler``): ``a_t = t``,
+    ``sigma_t = sqrt(1 - (1 - sigma_min^2) t^2)``.
+
+    Without ``sigma_min``, ``d sigma_t/dt = -t / sqrt(1 - t^2)`` diverges at t=1; with it the std at
+    t=1 is ``sigma_min`` and the derivative ends at ``-(1 - sigma_min^2) / sigma_min``, finite."""
+
+    def __init__(self, sigma_min: float = 1e-4) -> None:
+        if not 0.0 < sigma_min < 1.0:
+            raise ValueError(
+                f"the linear-VP path needs sigma_min in (0, 1) to keep its field finite at t=1, got {sigma_min}"
+            )
+        self.sigma_min = float(sigma_min)
+
+    def schedule(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        c = 1.0 - self.sigma_min**2
+        sigma = torch.sqrt(1.0 - c * t**2)
+        return t, sigma, torch.ones_like(t), -c * t / sigma
 
 
 def get_path(name: str, **kwargs: float) -> ProbabilityPath:

@@ -72,13 +72,42 @@ def test_ot_is_the_papers_condot() -> None:
 
 
 def test_registry_and_errors() -> None:
-    assert set(names("path")) == {"ot", "vp", "ve"}
-    with pytest.raises(ValueError, match=r"unknown path 'otp'.*\['ot', 've', 'vp'\]"):
+    assert set(names("path")) == {"ot", "vp", "ve", "cosine", "polynomial", "linear_vp"}
+    with pytest.raises(
+        ValueError, match=r"unknown path 'otp'.*\['cosine', 'linear_vp', 'ot', 'polynomial', 've', 'vp'\]"
+    ):
         get_path("otp")
     with pytest.raises(ValueError, match="sigma_min"):
         get_path("ot", sigma_min=-1e-3)
     with pytest.raises(ValueError, match="sigma_max"):
         get_path("ve", sigma_min=1.0, sigma_max=0.5)
+
+
+def test_the_family_against_its_definitions() -> None:
+    """Polynomial of power 1 is the OT path; cosine and linear-VP follow their formulas; linear-VP's
+    dsigma/dt at t = 1 is -(1 - sigma_min^2) / sigma_min, finite; and powers below 1 are allowed."""
+    t = torch.linspace(0, 1, 11, dtype=torch.float64)
+    for a, b in zip(get_path("polynomial", power=1.0).schedule(t), get_path("ot").schedule(t), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    a, sigma, _, _ = get_path("cosine", sigma_min=0.01).schedule(t)
+    torch.testing.assert_close(a, torch.sin(math.pi * t / 2))
+    torch.testing.assert_close(sigma, 0.01 + 0.99 * torch.cos(math.pi * t / 2))
+    _, sigma, _, dsigma = get_path("linear_vp", sigma_min=0.01).schedule(torch.ones(1, dtype=torch.float64))
+    assert float(sigma) == pytest.approx(0.01) and float(dsigma) == pytest.approx(-(1 - 1e-4) / 0.01)
+    with pytest.raises(ValueError, match="finite"):
+        get_path("linear_vp", sigma_min=0.0)
+    with pytest.raises(ValueError, match="power > 0"):
+        get_path("polynomial", power=0.0)
+
+
+@pytest.mark.parametrize("name", ["cosine", "polynomial", "linear_vp"])
+def test_score_matching_is_refused_where_the_source_holds_no_data(name: str) -> None:
+    """These paths start at a_0 = 0, like OT: the probability-flow conversion divides by a_t."""
+    from fmexp.errors import ConfigError
+    from fmexp.flow.methods import make_method
+
+    with pytest.raises(ConfigError, match="a_0 = 0"):
+        make_method("sm", name)
 
 
 def test_sample_shapes_on_images(path_name: str) -> None:
