@@ -16,8 +16,8 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check fmexp tests benchmarks
-	$(VENV)/bin/ruff format --check fmexp tests benchmarks
+	$(VENV)/bin/ruff check fmexp tests benchmarks examples
+	$(VENV)/bin/ruff format --check fmexp tests benchmarks examples
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 	$(PY) -m fmexp dvc-yaml --check

@@ -27,9 +27,9 @@ from fmexp.training.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = {  # name: (model spec, data, batch)
-    "mlp 3x256, batch 256": ({"name": "mlp", "dim": 2, "width": 256, "depth": 3}, "checkerboard", 256),
-    "mlp 3x256, batch 1024": ({"name": "mlp", "dim": 2, "width": 256, "depth": 3}, "checkerboard", 1024),
-    "mlp 3x256, batch 4096": ({"name": "mlp", "dim": 2, "width": 256, "depth": 3}, "checkerboard", 4096),
+    "mlp 3x256, batch 256": ({"_target_": "mlp", "dim": 2, "width": 256, "depth": 3}, "checkerboard", 256),
+    "mlp 3x256, batch 1024": ({"_target_": "mlp", "dim": 2, "width": 256, "depth": 3}, "checkerboard", 1024),
+    "mlp 3x256, batch 4096": ({"_target_": "mlp", "dim": 2, "width": 256, "depth": 3}, "checkerboard", 4096),
 }
 
 
@@ -71,9 +71,8 @@ def main(rounds: int = 5, steps: int = 100, only: str = "") -> None:
     for name, (spec, dataset, batch) in {**CASES, **pipeline}.items():
         if only not in name:
             continue
-        spec = dict(spec)
         data = load_dataset(dataset, n_train=50_000, n_test=10)
-        model = build_model(spec.pop("name"), **spec)
+        model = build_model(spec)
         x_1 = data.model_space(data.train[:batch], torch.Generator().manual_seed(0))
         bare_ms(model, x_1, 10), train_ms(model, data, batch, 10)  # warm-up
         bare, trained = [], []

@@ -24,9 +24,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from fmexp.config.load import load_params
+from fmexp.config.overrides import read_yaml
 from fmexp.config.schema import Params
 from fmexp.errors import RunError, UserError
 from fmexp.pipeline.dvc_yaml import dvc_yaml_text
+from fmexp.runtime import plugins
 
 __all__ = ["COMMANDS", "main"]
 
@@ -85,12 +87,19 @@ def _committed(path: Path) -> Params | None:
 
 
 def _prepare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from fmexp.config.overrides import not_one_of
+    from fmexp.config.validate import dataset_names
+    from fmexp.errors import ConfigError
     from fmexp.pipeline.stages.prepare import prepare
     from fmexp.runtime.artifacts import ensure_writable
 
     params = _load(args)
+    if args.dataset is not None:
+        datasets = dataset_names(params.datasets)
+        if args.dataset not in datasets:
+            raise ConfigError(not_one_of("--dataset", args.dataset, datasets))
     ensure_writable(args.data_dir)
-    prepare(params, args.data_dir)
+    prepare(params, args.data_dir, None if args.dataset is None else [args.dataset])
     return 0
 
 
@@ -170,7 +179,7 @@ def _config(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 def _check_dvc_yaml(params_path: Path, dvc_yaml: Path) -> None:
     """``UserError`` unless ``dvc_yaml`` is what ``fmexp dvc-yaml`` generates from ``params_path``."""
-    text = dvc_yaml_text(load_params(params_path), COMMANDS)
+    text = dvc_yaml_text(load_params(params_path), COMMANDS, read_yaml(params_path))
     if not dvc_yaml.exists() or dvc_yaml.read_text() != text:
         raise UserError(
             f"{dvc_yaml} is not what `fmexp dvc-yaml` generates from {params_path}: its stages or their dependencies"
@@ -185,7 +194,7 @@ def _dvc_yaml(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if args.check:
         _check_dvc_yaml(args.params, args.out)
         return 0
-    text = dvc_yaml_text(_load(args), COMMANDS)
+    text = dvc_yaml_text(_load(args), COMMANDS, read_yaml(args.params))
     write_text(args.out, text)
     print(f"wrote {args.out}")
     return 0
@@ -200,6 +209,7 @@ def _offline_plots(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
 
 def _build_prepare(p: argparse.ArgumentParser) -> None:
     _params_flags(p)
+    p.add_argument("--dataset", help="one dataset (default: every dataset of pipeline.datasets)")
     _folder_flags(p, "data")
 
 
@@ -297,6 +307,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "fmexp") -> int:
     from fmexp.registry import did_you_mean
 
     args_list = list(sys.argv[1:] if argv is None else argv)
+    plugins.enable(os.environ.get("DVC_ROOT", "."))  # the project's own code (_target_), here and in every child
     top = _top_parser(prog)
     if not args_list or args_list[0] in ("-h", "--help"):
         top.print_help()

@@ -1,14 +1,21 @@
 """The one table of named components: each registered name maps to a dotted import path, and each kind
 states what its components must be.
 
-A name is checked against the table without importing anything (config validation runs before any
-work, and ``prepare`` or ``report`` must not load code their DVC stages do not declare). ``resolve``
-imports the component when it is used, and checks it against its kind's contract.
+Wherever a config names a component it takes a *spec*: a registered name, or Hydra's ``_target_``
+mapping with the constructor's arguments, whose ``_target_`` is a dotted import path (a user's
+``plugins.paths.Cosine``) or a registered name (``{_target_: vp, beta_max: 10}``). A registered name is
+the mapping ``{_target_: <its dotted path>}``: fmexp's components go through the same door.
+
+``check_spec`` reads a spec's shape without importing anything (config validation runs before any
+work, and ``prepare`` or ``report`` must not load code their DVC stages do not declare); ``check``
+imports a mapping's target and binds its arguments; ``build`` instantiates a spec (hydra-core's
+``instantiate``) and checks the result against its kind's contract. ``resolve`` imports a registered
+name.
 
     >>> names("path")
-    ['ot', 've', 'vp']
-    >>> resolve("path", "ot")  # doctest: +SKIP
-    <class 'fmexp.flow.paths.CondOTPath'>
+    ['cosine', 'linear_vp', 'ot', 'polynomial', 've', 'vp']
+    >>> target("path", {"_target_": "polynomial", "power": 2})
+    ('fmexp.flow.paths.PolynomialPath', {'power': 2})
 """
 
 from __future__ import annotations
@@ -17,13 +24,31 @@ import difflib
 import functools
 import importlib
 import inspect
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from fmexp.errors import ConfigError
 
-__all__ = ["Kind", "KINDS", "names", "check_name", "check_choice", "resolve", "constructor_args", "did_you_mean"]
+__all__ = [
+    "Kind",
+    "KINDS",
+    "Spec",
+    "TARGET",
+    "names",
+    "check_name",
+    "check_choice",
+    "resolve",
+    "target",
+    "check_spec",
+    "check",
+    "build",
+    "constructor_args",
+    "did_you_mean",
+]
+
+TARGET = "_target_"
+"""The key of a component mapping that names what to instantiate (Hydra's)."""
 
 
 @dataclass(frozen=True)
@@ -184,6 +209,126 @@ def resolve(kind: str, name: str) -> Any:
     if not ok:
         raise TypeError(f"{spec.entries[name]} is registered as {kind} {name!r} but is not {spec.contract}")
     return obj
+
+
+Spec = str | Mapping[str, Any]
+"""A component as a config names it: a registered name, or ``{_target_: ..., **constructor arguments}``."""
+
+
+def _label(kind: str) -> str:
+    return KINDS[kind].label or kind
+
+
+def target(kind: str, spec: Spec, key: str = "") -> tuple[str, dict[str, Any]]:
+    """The dotted import path and the constructor arguments of ``spec``; imports nothing. A bad shape
+    or an unknown registered name raises ``ConfigError`` naming ``key``."""
+    where = f"{key}: " if key else ""
+    if isinstance(spec, str):
+        name, args = spec, {}
+    elif isinstance(spec, Mapping) and isinstance(spec.get(TARGET), str) and spec[TARGET]:
+        name, args = spec[TARGET], {str(k): v for k, v in spec.items() if k != TARGET}
+    else:
+        raise ConfigError(
+            f"{where}a {_label(kind)} is a registered name ({names(kind)}) or a mapping with {TARGET}"
+            f" (a dotted import path or a registered name) and the constructor's arguments; got {spec!r}"
+        )
+    if "." in name:
+        return name, args
+    allowed = names(kind)
+    if name not in allowed:
+        raise ConfigError(
+            f"{where}{name!r} is not one of {allowed}{did_you_mean(name, allowed)}; or name your own {_label(kind)}"
+            f" by {{{TARGET}: a dotted import path}}"
+        )
+    return KINDS[kind].entries[name], args
+
+
+def check_spec(kind: str, spec: Spec, key: str) -> list[str]:
+    """``target``'s error, if any, as a list (config validation collects them); imports nothing."""
+    try:
+        target(kind, spec, key)
+    except ConfigError as e:
+        return [str(e)]
+    return []
+
+
+def _import_target(dotted: str, key: str) -> Any:
+    try:
+        return _import(dotted)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise ConfigError(f"{key}: {TARGET} {dotted!r} does not import: {type(e).__name__}: {e}") from None
+
+
+def _parameters(obj: Any) -> tuple[list[str], bool]:
+    """The keyword-passable argument names of ``obj``'s signature, and whether it takes ``**kwargs``."""
+    try:
+        params = inspect.signature(obj).parameters.values()
+    except (TypeError, ValueError):  # a builtin without a signature: take what is given
+        return [], True
+    named = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return named, any(p.kind is p.VAR_KEYWORD for p in params)
+
+
+def check(kind: str, spec: Spec, key: str) -> tuple[Any, dict[str, Any]]:
+    """Import ``spec``'s target and check that it can be what ``kind`` needs and that it takes the given
+    arguments: ``ConfigError`` naming ``key``, the target and the reason. Returns the target and args."""
+    dotted, args = target(kind, spec, key)
+    obj = _import_target(dotted, key)
+    kind_ = KINDS[kind]
+    if kind_.base is not None and inspect.isclass(obj) and not issubclass(obj, _import(kind_.base)):
+        raise ConfigError(f"{key}: {TARGET} {dotted!r} is not a {_label(kind)}: a {_label(kind)} is {kind_.contract}")
+    if not callable(obj) and not (kind_.instance and isinstance(obj, _import(kind_.instance))):
+        raise ConfigError(f"{key}: {TARGET} {dotted!r} is not callable: a {_label(kind)} is {kind_.contract}")
+    named, var_kw = _parameters(obj)
+    unknown = [a for a in args if a not in named]
+    if unknown and not var_kw:
+        raise ConfigError(
+            f"{key}: {dotted} takes no argument {unknown[0]!r}{did_you_mean(unknown[0], named)}; it takes {named}"
+        )
+    return obj, args
+
+
+def build(kind: str, spec: Spec, key: str, **context: Any) -> Any:
+    """The component ``spec`` names, instantiated by hydra-core's ``instantiate`` and checked against its
+    kind's contract. ``context`` holds the arguments fmexp derives (a path's ``sigma_min``, a model's
+    ``dim``): each is passed where the target takes it and the spec does not set it. A function of a
+    callable kind (a coupling, a time sampler) is the component itself, its arguments bound."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    obj, args = check(kind, spec, key)
+    dotted = target(kind, spec, key)[0]
+    named, var_kw = _parameters(obj)
+    given = {**{k: v for k, v in context.items() if k in named and k not in args}, **args}
+    kind_ = KINDS[kind]
+    as_is = kind_.base is None and kind_.instance is None and not inspect.isclass(obj)
+    if kind_.instance is not None and isinstance(obj, _import(kind_.instance)):
+        component = obj
+    elif as_is and not args:
+        component = obj
+    else:
+        try:
+            component = instantiate({TARGET: dotted, **given}, _partial_=as_is, _convert_="all")
+        except InstantiationException as e:
+            cause = e.__cause__ or e
+            raise ConfigError(f"{key}: {dotted}({_call(given)}) failed: {type(cause).__name__}: {cause}") from None
+    ok = (
+        isinstance(component, _import(kind_.base))
+        if kind_.base is not None
+        else isinstance(component, _import(kind_.instance))
+        if kind_.instance is not None
+        else callable(component)
+    )
+    if not ok:
+        raise ConfigError(
+            f"{key}: {dotted} gave a {type(component).__name__}, which is not a {_label(kind)}: a {_label(kind)}"
+            f" is {kind_.contract}"
+        )
+    return component
+
+
+def _call(args: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in args.items())
 
 
 def constructor_args(cls: Callable[..., Any]) -> list[str]:

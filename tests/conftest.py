@@ -1,8 +1,10 @@
-"""Shared fixtures: a seeded global RNG, every registered path, and a working folder with tiny params."""
+"""Shared fixtures: a seeded global RNG, every path (registered, and a user's), and a working folder
+with tiny params."""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,13 @@ def _seeded() -> None:
     torch.manual_seed(0)
 
 
-@pytest.fixture(params=names("path"))
+USER_PATH = "plugins.paths.PowerDecayPath"
+"""A path of a user's, from the example project (examples/extending/plugins): the closed-form suite is
+every path's, built in or not."""
+sys.path.insert(0, str(Path(__file__).parents[1] / "examples" / "extending"))
+
+
+@pytest.fixture(params=[*names("path"), USER_PATH])
 def path_name(request: pytest.FixtureRequest) -> str:
     return request.param
 

@@ -48,7 +48,7 @@ def test_a_stage_before_its_upstream_names_the_command(workdir: Path, capsys) ->
         TRAIN,
         capsys,
         "data/checkerboard.pt, which does not exist",
-        "python -m fmexp prepare pipeline.datasets=[checkerboard]",
+        "python -m fmexp prepare --dataset checkerboard",
         "dvc repro prepare-checkerboard",
     )
     assert main(["prepare"]) == 0

@@ -52,7 +52,11 @@ def test_cifar10_gets_the_papers_setting() -> None:
     )  # Adam, fp32
     images = Dataset("cifar10", torch.zeros(2, 3, 32, 32), torch.zeros(2, 3, 32, 32), levels=256)
     spec = model_spec(run.model, images)
-    assert spec["name"] == "unet" and spec["channels"] == 256 and spec["channel_mults"] == [1, 2, 2, 2]
+    assert (
+        spec["_target_"] == "fmexp.networks.models.UNet"
+        and spec["channels"] == 256
+        and spec["channel_mults"] == [1, 2, 2, 2]
+    )
     assert spec["in_channels"] == 3 and spec["resolution"] == 32 and spec["attention_resolutions"] == [16]
 
 
@@ -71,7 +75,7 @@ def test_cifar10_follows_table_3_as_reported() -> None:
     images = Dataset("cifar10", torch.zeros(2, 3, 32, 32), torch.zeros(2, 3, 32, 32), levels=256)
     spec = model_spec(run.model, images)
     with torch.device("meta"):
-        model = build_model(str(spec.pop("name")), **spec)
+        model = build_model(spec)
     heads = [(m.attn.embed_dim, m.attn.num_heads) for m in model.modules() if isinstance(m, SelfAttention)]
     assert heads and set(heads) == {(512, 8)}
 

@@ -65,12 +65,13 @@ def run_for(params: Params, dataset: str, method: str, seed: int, *, own: bool =
     """The config of one pipeline run: one dataset, one named method, one seed, with the dataset's
     ``per_dataset`` overrides applied, then (with ``own``) the method's own for that dataset
     (``methods.<m>.overrides``); without, the shared recipe."""
-    if dataset not in dataset_names():
-        raise ConfigError(not_one_of("dataset", dataset, dataset_names()))
+    if dataset not in dataset_names(params.datasets):
+        raise ConfigError(not_one_of("dataset", dataset, dataset_names(params.datasets)))
     if method not in params.methods:
         raise ConfigError(not_one_of("method", method, sorted(params.methods)))
     run = RunConfig(
         dataset=dataset,
+        dataset_spec=params.datasets.get(dataset),
         method_name=method,
         method=params.methods[method],
         seed=seed,
@@ -96,8 +97,8 @@ def _per_dataset_errors(p: Params) -> list[str]:
     entries = [(f"per_dataset.{d}", d, o, next(iter(p.methods), None)) for d, o in p.per_dataset.items()]
     entries += [(f"methods.{m}.overrides.{d}", d, o, m) for m, c in p.methods.items() for d, o in c.overrides.items()]
     for key, dataset, overrides, method in entries:
-        if dataset not in dataset_names():
-            errors.append(not_one_of(key, dataset, dataset_names()))
+        if dataset not in dataset_names(p.datasets):
+            errors.append(not_one_of(key, dataset, dataset_names(p.datasets)))
             continue
         for ov in parse_overrides(overrides, key):
             if ov.key_or_group.split(".")[0] not in PER_DATASET_SECTIONS or ov.is_add() or ov.is_delete():

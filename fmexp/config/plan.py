@@ -6,6 +6,7 @@ Every "auto" rule lives here; ``resolve(run, data)`` returns the ``Plan``, which
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import asdict, dataclass
@@ -15,10 +16,11 @@ import torch
 from fmexp import registry
 from fmexp.config.load import to_plain
 from fmexp.config.schema import DataConfig, ModelConfig, RunConfig
+from fmexp.config.validate import path_context
 from fmexp.data.datasets import Dataset, load_dataset, max_pairwise_distance
 from fmexp.errors import ConfigError
-from fmexp.flow.methods import Method, make_method
-from fmexp.registry import constructor_args, names
+from fmexp.flow.methods import Method
+from fmexp.registry import Spec, constructor_args, names
 
 __all__ = [
     "Streams",
@@ -85,10 +87,9 @@ class Plan:
             "model_spec": self.model_spec,
             "method": {
                 "objective": m.objective,
-                "path": type(m.path).__name__,
-                "time_sampler": m.time_sampler,
-                "coupling": getattr(m.coupling, "__name__", type(m.coupling).__name__),
-                "path_params": {k: float(v) for k, v in vars(m.path).items() if isinstance(v, (int, float))},
+                "path": repr(m.path),
+                "time_sampler": _qualname(m.time_sampler),
+                "coupling": _qualname(m.coupling),
             },
             "divergence": self.divergence,
             "curve_divergence": self.curve_divergence,
@@ -97,6 +98,15 @@ class Plan:
             "distance_reference": "test split",
             "streams": asdict(self.streams),
         }
+
+
+def _qualname(component: object) -> str:
+    """``module.name`` of a function (a ``functools.partial``: its function and arguments), else ``repr``."""
+    if isinstance(component, functools.partial):
+        args = ", ".join(f"{k}={v!r}" for k, v in component.keywords.items())
+        return f"{_qualname(component.func)}({args})"
+    name = getattr(component, "__qualname__", None)
+    return f"{component.__module__}.{name}" if name else repr(component)
 
 
 def resolve(run: RunConfig, data: Dataset) -> Plan:
@@ -139,13 +149,15 @@ def device_for(run: RunConfig) -> torch.device:
     return torch.device(name)
 
 
-def load_data(params_data: DataConfig, name: str) -> Dataset:
-    """Dataset ``name`` as ``params_data`` sets it (image datasets read their folder and size)."""
+def load_data(params_data: DataConfig, name: str, spec: Spec | None = None) -> Dataset:
+    """Dataset ``name`` as ``params_data`` sets it (image datasets read their folder and size); ``spec``:
+    a dataset of the user's (``datasets.<name>`` in params.yaml)."""
     return load_dataset(
         name,
         params_data.n_train,
         params_data.n_test,
         params_data.seed,
+        spec,
         **(
             {
                 "root": params_data.root,
@@ -165,36 +177,48 @@ DATA_ARGS = ("dim", "in_channels", "resolution")
 
 
 def model_args(name: str) -> list[str]:
-    """The ``model`` config keys that model ``name`` reads: its constructor's arguments of the same
-    names (``inspect.signature``), but those the data decides."""
+    """The ``model`` config keys that registered model ``name`` reads: its constructor's arguments of the
+    same names (``inspect.signature``), but those the data decides."""
     return [a for a in constructor_args(registry.resolve("model", name)) if a not in DATA_ARGS]
 
 
 def model_spec(cfg: ModelConfig, data: Dataset) -> dict[str, object]:
-    """The model's registry name and constructor args for this data (``auto``: MLP if flat, U-Net if images)."""
-    name = cfg.name if cfg.name != "auto" else ("unet" if data.train.dim() == 4 else "mlp")
-    if name == "unet" and data.train.dim() != 4:
+    """The model's ``_target_`` and constructor arguments for this data (``auto``: MLP if flat, U-Net if
+    images): a registered model reads its arguments from the ``model`` section, a ``_target_`` mapping
+    carries its own; either gets the data's ``dim``, or ``in_channels`` and ``resolution``, where its
+    constructor takes them. Checkpoints store it (``fmexp.networks.models.build_model``)."""
+    images = data.train.dim() == 4
+    spec = cfg.name if cfg.name != "auto" else ("unet" if images else "mlp")
+    if spec == "unet" and not images:
         raise ConfigError(
             f"model.name: unet needs image data (n, C, H, W); {data.name} has shape {tuple(data.train.shape)}"
         )
-    images = data.train.dim() == 4
+    target, given = registry.target("model", spec, "model.name")
+    cls, _ = registry.check("model", spec, "model.name")
     available = {"in_channels": data.train.shape[1], "resolution": data.train.shape[2]} if images else {"dim": data.dim}
-    derived = {k: available[k] for k in constructor_args(registry.resolve("model", name)) if k in available}
-    args = {k: (list(v) if isinstance(v := getattr(cfg, k), (list, tuple)) else v) for k in model_args(name)}
-    return {"name": name, **derived, **args}
+    derived = {k: available[k] for k in constructor_args(cls) if k in available and k not in given}
+    if isinstance(spec, str):
+        given = {k: (list(v) if isinstance(v := getattr(cfg, k), (list, tuple)) else v) for k in model_args(spec)}
+    return {registry.TARGET: target, **derived, **given}
 
 
 def build_method(run: RunConfig, data: Dataset) -> Method:
-    """The run's method; a VE path without ``sigma_max`` takes the largest pairwise distance of the
-    training split as the model sees it (images dequantized with a fixed seed), and
+    """The run's method. A path that takes ``sigma_max`` (VE) without one set takes the largest pairwise
+    distance of the training split as the model sees it (images dequantized with a fixed seed), and
     ``input_scale: path`` takes that split's std."""
     m = run.method
-    kwargs: dict[str, float] = {"sigma_min": m.sigma_min}
+    context: dict[str, float] = path_context(m)
     train = data.model_space(data.train, torch.Generator().manual_seed(0))
-    if m.path == "ve":
-        kwargs["sigma_max"] = m.sigma_max if m.sigma_max is not None else max_pairwise_distance(train)
-    data_std = float(train.std()) if m.input_scale == "path" else None
-    return make_method(m.objective, m.path, m.coupling, run.train.time_sampler, data_std, **kwargs)
+    path_cls, path_args = registry.check("path", m.path, "method.path")
+    if "sigma_max" not in context and "sigma_max" not in path_args and "sigma_max" in constructor_args(path_cls):
+        context["sigma_max"] = max_pairwise_distance(train)
+    return Method(
+        objective=m.objective,
+        path=registry.build("path", m.path, "method.path", **context),
+        coupling=registry.build("coupling", m.coupling, "method.coupling"),
+        time_sampler=registry.build("time_sampler", run.train.time_sampler, "train.time_sampler"),
+        data_std=float(train.std()) if m.input_scale == "path" else None,
+    )
 
 
 def auto_divergence(data: Dataset) -> str:

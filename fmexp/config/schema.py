@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = [
     "PipelineConfig",
@@ -37,13 +38,14 @@ class DataConfig:
 
 @dataclass
 class MethodConfig:
-    """An objective on a path: ``fm`` (CFM, eq. 14) or ``sm`` (DSM baseline), on ``ot``, ``vp`` or ``ve``."""
+    """An objective on a path: ``fm`` (CFM, eq. 14) or ``sm`` (DSM baseline). ``path`` and ``coupling`` are
+    components (``fmexp.registry``): a registered name or a ``_target_`` mapping with its arguments."""
 
     objective: str = "fm"
-    path: str = "ot"
-    sigma_min: float = 1e-4  # std of p_t(x | x_1) at t=1, for every path
-    sigma_max: float | None = None  # VE only; null: the largest pairwise distance of the training data
-    coupling: str = "independent"  # independent | ot (minibatch OT, Tong et al. 2023)
+    path: Any = "ot"  # ot | vp | ve | cosine | polynomial | linear_vp, or {_target_: ..., **args}
+    sigma_min: float = 1e-4  # std of p_t(x | x_1) at t=1, passed to every path that takes it
+    sigma_max: float | None = None  # paths that take it (VE); null: the largest pairwise distance of the training data
+    coupling: Any = "independent"  # independent | ot (minibatch OT, Tong et al. 2023), or {_target_: ...}
     input_scale: str = "path"  # path: x_t scaled where its noise exceeds the data's scale (VE) | none: x_t itself
     overrides: dict[str, list[str]] = field(default_factory=dict)  # per dataset: this method's own settings
 
@@ -52,7 +54,7 @@ class MethodConfig:
 class ModelConfig:
     """``auto``: the MLP for flat data, the U-Net for images. Each reads its own fields."""
 
-    name: str = "auto"  # auto | mlp | unet
+    name: Any = "auto"  # auto | mlp | unet, or {_target_: ..., **args}: a model of the user's (fmexp adds dim, etc.)
     width: int = 256  # mlp
     depth: int = 3  # mlp
     activation: str = "silu"  # mlp
@@ -77,7 +79,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     warmup_steps: int = 100
     lr_schedule: str = "constant"  # constant | cosine | linear: the decay to 0 at ``steps`` after the warmup
-    time_sampler: str = "uniform"  # uniform | logit_normal: the distribution of t in the loss (every method alike)
+    time_sampler: Any = "uniform"  # uniform | logit_normal, or {_target_: ...}: the distribution of t in the loss
     grad_clip: float = 1.0  # max global grad norm; 0 disables clipping
     ema_decay: float = 0.995
     eval_every: int = 500  # rows of the convergence curve; the last step always gets one
@@ -166,6 +168,7 @@ class Params:
     score: ScoreConfig = field(default_factory=ScoreConfig)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     per_dataset: dict[str, list[str]] = field(default_factory=dict)  # overrides of PER_DATASET_SECTIONS, per dataset
+    datasets: dict[str, Any] = field(default_factory=dict)  # the user's own: name -> {_target_: ..., **args}
 
 
 @dataclass
@@ -173,6 +176,7 @@ class RunConfig:
     """Everything one train/sample/score run reads; a sweep trial is one of these."""
 
     dataset: str = "checkerboard"
+    dataset_spec: Any = None  # a dataset of params.yaml's ``datasets``: its {_target_: ...}; None: fmexp's own
     method_name: str = "fm_ot"
     method: MethodConfig = field(default_factory=MethodConfig)
     seed: int = 0

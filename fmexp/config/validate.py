@@ -1,13 +1,15 @@
 """Validation of a loaded config: one validator per section, each returning ``dotted.key: reason``
 strings for every out-of-range value and unknown name. Names are checked against the registry table
-(``fmexp.registry``), which imports nothing."""
+(``fmexp.registry``); a ``_target_`` mapping is imported and its arguments bound, and each method's
+path is built, so that a bad component fails here, before any work."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from fmexp import registry
 from fmexp.config.overrides import not_one_of
 from fmexp.config.schema import (
     DataConfig,
@@ -19,9 +21,20 @@ from fmexp.config.schema import (
     ScoreConfig,
     TrainConfig,
 )
-from fmexp.registry import names
+from fmexp.errors import ConfigError
+from fmexp.registry import check_spec, names
 
-__all__ = ["DEVICES", "PRECISIONS", "DIVERGENCES", "PROBES", "dataset_names", "validate_params", "validate_run"]
+__all__ = [
+    "DEVICES",
+    "PRECISIONS",
+    "DIVERGENCES",
+    "PROBES",
+    "dataset_names",
+    "path_context",
+    "component_targets",
+    "validate_params",
+    "validate_run",
+]
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -33,9 +46,21 @@ INPUT_SCALES = ("path", "none")
 """``model.input_scale``: ``path`` (``ProbabilityPath.input_scale``) or ``none``."""
 
 
-def dataset_names() -> list[str]:
-    """Every registered dataset: the 2-D toys, then the image datasets."""
-    return names("toy_dataset") + names("image_dataset")
+def dataset_names(own: Iterable[str] = ()) -> list[str]:
+    """Every registered dataset (the 2-D toys, then the image datasets), then the user's ``own``."""
+    return names("toy_dataset") + names("image_dataset") + list(own)
+
+
+def _dataset_errors(datasets: dict[str, Any]) -> list[str]:
+    """The user's datasets (``datasets.<name>: {_target_: ...}``, a flat data generator): a new name and a
+    valid spec. Their targets are imported where the data is made (``prepare``, a sweep), not here: a
+    stage that reads the prepared file must not load the generator's code."""
+    e = _Errors()
+    for name, spec in datasets.items():
+        if name in dataset_names():
+            e.append(f"datasets.{name}: {name!r} is fmexp's own dataset; give yours another name")
+        e += check_spec("toy_dataset", spec, f"datasets.{name}")
+    return e
 
 
 class _Errors(list[str]):
@@ -62,17 +87,56 @@ class _Errors(list[str]):
 def method_errors(key: str, m: MethodConfig) -> list[str]:
     e = _Errors()
     e.one_of(f"{key}.objective", m.objective, names("objective"))
-    e.one_of(f"{key}.path", m.path, names("path"))
-    e.one_of(f"{key}.coupling", m.coupling, names("coupling"))
+    e += check_spec("path", m.path, f"{key}.path")
+    e += check_spec("coupling", m.coupling, f"{key}.coupling")
     e.one_of(f"{key}.input_scale", m.input_scale, INPUT_SCALES)
     e.within(f"{key}.sigma_min", m.sigma_min, 0, 1)
-    if m.path == "ve" and m.sigma_min <= 0:
-        e.append(f"{key}.sigma_min: the ve path needs sigma_min > 0, got {m.sigma_min}")
     if m.sigma_max is not None and m.sigma_max <= m.sigma_min:
         e.append(f"{key}.sigma_max: must exceed sigma_min, got {m.sigma_max}")
-    if m.objective == "sm" and m.path == "ot":
-        e.append(f"{key}: objective 'sm' needs a diffusion path (vp, ve): the ot path has mu_0 = 0")
-    return e
+    return e or _component_errors(key, m)
+
+
+def path_context(m: MethodConfig) -> dict[str, float]:
+    """What fmexp passes to a path that takes it: ``sigma_min``, and ``sigma_max`` where set (else the
+    training data decides it: ``fmexp.config.plan.build_method``)."""
+    return {"sigma_min": m.sigma_min, **({"sigma_max": m.sigma_max} if m.sigma_max is not None else {})}
+
+
+def _component_errors(key: str, m: MethodConfig) -> list[str]:
+    """Import and build the method's path and check its coupling: a target that does not import, is not
+    of its kind or takes no such argument, and an objective the path does not define (score matching
+    needs ``a_0 > 0``), before any work."""
+    from fmexp.flow.methods import objective_error  # torch: not for `import fmexp.cli`
+
+    try:
+        path = registry.build("path", m.path, f"{key}.path", **path_context(m))
+        registry.check("coupling", m.coupling, f"{key}.coupling")
+    except ConfigError as error:
+        return [str(error)]
+    reason = objective_error(m.objective, path)
+    return [f"{key}: {reason}"] if reason else []
+
+
+def component_targets(run: RunConfig) -> dict[str, str]:
+    """The dotted import path of each component the run names, by its config key (``auto``: no model key)."""
+    specs = {
+        "method.path": ("path", run.method.path),
+        "method.coupling": ("coupling", run.method.coupling),
+        "train.time_sampler": ("time_sampler", run.train.time_sampler),
+        **({"model.name": ("model", run.model.name)} if run.model.name != "auto" else {}),
+    }
+    return {key: registry.target(kind, spec, key)[0] for key, (kind, spec) in specs.items()}
+
+
+def _spec_errors(kind: str, spec: Any, key: str) -> list[str]:
+    """``spec``'s shape, then (a ``_target_`` mapping) its import and arguments."""
+    errors = check_spec(kind, spec, key)
+    if not errors and not isinstance(spec, str):
+        try:
+            registry.check(kind, spec, key)
+        except ConfigError as error:
+            errors.append(str(error))
+    return errors
 
 
 def data_errors(data: DataConfig) -> list[str]:
@@ -85,7 +149,8 @@ def data_errors(data: DataConfig) -> list[str]:
 
 def model_errors(model: ModelConfig) -> list[str]:
     e = _Errors()
-    e.one_of("model.name", model.name, ["auto", *names("model")])
+    if model.name != "auto":
+        e += _spec_errors("model", model.name, "model.name")
     for key in ("channels", "num_res_blocks", "width", "depth", "time_embed_dim", "fourier_scale"):
         e.positive(f"model.{key}", getattr(model, key))
     if not model.channel_mults or min(model.channel_mults) < 1:
@@ -116,7 +181,7 @@ def train_errors(train: TrainConfig) -> list[str]:
         e.append(f"train.curve_points: must be >= 0, got {train.curve_points}")
     e.one_of("train.device", train.device, DEVICES)
     e.one_of("train.lr_schedule", train.lr_schedule, names("lr_schedule"))
-    e.one_of("train.time_sampler", train.time_sampler, names("time_sampler"))
+    e += _spec_errors("time_sampler", train.time_sampler, "train.time_sampler")
     e.one_of("train.precision", train.precision, PRECISIONS)
     return e
 
@@ -168,8 +233,9 @@ def validate_params(p: Params) -> list[str]:
     """Every out-of-range value and unknown name in ``p`` (but its ``per_dataset`` entries), as
     ``dotted.key: reason``."""
     e = _Errors()
+    e += _dataset_errors(p.datasets)
     for d in p.pipeline.datasets:
-        e.one_of("pipeline.datasets", d, dataset_names())
+        e.one_of("pipeline.datasets", d, dataset_names(p.datasets))
     for name in p.pipeline.methods:
         e.one_of("pipeline.methods", name, sorted(p.methods))
     if p.pipeline.workers < 1:
@@ -195,7 +261,10 @@ def validate_params(p: Params) -> list[str]:
 def validate_run(r: RunConfig) -> list[str]:
     """Every out-of-range value and unknown name of one run."""
     e = _Errors()
-    e.one_of("dataset", r.dataset, dataset_names())
+    if r.dataset_spec is None:
+        e.one_of("dataset", r.dataset, dataset_names())
+    else:
+        e += check_spec("toy_dataset", r.dataset_spec, f"datasets.{r.dataset}")
     e += method_errors("method", r.method)
     for section in _SECTIONS:
         e += section(r)

@@ -7,13 +7,16 @@ of one seed, so the test split is fixed whatever the train size; an image datase
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from fmexp.registry import check_name, names, resolve
+from fmexp.errors import ConfigError
+from fmexp.registry import Spec, build, check_name, names, resolve
 
 __all__ = ["Dataset", "load_dataset", "max_pairwise_distance"]
 
@@ -61,21 +64,40 @@ class Dataset:
         return level_centres(x, self.levels)
 
 
-def load_dataset(name: str, n_train: int = 50_000, n_test: int = 5_000, seed: int = 0, **image_args: object) -> Dataset:
-    """The dataset ``name``: a registered ``toy_dataset`` (splits from independent streams of ``seed``,
-    sizes ``n_train`` and ``n_test``), or an ``image_dataset`` (its own fixed split; ``image_args`` are
-    ``root``, ``size``, ``channels``, ``download``)."""
-    if name in names("image_dataset"):
+def load_dataset(
+    name: str,
+    n_train: int = 50_000,
+    n_test: int = 5_000,
+    seed: int = 0,
+    spec: Spec | None = None,
+    **image_args: object,
+) -> Dataset:
+    """The dataset ``name``: a registered ``toy_dataset`` or, with ``spec``, a generator of the user's
+    (``{_target_: ...}``: a callable ``(n, numpy Generator) -> (n, d)`` array), split from independent
+    streams of ``seed`` with sizes ``n_train`` and ``n_test``; or an ``image_dataset`` (its own fixed
+    split; ``image_args`` are ``root``, ``size``, ``channels``, ``download``)."""
+    if spec is None and name in names("image_dataset"):
         splits = resolve("image_dataset", name)(seed=seed, **image_args)
         return Dataset(name=name, train=splits.train, test=splits.test, levels=splits.levels)
-    check_name(("toy_dataset", "image_dataset"), name)
-    make = resolve("toy_dataset", name)
+    if spec is None:
+        check_name(("toy_dataset", "image_dataset"), name)
+    make = build("toy_dataset", name if spec is None else spec, f"datasets.{name}")
     if n_train < 1 or n_test < 1:
         raise ValueError(f"n_train and n_test must be positive, got {n_train}, {n_test}")
     train_rng, test_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
-    train = torch.from_numpy(make(n_train, train_rng).astype(np.float32))
-    test = torch.from_numpy(make(n_test, test_rng).astype(np.float32))
+    train, test = (_draw(make, n, rng, name) for n, rng in ((n_train, train_rng), (n_test, test_rng)))
     return Dataset(name=name, train=train, test=test)
+
+
+def _draw(make: Callable[..., Any], n: int, rng: np.random.Generator, name: str) -> Tensor:
+    """``n`` points from a flat generator, checked: ``(n, d)``, finite."""
+    x = np.asarray(make(n, rng), dtype=np.float32)
+    if x.ndim != 2 or x.shape[0] != n or not np.isfinite(x).all():
+        raise ConfigError(
+            f"datasets.{name}: the generator must return a finite (n, d) array for n={n}; got shape {x.shape}"
+            + ("" if x.ndim != 2 or x.shape[0] != n else " with non-finite values")
+        )
+    return torch.from_numpy(x)
 
 
 def max_pairwise_distance(x: Tensor, max_points: int = 4096) -> float:

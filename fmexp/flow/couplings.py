@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fmexp.registry import resolve
+from fmexp.registry import Spec, build
 
 __all__ = ["Coupling", "independent", "minibatch_ot", "get_coupling"]
 
@@ -37,7 +37,7 @@ def minibatch_ot(x_0: Tensor, x_1: Tensor) -> tuple[Tensor, Tensor]:
     return x_0[source_index], x_1
 
 
-def get_coupling(name: str) -> Coupling:
-    """The registered coupling ``name``; an unknown name raises ``ValueError`` listing the choices."""
-    coupling: Coupling = resolve("coupling", name)
+def get_coupling(spec: Spec) -> Coupling:
+    """The coupling ``spec`` names (a registered name or a ``_target_`` mapping, ``fmexp.registry``)."""
+    coupling: Coupling = build("coupling", spec, "coupling")
     return coupling

@@ -15,15 +15,15 @@ import torch
 from torch import Tensor, nn
 
 from fmexp.errors import ConfigError
-from fmexp.flow.couplings import Coupling, get_coupling
+from fmexp.flow.couplings import Coupling, independent
 from fmexp.flow.losses import Field, Objective
-from fmexp.flow.paths import PathSample, ProbabilityPath, _expand, get_path
-from fmexp.registry import resolve
+from fmexp.flow.paths import PathSample, ProbabilityPath, _expand
+from fmexp.registry import Spec, build, resolve
 
 TimeSampler = Callable[[int, torch.Generator | None, torch.device, torch.dtype], Tensor]
 """``(n, generator, device, dtype) -> t`` of shape ``(n,)`` in [0, 1]: the distribution of t in eq. 14."""
 
-__all__ = ["TimeSampler", "uniform_time", "logit_normal_time", "Method", "make_method"]
+__all__ = ["TimeSampler", "uniform_time", "logit_normal_time", "objective_error", "Method", "make_method"]
 
 
 def uniform_time(n: int, generator: torch.Generator | None, device: torch.device, dtype: torch.dtype) -> Tensor:
@@ -37,36 +37,39 @@ def logit_normal_time(n: int, generator: torch.Generator | None, device: torch.d
     return torch.sigmoid(torch.randn(n, generator=generator, device=device, dtype=dtype))
 
 
+def objective_error(objective: str, path: ProbabilityPath) -> str | None:
+    """Why ``objective`` is not defined on ``path``, or None: score matching's network predicts the noise of
+    ``x_t = a_t x_1 + sigma_t x_0``, whose probability-flow ODE needs ``mu_0 = a_0 x_1`` with ``a_0 > 0``."""
+    a_0 = float(path.schedule(torch.zeros(1))[0][0])
+    if resolve("objective", objective)().needs_source_mean and a_0 <= 0.0:
+        return (
+            f"objective {objective!r} needs a path with mu_0 = a_0 x_1, a_0 > 0 (vp, ve);"
+            f" {type(path).__name__} has a_0 = {a_0:g}"
+        )
+    return None
+
+
 @dataclass(frozen=True)
 class Method:
-    """An objective (``fm`` or ``sm``), a path and a coupling. With ``data_std``, the network sees its
-    input with the noise kept within the data's scale (``ProbabilityPath.input_scale``: VE's only);
-    without, ``x_t``."""
+    """An objective (``fm`` or ``sm``), a path, a coupling and a distribution of t. With ``data_std``, the
+    network sees its input with the noise kept within the data's scale (``ProbabilityPath.input_scale``:
+    VE's only); without, ``x_t``."""
 
     objective: str
     path: ProbabilityPath
-    coupling: Coupling = field(default=get_coupling("independent"))
-    time_sampler: str = "uniform"
+    coupling: Coupling = field(default=independent)
+    time_sampler: TimeSampler = field(default=uniform_time)
     data_std: float | None = None
 
     def __post_init__(self) -> None:
-        self._sample_t  # noqa: B018 (resolve the time sampler now: an unknown name fails here, not at step 1)
-        a_0 = float(self.path.schedule(torch.zeros(1))[0])
-        if self._objective.needs_source_mean and a_0 <= 0.0:
-            raise ConfigError(
-                f"objective {self.objective!r} needs a path with mu_0 = a_0 x_1, a_0 > 0 (vp, ve);"
-                f" {type(self.path).__name__} has a_0 = 0"
-            )
+        error = objective_error(self.objective, self.path)
+        if error is not None:
+            raise ConfigError(error)
 
     @cached_property
     def _objective(self) -> Objective:
         objective: Objective = resolve("objective", self.objective)()
         return objective
-
-    @cached_property
-    def _sample_t(self) -> TimeSampler:
-        sampler: TimeSampler = resolve("time_sampler", self.time_sampler)
-        return sampler
 
     def sample_source(
         self, shape: tuple[int, ...], generator: torch.Generator | None = None, device: str | torch.device = "cpu"
@@ -82,7 +85,7 @@ class Method:
         With ``rows``, the draws (and the coupling) are made for the whole batch and only those rows go
         through the model: a rank's share of a distributed batch (``fmexp.training.distributed``)."""
         x_0 = torch.randn(x_1.shape, generator=generator, device=x_1.device, dtype=x_1.dtype)
-        t = self._sample_t(x_1.shape[0], generator, x_1.device, x_1.dtype)
+        t = self.time_sampler(x_1.shape[0], generator, x_1.device, x_1.dtype)
         x_0, x_1 = self.coupling(x_0, x_1)
         sample = self.path.sample(x_0, x_1, t)
         if rows is not None:
@@ -107,17 +110,18 @@ class Method:
 
 def make_method(
     objective: str,
-    path: str,
-    coupling: str = "independent",
-    time_sampler: str = "uniform",
+    path: Spec,
+    coupling: Spec = "independent",
+    time_sampler: Spec = "uniform",
     data_std: float | None = None,
     **path_args: float,
 ) -> Method:
-    """Build a method from names, e.g. ``make_method("fm", "ot", sigma_min=1e-4)``."""
+    """Build a method from names or ``_target_`` specs (``fmexp.registry``), e.g.
+    ``make_method("fm", "ot", sigma_min=1e-4)``; ``path_args`` go to the path where it takes them."""
     return Method(
         objective=objective,
-        path=get_path(path, **path_args),
-        coupling=get_coupling(coupling),
-        time_sampler=time_sampler,
+        path=build("path", path, "path", **path_args),
+        coupling=build("coupling", coupling, "coupling"),
+        time_sampler=build("time_sampler", time_sampler, "time_sampler"),
         data_std=data_std,
     )

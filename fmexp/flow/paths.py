@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from fmexp.registry import resolve
+from fmexp.registry import Spec, build
 
 __all__ = [
     "PathSample",
@@ -242,7 +242,8 @@ class LinearVPPath(ProbabilityPath):
         return t, sigma, torch.ones_like(t), -c * t / sigma
 
 
-def get_path(name: str, **kwargs: float) -> ProbabilityPath:
-    """Build the path registered as ``name`` (``fmexp.registry``) with its keyword parameters."""
-    cls: type[ProbabilityPath] = resolve("path", name)
-    return cls(**kwargs)
+def get_path(spec: Spec, **context: float) -> ProbabilityPath:
+    """The path ``spec`` names (a registered name or a ``_target_`` mapping, ``fmexp.registry``), given
+    ``context`` (``sigma_min``, ``sigma_max``) where it takes them."""
+    path: ProbabilityPath = build("path", spec, "path", **context)
+    return path

@@ -1,7 +1,7 @@
 """Velocity networks ``v(x, t)``: batch-first ``x`` of shape ``(B, ...)``, ``t`` of shape ``(B,)``.
 
-``build_model(name, **args)`` is the one constructor; checkpoints store ``(name, args)`` so a model is
-rebuilt without the config that made it (as nanoGPT does).
+``build_model(spec)`` is the one constructor; checkpoints store the spec (``_target_`` and every
+argument) so a model, fmexp's or a user's, is rebuilt without the config that made it (as nanoGPT does).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from fmexp.registry import resolve
+from fmexp.registry import TARGET, Spec, build, resolve
 
 __all__ = ["SinusoidalTimeEmbedding", "MLP", "UNet", "build_model"]
 
@@ -227,7 +227,10 @@ class UNet(nn.Module):
         return self.conv_out(F.silu(self.norm_out(h)))
 
 
-def build_model(name: str, **args: object) -> nn.Module:
-    """Construct the registered model ``name`` from its constructor arguments."""
-    cls: type[nn.Module] = resolve("model", name)
-    return cls(**args)
+def build_model(spec: Spec, key: str = "model.name", **args: object) -> nn.Module:
+    """Construct the model ``spec`` names with ``args``: a ``_target_`` mapping with every constructor
+    argument (what ``fmexp.config.plan.model_spec`` gives and checkpoints store), or a registered name,
+    e.g. ``build_model("mlp", dim=2)``. A failure raises ``ConfigError`` naming ``key``."""
+    full = {TARGET: spec, **args} if isinstance(spec, str) else {**spec, **args}
+    model: nn.Module = build("model", full, key)
+    return model

@@ -24,15 +24,25 @@ from typing import Any
 
 import yaml
 
+from fmexp import registry
 from fmexp.config.overrides import parse_overrides
 from fmexp.config.schema import ModelConfig, Params, SampleConfig, ScoreConfig, TrainConfig
+from fmexp.config.validate import component_targets
 from fmexp.errors import ConfigError
 from fmexp.registry import names
+from fmexp.runtime.plugins import PACKAGE, loaded_files, local_files
 
-__all__ = ["PACKAGE", "cells", "imported_files", "command_modules", "stages", "dvc_yaml_text"]
+__all__ = [
+    "PACKAGE",
+    "cells",
+    "imported_files",
+    "command_modules",
+    "plugin_files",
+    "check_plugin_deps",
+    "stages",
+    "dvc_yaml_text",
+]
 
-PACKAGE = Path(__file__).resolve().parents[1]
-"""The ``fmexp`` package folder; module files are named relative to its parent, as ``dvc.yaml`` does."""
 
 DYNAMIC = {stage: [f"fmexp.pipeline.stages.{stage}"] for stage in ("train", "sample", "score")}
 """The one import that the AST cannot see: ``stages.aggregate`` loads each stage's module by name."""
@@ -174,7 +184,8 @@ def _leaves(section: str, schema: type, skip: set[str], only: Iterable[str] | No
 
 
 def _model_keys(params: Params, dataset: str, skip: set[str]) -> list[str]:
-    """``model.name`` and the arguments of the model the cell builds (``auto``: the U-Net for images)."""
+    """``model.name`` and the arguments of the registered model the cell builds (``auto``: the U-Net for
+    images); a ``_target_`` mapping carries its arguments in ``model.name`` itself."""
     from fmexp.config.plan import model_args
 
     name = params.model.name
@@ -183,7 +194,40 @@ def _model_keys(params: Params, dataset: str, skip: set[str]) -> list[str]:
             name = ov.value()
     if name == "auto":
         name = "unet" if dataset in names("image_dataset") else "mlp"
-    return _leaves("model", ModelConfig, skip, ["name", *model_args(name)])
+    return _leaves("model", ModelConfig, skip, ["name", *(model_args(name) if isinstance(name, str) else [])])
+
+
+def plugin_files(params: Params, dataset: str, method: str) -> list[str]:
+    """The project's own files (``fmexp.runtime.plugins``) that the components of cell (dataset, method)
+    import: its stages' dependencies, so that a change to a plugin reruns exactly the cells that use it."""
+    from fmexp.config.load import run_for
+
+    run = run_for(params, dataset, method, params.pipeline.seeds[0])
+    return sorted(local_files(component_targets(run).values()))
+
+
+def _all_plugin_files(params: Params, plugins: Mapping[tuple[str, str], list[str]]) -> list[str]:
+    """Every plugin file of the cells and of the user's datasets: a study may run any method on any dataset."""
+    datasets = [registry.target("toy_dataset", spec)[0] for spec in params.datasets.values()]
+    return sorted({f for files in plugins.values() for f in files} | local_files(datasets))
+
+
+def check_plugin_deps(stage: str, params: Params, dvc_file: str | Path = "dvc.yaml") -> None:
+    """``ConfigError`` if this process has imported a project file (a plugin) that ``dvc.yaml`` does not
+    list among ``stage``'s dependencies, nor among any cell's (loading params.yaml builds every method's
+    path): an import the generator cannot follow (``importlib``), which DVC would not rerun the stage
+    for. Nothing to check without a ``dvc.yaml`` holding the stage (a command run by hand)."""
+    path = Path(dvc_file)
+    entry = (yaml.safe_load(path.read_text()) or {}).get("stages", {}).get(stage) if path.exists() else None
+    if entry is None:
+        return
+    known = {f for d, m in cells(params) for f in plugin_files(params, d, m)}
+    missing = sorted(loaded_files(path.parent) - set(entry.get("deps", [])) - known)
+    if missing:
+        raise ConfigError(
+            f"{path}: stage {stage} imports {missing[0]}, which is not among its deps: DVC would not rerun it when"
+            " that file changes. Regenerate dvc.yaml with `python -m fmexp dvc-yaml`"
+        )
 
 
 def stages(params: Params, commands: Commands) -> dict[str, Any]:
@@ -192,16 +236,19 @@ def stages(params: Params, commands: Commands) -> dict[str, Any]:
     pairs = cells(params)
     datasets = list(dict.fromkeys(d for d, _ in pairs))
     code = {c: sorted(command_modules(commands, c)) for c in ("prepare", "train", "sample", "score", "sweep", "report")}
+    plugins = {(d, m): plugin_files(params, d, m) for d, m in pairs}
     for d in datasets:
         skip = _overridden(params, d)
         image = d in names("image_dataset")
+        own = [registry.target("toy_dataset", params.datasets[d])[0]] if d in params.datasets else []
         out[f"prepare-{d}"] = {
-            "cmd": f"python -m fmexp prepare pipeline.datasets=[{d}]",
-            "deps": code["prepare"],
+            "cmd": f"python -m fmexp prepare --dataset {d}",
+            "deps": [*code["prepare"], *sorted(local_files(own))],
             "params": [
                 "data",
                 *(_leaves("score", ScoreConfig, skip, ["fid_backend", "inception_weights"]) if image else []),
                 f"per_dataset.{d}",
+                *([f"datasets.{d}"] if own else []),
             ],
             "outs": [f"data/{d}.pt"],
         }
@@ -222,7 +269,7 @@ def stages(params: Params, commands: Commands) -> dict[str, Any]:
             }[stage]
             entry: dict[str, Any] = {
                 "cmd": f"python -m fmexp {stage} --dataset {d} --method {m}",
-                "deps": [f"data/{d}.pt", *upstream, *code[stage]],
+                "deps": [f"data/{d}.pt", *upstream, *code[stage], *plugins[d, m]],
                 "params": ["pipeline.seeds", f"methods.{m}", f"per_dataset.{d}", *keys],
             }
             if stage == "train":
@@ -237,8 +284,17 @@ def stages(params: Params, commands: Commands) -> dict[str, Any]:
         folder = f"reports/sweeps/{study}"
         out[f"sweep-{study}"] = {
             "cmd": f"python -m fmexp sweep {study} --archive-changed",
-            "deps": [f"studies/{study}.yaml", *code["sweep"]],
-            "params": ["methods", "per_dataset", "data", "model", "train", "sample", "score"],
+            "deps": [f"studies/{study}.yaml", *code["sweep"], *_all_plugin_files(params, plugins)],
+            "params": [
+                "methods",
+                "per_dataset",
+                "data",
+                "model",
+                "train",
+                "sample",
+                "score",
+                "datasets",
+            ],
             "outs": [
                 {f"{folder}/{name}": {"cache": False}}
                 for name in ("trials.csv", "best.yaml", "study.yaml", "importances.csv")
@@ -291,9 +347,25 @@ class _Dumper(yaml.SafeDumper):
         super().increase_indent(flow, False)
 
 
-def dvc_yaml_text(params: Params, commands: Commands) -> str:
+def _written(file: Mapping[str, Any], key: str) -> bool:
+    """Whether the params file itself holds ``key`` (a dotted path)."""
+    node: Any = file
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def dvc_yaml_text(params: Params, commands: Commands, file: Mapping[str, Any] | None = None) -> str:
     """The whole ``dvc.yaml``: the header, the stages and the plots (``dvc plots show``: methods side by
-    side in colour, solvers by dash, one panel per dataset; templates in ``.dvc/plots/``)."""
-    body = yaml.dump({"stages": stages(params, commands)}, Dumper=_Dumper, sort_keys=False, width=120)
+    side in colour, solvers by dash, one panel per dataset; templates in ``.dvc/plots/``). With ``file``,
+    the params file as written: a stage's params keys are those it holds (DVC refuses a key the file does
+    not have; a key left out takes its default from ``fmexp/config/schema.py``, a code dependency)."""
+    entries = stages(params, commands)
+    if file is not None:
+        for entry in entries.values():
+            entry["params"] = [k for k in entry["params"] if _written(file, k)]
+    body = yaml.dump({"stages": entries}, Dumper=_Dumper, sort_keys=False, width=120)
     plots = yaml.dump({"plots": [*PLOTS, live_plot(params)]}, Dumper=_Dumper, sort_keys=False, width=120)
     return HEADER + body + "\n" + plots

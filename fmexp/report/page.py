@@ -21,6 +21,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from fmexp.config.load import to_plain
 from fmexp.config.schema import PER_DATASET_SECTIONS, Params
 from fmexp.pipeline.layout import RunFiles
+from fmexp.registry import Spec, target
 from fmexp.report.figures import read_csvs, run_figures, run_folders
 from fmexp.report.sweeps import sweep_sections
 from fmexp.report.tables import method_table, ot_against_vp
@@ -171,7 +172,14 @@ def build_report(
         sweeps=sweeps,
         provenance=_provenance(),
         params=yaml.safe_dump(to_plain(params), sort_keys=False),
-        methods=params.methods,
+        methods={
+            name: {
+                **vars(m),
+                "path": component_label("path", m.path),
+                "coupling": component_label("coupling", m.coupling),
+            }
+            for name, m in params.methods.items()
+        },
         settings=settings_in_effect(params, runs_dir).to_html(index=False, classes="data"),
         ema=ema_in_effect(params, runs_dir).to_html(index=False, classes="data"),
         tuning=tuning,
@@ -219,6 +227,14 @@ def _paper_question(params: Params, metrics: pd.DataFrame, dataset: str) -> str:
         next((m for m in params.pipeline.methods if m in ran and _is(params, m, path)), None) for path in ("ot", "vp")
     )
     return ot_against_vp(metrics, dataset, ot, vp) if ot and vp else ""
+
+
+def component_label(kind: str, spec: Spec) -> str:
+    """A component as the report names it: its ``_target_`` and arguments, ``name = dotted.Path(arg=1)``
+    for a registered name."""
+    dotted, args = target(kind, spec)
+    call = f"{dotted}({', '.join(f'{k}={v!r}' for k, v in args.items())})"
+    return f"{spec} = {call}" if isinstance(spec, str) else call
 
 
 def _is(params: Params, method: str, path: str) -> bool:

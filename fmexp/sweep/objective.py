@@ -66,7 +66,7 @@ def make_objective(study: Study) -> Callable[[optuna.Trial], float | tuple[float
         run = study.run(values, f"trial {trial.number}")
         key = (run.dataset, repr(run.data))
         if key not in cache:
-            cache[key] = load_data(run.data, run.dataset)
+            cache[key] = load_data(run.data, run.dataset, run.dataset_spec)
         per_seed: dict[str, list[float]] = {}
         for i, seed in enumerate(study.config.seeds):
             offset = i * run.train.steps

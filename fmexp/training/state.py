@@ -167,7 +167,12 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu", *, st
             " or the config changed since. Rerun the train stage (`dvc repro`, or `fmexp train`)"
         )
     spec = dict(state["model_spec"])
-    model = build_model(spec.pop("name"), **spec)
+    if "name" in spec and "_target_" not in spec:  # a checkpoint written before _target_ specs: a registered name
+        spec["_target_"] = spec.pop("name")
+    try:
+        model = build_model(spec, key=f"{path}: model_spec")
+    except ConfigError as e:
+        raise ConfigError(f"{e}; the checkpoint's model cannot be rebuilt: restore that code, or retrain") from None
     model.load_state_dict(state["ema_weights"])
     return model.to(map_location).eval()
 

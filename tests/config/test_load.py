@@ -31,11 +31,13 @@ def test_overrides_use_hydra_grammar(tmp_path: Path) -> None:
         (lambda p: p["methods"]["fm_ot"].update(sigma_min=-1e-3), r"methods\.fm_ot\.sigma_min"),
         (
             lambda p: p["methods"]["fm_ot"].update(path="otp"),
-            r"methods\.fm_ot\.path: 'otp' is not one of \['ot', 've', 'vp'\]",
+            r"methods\.fm_ot\.path: 'otp' is not one of \['cosine', 'linear_vp', 'ot', 'polynomial', 've', 'vp'\];"
+            r" did you mean 'ot'",
         ),
         (
             lambda p: p["methods"]["fm_ot"].update(objective="sm"),
-            r"methods\.fm_ot: objective 'sm' needs a diffusion path",
+            r"methods\.fm_ot: objective 'sm' needs a path with mu_0 = a_0 x_1, a_0 > 0 \(vp, ve\);"
+            r" CondOTPath has a_0 = 0",
         ),
         (lambda p: p["train"].update(steps=0), r"train\.steps: must be a positive finite number"),
         (lambda p: p["sample"].update(method="rk45"), r"sample\.method"),

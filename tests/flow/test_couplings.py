@@ -31,5 +31,5 @@ def test_couplings_keep_shapes(name: str) -> None:
 
 
 def test_unknown_coupling() -> None:
-    with pytest.raises(ValueError, match=r"unknown coupling 'sinkhorn'.*independent"):
+    with pytest.raises(ValueError, match=r"coupling: 'sinkhorn' is not one of \['independent', 'ot'\]"):
         get_coupling("sinkhorn")

@@ -41,11 +41,11 @@ def test_config_keys_are_the_constructor_arguments(name: str) -> None:
 
 def test_registry_errors() -> None:
     assert "mlp" in names("model")
-    with pytest.raises(ValueError, match=r"unknown model 'transformer'; choose one of \['mlp', 'unet'\]$"):
-        build_model("transformer", dim=2)
     with pytest.raises(
-        ValueError, match=r"unknown model 'mlpp'; choose one of \['mlp', 'unet'\]; did you mean 'mlp'\?"
+        ValueError, match=r"model.name: 'transformer' is not one of \['mlp', 'unet'\]; or name your own model"
     ):
+        build_model("transformer", dim=2)
+    with pytest.raises(ValueError, match=r"'mlpp' is not one of \['mlp', 'unet'\]; did you mean 'mlp'\?"):
         build_model("mlpp", dim=2)
     with pytest.raises(ValueError, match=r"unknown activation 'swish'"):
         build_model("mlp", dim=2, activation="swish")

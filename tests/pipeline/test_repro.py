@@ -87,8 +87,8 @@ def test_repro_scores_digits_in_the_papers_image_layout(tiny_pipeline: Path) -> 
     spec = torch.load(tiny_pipeline / "runs" / "digits" / "fm_ot" / "train" / "0" / "model.pt", weights_only=True)[
         "model_spec"
     ]
-    assert (spec["name"], spec["in_channels"], spec["resolution"], spec["channels"]) == (
-        "unet",
+    assert (spec["_target_"], spec["in_channels"], spec["resolution"], spec["channels"]) == (
+        "fmexp.networks.models.UNet",
         1,
         8,
         8,

@@ -16,13 +16,12 @@ from fmexp.runtime import artifacts
 from fmexp.training.loop import train
 from fmexp.training.state import load_model
 
-SPEC = {"name": "mlp", "dim": 2, "width": 64, "depth": 2}
+SPEC = {"_target_": "mlp", "dim": 2, "width": 64, "depth": 2}
 
 
 def fresh_model(seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
-    spec = dict(SPEC)
-    return build_model(spec.pop("name"), **spec)
+    return build_model(SPEC)
 
 
 @pytest.fixture(scope="module")

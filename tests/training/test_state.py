@@ -18,7 +18,7 @@ from fmexp.training.state import CHECKPOINT_KEYS, TrainState, load_model, read_c
 
 OLD = Path(__file__).parents[1] / "fixtures" / "model_b391f47.pt"
 SPEC = {
-    "name": "mlp",
+    "_target_": "mlp",
     "dim": 2,
     "width": 16,
     "depth": 2,
@@ -34,8 +34,7 @@ OLD_EMA_OUTPUT = [[-0.18205593526363373, -0.1508764922618866], [-0.1044803857803
 
 
 def _model() -> torch.nn.Module:
-    spec = dict(SPEC)
-    return build_model(str(spec.pop("name")), **spec)
+    return build_model(SPEC)
 
 
 def test_a_b391f47_model_file_loads_to_the_same_network() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import numpy as np
 from fmexp.config.load import run_for
 from fmexp.config.schema import Params, RunConfig
 from fmexp.errors import ConfigError, RunFailed, SolverError, TrainingDiverged
+from fmexp.pipeline.dvc_yaml import check_plugin_deps
 from fmexp.pipeline.layout import RunFiles, data_file, load_prepared
 from fmexp.runtime import artifacts
 from fmexp.training.launch import launched, world
@@ -53,6 +55,8 @@ def run_stage(
         for seed in seeds
     ]
     check_inputs(stage, [job[1] for job in jobs], data_dir, runs_dir)
+    if "DVC_STAGE" in os.environ:  # run by dvc repro; the jobs' configs have imported every component
+        check_plugin_deps(os.environ["DVC_STAGE"], params, Path(os.environ.get("DVC_ROOT", ".")) / "dvc.yaml")
     for out in _output_folders(stage, folder, [RunFiles.of(runs_dir, job[1]) for job in jobs]):
         artifacts.ensure_writable(out, create=False)  # every folder this stage writes, before any work
     start = time.perf_counter()
@@ -140,7 +144,7 @@ def check_inputs(stage: str, runs: list[RunConfig], data_dir: str | Path, runs_d
     if not prepared.exists():
         raise ConfigError(
             f"{stage} needs {prepared}, which does not exist: run `python -m fmexp prepare"
-            f" pipeline.datasets=[{run.dataset}]` first (or `dvc repro prepare-{run.dataset}`)"
+            f" --dataset {run.dataset}` first (or `dvc repro prepare-{run.dataset}`)"
         )
     for up in UPSTREAM[stage]:
         for r in runs:

@@ -16,12 +16,13 @@ __all__ = ["prepare"]
 log = logging.getLogger(__name__)
 
 
-def prepare(params: Params, data_dir: str | Path = "data") -> None:
+def prepare(params: Params, data_dir: str | Path = "data", datasets: list[str] | None = None) -> None:
     """Store each dataset's fixed splits in ``data/<dataset>.pt``; for digits, with the FID feature
     classifier trained on its training split, and that classifier's test accuracy; for images, with
-    the FID reference: the feature statistics of the whole training split (``fid_reference``)."""
-    for name in params.pipeline.datasets:
-        ds = load_data(params.data, name)
+    the FID reference: the feature statistics of the whole training split (``fid_reference``).
+    ``datasets``: these only (default: ``pipeline.datasets``)."""
+    for name in params.pipeline.datasets if datasets is None else datasets:
+        ds = load_data(params.data, name, params.datasets.get(name))
         payload = {"train": ds.train, "test": ds.test, "levels": ds.levels, "config": to_plain(params.data)}
         if name == "digits":
             payload.update(_train_classifier())

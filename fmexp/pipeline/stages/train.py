@@ -138,8 +138,7 @@ def _train(
     """The model built and trained from the run's seeds (resumed from ``checkpoint`` where it exists)."""
     train_data, test = data.train.to(plan.device), data.test.to(plan.device)
     torch.manual_seed(plan.streams.training)
-    spec = dict(plan.model_spec)
-    model = build_model(str(spec.pop("name")), **spec).to(plan.device)
+    model = build_model(plan.model_spec).to(plan.device)
     curve_points = data.model_space(test, torch.Generator(device=plan.device).manual_seed(plan.streams.curve_points))
     return train(
         plan.method,
