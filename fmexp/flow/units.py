@@ -1,28 +1,61 @@
-"""The metrics that the score stage writes for each kind of data, which a study can optimize, and their
-units for printing and axes."""
+"""The one table of the metrics the score stage writes for each kind of data: what a study may
+optimize, what DVC tracks as metrics, the report's table columns, and the units for printing and axes."""
 
 from __future__ import annotations
 
-__all__ = ["UNITS", "SCORED", "data_kind"]
+from dataclasses import dataclass
 
-UNITS = {
-    "nll": "nats",
-    "nfe": "NFE",
-    "nfe_nll": "NFE",
-    "train_seconds": "s",
-    "distance": "",
-    "bpd": "bits/dim",
-    "fid": "",
-    "fid_equal_n": "",
-    "fid_inf": "",
+__all__ = ["Metric", "SCORED", "UNITS", "dvc_metrics", "table_columns", "data_kind"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One number the score stage writes for each seed of a run."""
+
+    unit: str = ""
+    column: str | None = None  # its column in the report's method table (None: not in the table)
+    dvc: bool = False  # a DVC metric in metrics.json, as mean and std over seeds: science, not timings
+
+
+_SHARED = {
+    "nfe": Metric("NFE", "NFE", dvc=True),  # dopri5's field evaluations for sampling
+    "nfe_nll": Metric("NFE", dvc=True),  # and for the likelihood
+    "train_seconds": Metric("s"),
 }
-"""``nll`` is per data point (per image for images, whose ``bpd`` divides it by the dimension); the
-sample ``distance`` is the one ``score.distance`` names, unitless like the data."""
 
-_FLAT = ("nll", "distance", "nfe", "nfe_nll", "train_seconds")
-SCORED: dict[str, tuple[str, ...]] = {"flat": _FLAT, "image": (*_FLAT, "bpd", "fid", "fid_equal_n", "fid_inf")}
-"""The numeric metrics of a run's scores by kind of data (``fmexp.pipeline.stages.score``): what a
-study's objectives may name. ``fid`` is over all samples; ``fid_equal_n`` at the held-out split's n."""
+SCORED: dict[str, dict[str, Metric]] = {
+    "flat": {
+        "nll": Metric("nats", "NLL (nats)", dvc=True),  # per held-out point
+        "nll_se": Metric("nats", dvc=True),  # its standard error over the points
+        "distance": Metric("", "distance", dvc=True),  # score.distance to held-out data, under its own name
+        **_SHARED,
+    },
+    "image": {
+        "bpd": Metric("bits/dim", "NLL (bits/dim)", dvc=True),  # the paper's Table 1
+        "bpd_se": Metric("bits/dim", dvc=True),
+        "fid": Metric("", "FID", dvc=True),  # over all of a seed's samples
+        "fid_equal_n": Metric(""),  # at the held-out split's n, beside the floor at the same n
+        "fid_inf": Metric("", "FID∞", dvc=True),  # extrapolated to infinitely many samples
+        **_SHARED,
+        "nll": Metric("nats"),  # per image
+        "nll_se": Metric("nats"),
+        "distance": Metric(""),
+    },
+}
+"""The numeric metrics of a run's scores by kind of data (``fmexp.pipeline.stages.score``), in the order
+DVC and the report show them."""
+
+UNITS = {name: m.unit for kind in SCORED.values() for name, m in kind.items()}
+
+
+def dvc_metrics(kind: str) -> list[str]:
+    """The metrics of ``kind`` that ``metrics.json`` holds, in order."""
+    return [name for name, m in SCORED[kind].items() if m.dvc]
+
+
+def table_columns(kind: str) -> dict[str, str]:
+    """The report's method-table columns for ``kind``: metric name to header."""
+    return {name: m.column for name, m in SCORED[kind].items() if m.column is not None}
 
 
 def data_kind(dataset: str) -> str:

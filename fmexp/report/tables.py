@@ -6,17 +6,13 @@ from __future__ import annotations
 
 import pandas as pd
 
+from fmexp.flow.units import table_columns
 from fmexp.report.stats import SIGNIFICANCE, holm, paired_p
 
 __all__ = ["COLUMNS", "IMAGE_COLUMNS", "method_table"]
 
-COLUMNS = {"nll": "NLL (nats)", "distance": "distance", "nfe": "NFE"}
-IMAGE_COLUMNS = {
-    "bpd": "NLL (bits/dim)",
-    "fid": "FID",
-    "fid_inf": "FID∞",
-    "nfe": "NFE",
-}  # the paper's Table 1, and FID∞
+COLUMNS = table_columns("flat")
+IMAGE_COLUMNS = table_columns("image")  # the paper's Table 1, and FID∞
 
 
 def method_table(metrics: pd.DataFrame, dataset: str, methods: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -214,7 +214,7 @@ def load_study(
     if not cfg.objectives:
         raise ConfigError(f"{source}: objectives: must list at least one objective")
     for i, o in enumerate(cfg.objectives):
-        allowed = SCORED[data_kind(cfg.dataset)]
+        allowed = list(SCORED[data_kind(cfg.dataset)])
         if o.metric not in allowed:
             raise ConfigError(
                 f"{source}: {not_one_of(f'objectives[{i}].metric', o.metric, allowed)}"

@@ -14,6 +14,7 @@ import numpy as np
 from fmexp.config.load import run_for
 from fmexp.config.schema import Params, RunConfig
 from fmexp.errors import ConfigError, RunFailed, SolverError, TrainingDiverged
+from fmexp.flow.units import dvc_metrics
 from fmexp.pipeline.dvc_yaml import check_plugin_deps
 from fmexp.pipeline.layout import RunFiles, data_file, load_prepared
 from fmexp.runtime import artifacts
@@ -109,10 +110,8 @@ def science(summary: dict[str, dict]) -> dict[str, dict[str, float]]:
     the NFE of sampling and of the NLL.
     No timings and no per-seed values: ``dvc metrics diff`` and ``dvc exp show`` compare science."""
     first = next(iter(summary["seeds"].values()))
-    images = "bpd" in first
-    keys = ["bpd", "bpd_se", "fid", "fid_inf"] if images else ["nll", "nll_se", "distance"]
     out = {}
-    for key in [k for k in [*keys, "nfe", "nfe_nll"] if k in summary["mean"]]:
+    for key in [k for k in dvc_metrics("image" if "bpd" in first else "flat") if k in summary["mean"]]:
         name = str(first["distance_name"]) if key == "distance" else key
         out[name] = (
             {"mean": summary["mean"][key]}
