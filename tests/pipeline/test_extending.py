@@ -16,6 +16,8 @@ import yaml
 
 from tests.helpers import BIN, ROOT, dvc_repo, sh
 
+pytestmark = pytest.mark.xdist_group("extending")  # its module fixture is built once, on one worker
+
 EXAMPLE = ROOT / "examples" / "extending"
 DECAY_CELLS = {f"{stage}-ring-fm_decay" for stage in ("train", "sample", "score")}
 """The stages of the cell whose method uses plugins/paths.py (ring/fm_ot does not)."""
@@ -62,6 +64,11 @@ def test_the_example_runs_and_dvc_tracks_its_plugins(example: Path) -> None:
         f.write("\n# touched\n")
     assert _stale(example) == DECAY_CELLS
     sh("git", "checkout", "plugins/paths.py", cwd=example)
+    params = yaml.safe_load((example / "params.yaml").read_text())
+    params["methods"]["fm_decay"]["path"]["p"] = 3  # what `dvc exp run -S methods.fm_decay.path.p=3` writes
+    (example / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert _stale(example) == DECAY_CELLS | {"report"}  # the report lists each method's _target_ and arguments
+    sh("git", "checkout", "params.yaml", cwd=example)
     with (example / "plugins" / "data.py").open("a") as f:
         f.write("\n# touched\n")
     assert _stale(example) == {"prepare-ring"}
