@@ -29,9 +29,8 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -n 2 -m "not slow and not e2e and not postgres and not chromium" \
 		--cov=fmexp.flow --cov=fmexp.networks --cov=fmexp.config --cov-report=term
 
-# two workers, one core each; a module's (or the tiny pipeline's) fixture is built once, on one worker
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=15
+	$(PY) -m pytest -q --durations=15
 
 repro: $(STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" dvc repro

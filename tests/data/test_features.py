@@ -12,8 +12,6 @@ from fmexp.data.features import _as_bytes, features, fid, train_digits_classifie
 from fmexp.data.images import data_scale, digits, level_centres, to_uint8
 from tests.helpers import ROOT
 
-pytestmark = pytest.mark.xdist_group("features")  # its module fixture is built once, on one worker
-
 
 @pytest.fixture(scope="module")
 def classifier():

@@ -16,8 +16,6 @@ import yaml
 
 from tests.helpers import BIN, ROOT, dvc_repo, sh
 
-pytestmark = pytest.mark.xdist_group("extending")  # its module fixture is built once, on one worker
-
 EXAMPLE = ROOT / "examples" / "extending"
 DECAY_CELLS = {f"{stage}-ring-fm_decay" for stage in ("train", "sample", "score")}
 """The stages of the cell whose method uses plugins/paths.py (ring/fm_ot does not)."""
@@ -25,7 +23,7 @@ DECAY_CELLS = {f"{stage}-ring-fm_decay" for stage in ("train", "sample", "score"
 
 def _tiny(params: dict) -> dict:
     params["train"].update(steps=60, eval_every=30, curve_points=0)
-    params["pipeline"].update(datasets=["ring"], cells=["ring/fm_ot", "ring/fm_decay"], seeds=[0, 1], workers=2)
+    params["pipeline"].update(datasets=["ring"], cells=["ring/fm_ot", "ring/fm_decay"], seeds=[0], workers=1)
     params["sample"].update(n_samples=200, nfe_ladder=[4], n_trajectories=0)
     params["score"].update(n_points=100, density_grid=0)
     params["data"].update(n_train=2000, n_test=300)

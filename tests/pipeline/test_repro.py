@@ -16,7 +16,7 @@ import torch
 
 from tests.helpers import BIN, dvc_repo, sh, tiny_params
 
-pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.xdist_group("tiny_pipeline")]  # one build of it
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_FLAGS = [
     "--headless",

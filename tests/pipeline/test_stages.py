@@ -21,8 +21,6 @@ from fmexp.pipeline.stages.score import score_run
 from fmexp.pipeline.stages.train import train_run
 from tests.helpers import tiny_params, write_yaml
 
-pytestmark = pytest.mark.xdist_group("stages")  # its module fixture is built once, on one worker
-
 REPRODUCIBLE = ("nll", "nll_se", "distance", "nfe", "nfe_nll")
 
 

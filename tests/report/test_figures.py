@@ -7,7 +7,6 @@ import pytest
 
 @pytest.mark.slow
 @pytest.mark.e2e
-@pytest.mark.xdist_group("tiny_pipeline")  # the worker that builds it for test_repro.py
 def test_each_figure_reads_as_a_papers_figure(tiny_pipeline, tmp_path, monkeypatch) -> None:
     """NFE ticks at the ladder's values, log axes where values span decades, bits/dim for images, plain
     titles and labels, one colour per method in every figure."""

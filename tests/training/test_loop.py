@@ -16,8 +16,6 @@ from fmexp.runtime import artifacts
 from fmexp.training.loop import train
 from fmexp.training.state import load_model
 
-pytestmark = pytest.mark.xdist_group("loop")  # its module fixture is built once, on one worker
-
 SPEC = {"_target_": "mlp", "dim": 2, "width": 64, "depth": 2}
 
 
