@@ -1,5 +1,6 @@
 """The example project (examples/extending): a path, a model and a dataset of a user's, named by
-``_target_``, through ``dvc repro``, DVC's dependency tracking, ``dvc exp run`` and a study with workers."""
+``_target_``, through ``dvc repro``, DVC's dependency tracking (a touched plugin, a changed argument)
+and a study with two workers."""
 
 from __future__ import annotations
 
