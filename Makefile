@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,lint,docs,cov,postgres,dashboard,plots,mlflow]'
+	# torchcfm, the reference of tests/flow/test_bridges.py: its matchers import only torch, numpy and POT,
+	# while its declared dependencies (torchdyn, lightning, ...) are GBs the tests never load
+	$(PY) -m pip install --quiet --no-deps 'torchcfm==1.0.7'
 	$(PY) -m fmexp offline-plots
 	touch $(STAMP)
 

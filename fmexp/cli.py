@@ -95,7 +95,7 @@ def _prepare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
     params = _load(args)
     if args.dataset is not None:
-        datasets = dataset_names(params.datasets)
+        datasets = dataset_names(params.datasets, params.pairs)
         if args.dataset not in datasets:
             raise ConfigError(not_one_of("--dataset", args.dataset, datasets))
     ensure_writable(args.data_dir)

@@ -13,7 +13,7 @@ imports a mapping's target and binds its arguments; ``build`` instantiates a spe
 name.
 
     >>> names("path")
-    ['cosine', 'linear_vp', 'ot', 'polynomial', 've', 'vp']
+    ['bridge', 'brownian_bridge', 'cosine', 'linear_vp', 'ot', 'polynomial', 've', 'vp']
     >>> target("path", {"_target_": "polynomial", "power": 2})
     ('fmexp.flow.paths.PolynomialPath', {'power': 2})
 """
@@ -61,7 +61,7 @@ class Kind:
 
     contract: str
     entries: dict[str, str]
-    base: str | None = None
+    base: str | tuple[str, ...] | None = None  # one class, or several of which the component may be any
     instance: str | None = None
     label: str = ""  # how messages name the kind ("dataset" for both toy and image datasets); default: its key
 
@@ -71,7 +71,8 @@ _SOLVER = "fmexp.flow.ode.Solver"
 
 KINDS: dict[str, Kind] = {
     "path": Kind(
-        "a fmexp.flow.paths.ProbabilityPath (eq. 10-11: mu_t, sigma_t and their time derivatives)",
+        "a fmexp.flow.paths.ProbabilityPath (eq. 10-11: mu_t, sigma_t and their time derivatives), or a"
+        " fmexp.flow.bridges.Bridge (a path between a coupled pair: data-to-data flows)",
         {
             "ot": f"{_PATHS}.CondOTPath",
             "vp": f"{_PATHS}.VPPath",
@@ -79,12 +80,19 @@ KINDS: dict[str, Kind] = {
             "cosine": f"{_PATHS}.CosinePath",
             "polynomial": f"{_PATHS}.PolynomialPath",
             "linear_vp": f"{_PATHS}.LinearVPPath",
+            "bridge": "fmexp.flow.bridges.ConstantBridge",
+            "brownian_bridge": "fmexp.flow.bridges.BrownianBridge",
         },
-        base=f"{_PATHS}.ProbabilityPath",
+        base=(f"{_PATHS}.ProbabilityPath", "fmexp.flow.bridges.Bridge"),
     ),
     "coupling": Kind(
-        "a callable (x_0, x_1) -> (x_0, x_1): the paired batch",
-        {"independent": "fmexp.flow.couplings.independent", "ot": "fmexp.flow.couplings.minibatch_ot"},
+        "a callable (x_0, x_1) -> (x_0, x_1): the paired batch (given the training generator as generator=, where it"
+        " takes one)",
+        {
+            "independent": "fmexp.flow.couplings.independent",
+            "ot": "fmexp.flow.couplings.minibatch_ot",
+            "schrodinger_bridge": "fmexp.flow.couplings.schrodinger_bridge",
+        },
     ),
     "objective": Kind(
         "a fmexp.flow.losses.Objective: a per-sample loss and the field a trained network defines",
@@ -140,6 +148,8 @@ KINDS: dict[str, Kind] = {
                 ("circles", "circles"),
                 ("2spirals", "two_spirals"),
                 ("swissroll", "swissroll"),
+                ("8gaussians_tcfm", "eight_gaussians_tcfm"),
+                ("moons_tcfm", "moons_tcfm"),
             )
         },
         label="dataset",
@@ -194,6 +204,12 @@ def _import(dotted: str) -> Any:
     return getattr(importlib.import_module(module), attr)
 
 
+def _bases(kind: Kind) -> tuple[type, ...]:
+    """The classes a component of ``kind`` must subclass one of (none: a callable kind)."""
+    base = kind.base
+    return tuple(_import(b) for b in ((base,) if isinstance(base, str) else base or ()))
+
+
 @functools.cache
 def resolve(kind: str, name: str) -> Any:
     """The component registered as ``name``, imported, and checked against its kind's contract."""
@@ -201,7 +217,7 @@ def resolve(kind: str, name: str) -> Any:
     spec = KINDS[kind]
     obj = _import(spec.entries[name])
     if spec.base is not None:
-        ok = inspect.isclass(obj) and issubclass(obj, _import(spec.base))
+        ok = inspect.isclass(obj) and issubclass(obj, _bases(spec))
     elif spec.instance is not None:
         ok = isinstance(obj, _import(spec.instance))
     else:
@@ -275,7 +291,7 @@ def check(kind: str, spec: Spec, key: str) -> tuple[Any, dict[str, Any]]:
     dotted, args = target(kind, spec, key)
     obj = _import_target(dotted, key)
     kind_ = KINDS[kind]
-    if kind_.base is not None and inspect.isclass(obj) and not issubclass(obj, _import(kind_.base)):
+    if kind_.base is not None and inspect.isclass(obj) and not issubclass(obj, _bases(kind_)):
         raise ConfigError(f"{key}: {TARGET} {dotted!r} is not a {_label(kind)}: a {_label(kind)} is {kind_.contract}")
     if not callable(obj) and not (kind_.instance and isinstance(obj, _import(kind_.instance))):
         raise ConfigError(f"{key}: {TARGET} {dotted!r} is not callable: a {_label(kind)} is {kind_.contract}")
@@ -304,7 +320,7 @@ def build(kind: str, spec: Spec, key: str, **context: Any) -> Any:
     as_is = kind_.base is None and kind_.instance is None and not inspect.isclass(obj)
     if kind_.instance is not None and isinstance(obj, _import(kind_.instance)):
         component = obj
-    elif as_is and not args:
+    elif as_is and not given:
         component = obj
     else:
         try:
@@ -313,7 +329,7 @@ def build(kind: str, spec: Spec, key: str, **context: Any) -> Any:
             cause = e.__cause__ or e
             raise ConfigError(f"{key}: {dotted}({_call(given)}) failed: {type(cause).__name__}: {cause}") from None
     ok = (
-        isinstance(component, _import(kind_.base))
+        isinstance(component, _bases(kind_))
         if kind_.base is not None
         else isinstance(component, _import(kind_.instance))
         if kind_.instance is not None

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from fmexp.registry import names
+from fmexp.flow.paths import ProbabilityPath
+from fmexp.registry import names, resolve
 
 # two threads, one core each; under pytest-xdist (make test-fast: -n 2) one per worker, so workers never contend
 torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
@@ -28,7 +29,12 @@ every path's, built in or not."""
 sys.path.insert(0, str(Path(__file__).parents[1] / "examples" / "extending"))
 
 
-@pytest.fixture(params=[*names("path"), USER_PATH])
+GAUSSIAN_PATHS = [n for n in names("path") if issubclass(resolve("path", n), ProbabilityPath)]
+"""The registered paths ``p_t(x | x_1)`` from ``N(0, I)`` (eq. 10); the bridges between a coupled pair
+(``fmexp.flow.bridges``) have their own tests."""
+
+
+@pytest.fixture(params=[*GAUSSIAN_PATHS, USER_PATH])
 def path_name(request: pytest.FixtureRequest) -> str:
     return request.param
 

@@ -26,7 +26,7 @@ def test_shipped_convergence_curves_have_twenty_rows() -> None:
     """Issue 11: a curve needs 20 or more rows to be seen as one (a row at every eval_every steps)."""
     p = load_params(ROOT / "params.yaml")
     for dataset in p.pipeline.datasets:
-        train = run_for(p, dataset, "fm_ot", 0).train
+        train = run_for(p, dataset, p.pipeline.methods_of(dataset)[0], 0).train
         assert train.steps // train.eval_every >= 20, (dataset, train.steps, train.eval_every)
 
 
@@ -34,7 +34,8 @@ def test_every_dataset_has_a_per_dataset_entry() -> None:
     """dvc.yaml declares per_dataset.<dataset> as a param of train/sample/score: DVC fails on a missing key."""
     from fmexp.registry import names
 
-    assert set(load_params(ROOT / "params.yaml").per_dataset) == set(names("toy_dataset", "image_dataset"))
+    p = load_params(ROOT / "params.yaml")
+    assert set(p.per_dataset) == set(names("toy_dataset", "image_dataset")) | set(p.pairs)
 
 
 def test_cifar10_gets_the_papers_setting() -> None:

@@ -22,12 +22,12 @@ from fmexp.config.overrides import (
     structured,
     to_object,
 )
-from fmexp.config.schema import PER_DATASET_SECTIONS, Params, RunConfig
+from fmexp.config.schema import PER_DATASET_SECTIONS, PairConfig, Params, RunConfig
 from fmexp.config.validate import dataset_names, validate_params, validate_run
 from fmexp.errors import ConfigError
 from fmexp.runtime.signals import held
 
-__all__ = ["load_params", "run_for", "run_config", "to_plain"]
+__all__ = ["load_params", "run_for", "run_config", "pair_specs", "to_plain"]
 
 
 def load_params(path: str | Path = "params.yaml", overrides: Sequence[str] = ()) -> Params:
@@ -55,7 +55,7 @@ def load_params(path: str | Path = "params.yaml", overrides: Sequence[str] = ())
     for name, method in params.methods.items():
         for dataset, entries in method.overrides.items():
             method.overrides[dataset] = kept(entries, f"methods.{name}.overrides.{dataset}")
-    errors = validate_params(params) or _per_dataset_errors(params)
+    errors = validate_params(params) or _per_dataset_errors(params) or _cell_errors(params)
     if errors:
         raise ConfigError(f"{path}: " + "; ".join(errors))
     return params
@@ -65,13 +65,16 @@ def run_for(params: Params, dataset: str, method: str, seed: int, *, own: bool =
     """The config of one pipeline run: one dataset, one named method, one seed, with the dataset's
     ``per_dataset`` overrides applied, then (with ``own``) the method's own for that dataset
     (``methods.<m>.overrides``); without, the shared recipe."""
-    if dataset not in dataset_names(params.datasets):
-        raise ConfigError(not_one_of("dataset", dataset, dataset_names(params.datasets)))
+    if dataset not in dataset_names(params.datasets, params.pairs):
+        raise ConfigError(not_one_of("dataset", dataset, dataset_names(params.datasets, params.pairs)))
     if method not in params.methods:
         raise ConfigError(not_one_of("method", method, sorted(params.methods)))
+    pair = params.pairs.get(dataset)
     run = RunConfig(
         dataset=dataset,
         dataset_spec=params.datasets.get(dataset),
+        pair=pair,
+        pair_specs=pair_specs(params, pair),
         method_name=method,
         method=params.methods[method],
         seed=seed,
@@ -87,7 +90,29 @@ def run_for(params: Params, dataset: str, method: str, seed: int, *, own: bool =
     ):
         if overrides:
             run = run_config(run, overrides, source)
+    if pair is not None and (errors := validate_run(run)):  # a pair's own rules bind every method that runs on it
+        raise ConfigError(f"cell {dataset}/{method}: " + "; ".join(errors))
     return run
+
+
+def _cell_errors(p: Params) -> list[str]:
+    """Each cell on a pair gives a valid run: a method that can start from data, a ladder with the few
+    Euler steps that score it (``validate_run``)."""
+    errors = []
+    for dataset, method in p.pipeline.cell_list():
+        if dataset in p.pairs:
+            try:
+                run_for(p, dataset, method, 0)
+            except ConfigError as e:
+                errors.append(f"pipeline: {e}")
+    return errors
+
+
+def pair_specs(params: Params, pair: PairConfig | None) -> dict[str, Any]:
+    """The specs of ``pair``'s datasets that are the user's (``datasets.<name>``)."""
+    if pair is None:
+        return {}
+    return {d: params.datasets[d] for d in (pair.source, pair.target) if d in params.datasets}
 
 
 def _per_dataset_errors(p: Params) -> list[str]:
@@ -97,13 +122,13 @@ def _per_dataset_errors(p: Params) -> list[str]:
     entries = [(f"per_dataset.{d}", d, o, next(iter(p.methods), None)) for d, o in p.per_dataset.items()]
     entries += [(f"methods.{m}.overrides.{d}", d, o, m) for m, c in p.methods.items() for d, o in c.overrides.items()]
     for key, dataset, overrides, method in entries:
-        if dataset not in dataset_names(p.datasets):
-            errors.append(not_one_of(key, dataset, dataset_names(p.datasets)))
+        if dataset not in dataset_names(p.datasets, p.pairs):
+            errors.append(not_one_of(key, dataset, dataset_names(p.datasets, p.pairs)))
             continue
         for ov in parse_overrides(overrides, key):
             if ov.key_or_group.split(".")[0] not in PER_DATASET_SECTIONS or ov.is_add() or ov.is_delete():
                 errors.append(f"{key}: {ov.input_line!r} must set a key of {list(PER_DATASET_SECTIONS)} (key=value)")
-        if not errors and method is not None:
+        if not errors and method is not None and dataset not in p.pairs:  # a pair's cells: _cell_errors
             try:
                 run_for(p, dataset, method, 0)
             except ConfigError as e:

@@ -6,6 +6,7 @@ Every "auto" rule lives here; ``resolve(run, data)`` returns the ``Plan``, which
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -15,11 +16,12 @@ import torch
 
 from fmexp import registry
 from fmexp.config.load import to_plain
-from fmexp.config.schema import DataConfig, ModelConfig, RunConfig
+from fmexp.config.schema import DataConfig, ModelConfig, PairConfig, RunConfig
 from fmexp.config.validate import path_context
-from fmexp.data.datasets import Dataset, load_dataset, max_pairwise_distance
+from fmexp.data.datasets import Dataset, load_dataset, load_pair, max_pairwise_distance
 from fmexp.errors import ConfigError
-from fmexp.flow.methods import Method
+from fmexp.flow.bridges import Bridge
+from fmexp.flow.methods import EmpiricalSource, Method
 from fmexp.registry import Spec, constructor_args, names
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "model_args",
     "training_key",
     "build_method",
+    "held_out",
     "auto_divergence",
     "auto_fid_backend",
 ]
@@ -149,9 +152,18 @@ def device_for(run: RunConfig) -> torch.device:
     return torch.device(name)
 
 
-def load_data(params_data: DataConfig, name: str, spec: Spec | None = None) -> Dataset:
+def load_data(
+    params_data: DataConfig,
+    name: str,
+    spec: Spec | None = None,
+    pair: PairConfig | None = None,
+    pair_specs: dict[str, Spec] | None = None,
+) -> Dataset:
     """Dataset ``name`` as ``params_data`` sets it (image datasets read their folder and size); ``spec``:
-    a dataset of the user's (``datasets.<name>`` in params.yaml)."""
+    a dataset of the user's (``datasets.<name>`` in params.yaml); ``pair``: the pair ``name`` is
+    (``pairs.<name>``), its datasets of the user's in ``pair_specs``."""
+    if pair is not None:
+        return load_pair(name, pair.source, pair.target, params_data.n_train, pair.n_test, params_data.seed, pair_specs)
     return load_dataset(
         name,
         params_data.n_train,
@@ -212,13 +224,24 @@ def build_method(run: RunConfig, data: Dataset) -> Method:
     path_cls, path_args = registry.check("path", m.path, "method.path")
     if "sigma_max" not in context and "sigma_max" not in path_args and "sigma_max" in constructor_args(path_cls):
         context["sigma_max"] = max_pairwise_distance(train)
+    path = registry.build("path", m.path, "method.path", **context)
+    bridge = isinstance(path, Bridge)
     return Method(
         objective=m.objective,
-        path=registry.build("path", m.path, "method.path", **context),
-        coupling=registry.build("coupling", m.coupling, "method.coupling"),
+        path=path,
+        coupling=registry.build("coupling", m.coupling, "method.coupling", **({"sigma": path.sigma} if bridge else {})),
         time_sampler=registry.build("time_sampler", run.train.time_sampler, "train.time_sampler"),
-        data_std=float(train.std()) if m.input_scale == "path" else None,
+        data_std=float(train.std()) if m.input_scale == "path" and not bridge else None,
+        source=None if data.source is None else EmpiricalSource(data.source.train),
     )
+
+
+def held_out(method: Method, data: Dataset) -> Method:
+    """``method`` with its starts drawn from the held-out split of the pair's source, without replacement
+    (the sample and score stages); as it is for a Gaussian source."""
+    if data.source is None:
+        return method
+    return dataclasses.replace(method, source=EmpiricalSource(data.source.test, replace=False))
 
 
 def auto_divergence(data: Dataset) -> str:

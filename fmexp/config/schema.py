@@ -12,6 +12,7 @@ __all__ = [
     "PipelineConfig",
     "DataConfig",
     "MethodConfig",
+    "PairConfig",
     "ModelConfig",
     "TrainConfig",
     "SampleConfig",
@@ -48,6 +49,17 @@ class MethodConfig:
     coupling: Any = "independent"  # independent | ot (minibatch OT, Tong et al. 2023), or {_target_: ...}
     input_scale: str = "path"  # path: x_t scaled where its noise exceeds the data's scale (VE) | none: x_t itself
     overrides: dict[str, list[str]] = field(default_factory=dict)  # per dataset: this method's own settings
+
+
+@dataclass
+class PairConfig:
+    """A data-to-data problem (Tong et al. 2023): flows from ``source`` to ``target``, two flat datasets
+    (fmexp's or ``datasets.<name>``), each split into ``n_train`` (``data.n_train``) and ``n_test`` points.
+    Usable wherever a dataset name is; its runs live under ``runs/<pair>/<method>/``."""
+
+    source: str = "moons_tcfm"
+    target: str = "8gaussians_tcfm"
+    n_test: int = 5000  # held-out points of each side: the exact W2 (at least 5000 points each) and the starts
 
 
 @dataclass
@@ -150,9 +162,22 @@ class PipelineConfig:
     workers: int = (
         1  # processes per stage that run its seeds side by side, each with cores // workers threads (at least 1)
     )
+    methods_by_dataset: dict[str, list[str]] = field(
+        default_factory=dict
+    )  # a dataset or pair that runs other methods than ``methods`` (a pair: its data-to-data methods)
     cells: list[str] | None = (
-        None  # "dataset/method" cells to run (a method on some datasets only); None: the full product
+        None  # "dataset/method" cells to run (a method on some datasets only); None: every dataset's methods
     )
+
+    def methods_of(self, dataset: str) -> list[str]:
+        """The methods that ``dataset`` runs: its ``methods_by_dataset`` entry, else ``methods``."""
+        return self.methods_by_dataset.get(dataset, self.methods)
+
+    def cell_list(self) -> list[tuple[str, str]]:
+        """The (dataset, method) cells: ``cells`` where given, else every dataset with each of its methods."""
+        if self.cells is not None:
+            return [(c.partition("/")[0], c.partition("/")[2]) for c in self.cells]
+        return [(d, m) for d in self.datasets for m in self.methods_of(d)]
 
 
 @dataclass
@@ -169,6 +194,7 @@ class Params:
     sweep: SweepConfig = field(default_factory=SweepConfig)
     per_dataset: dict[str, list[str]] = field(default_factory=dict)  # overrides of PER_DATASET_SECTIONS, per dataset
     datasets: dict[str, Any] = field(default_factory=dict)  # the user's own: name -> {_target_: ..., **args}
+    pairs: dict[str, PairConfig] = field(default_factory=dict)  # data-to-data problems: name -> {source, target}
 
 
 @dataclass
@@ -177,6 +203,8 @@ class RunConfig:
 
     dataset: str = "checkerboard"
     dataset_spec: Any = None  # a dataset of params.yaml's ``datasets``: its {_target_: ...}; None: fmexp's own
+    pair: PairConfig | None = None  # a pair of params.yaml's ``pairs``: ``dataset`` names it
+    pair_specs: dict[str, Any] = field(default_factory=dict)  # the pair's datasets of params.yaml's ``datasets``
     method_name: str = "fm_ot"
     method: MethodConfig = field(default_factory=MethodConfig)
     seed: int = 0

@@ -22,6 +22,7 @@ from fmexp.config.schema import (
     TrainConfig,
 )
 from fmexp.errors import ConfigError
+from fmexp.flow.units import EULER_STEPS
 from fmexp.registry import check_spec, names
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "DIVERGENCES",
     "PROBES",
     "dataset_names",
+    "pair_method_error",
     "path_context",
     "component_targets",
     "validate_params",
@@ -46,9 +48,41 @@ INPUT_SCALES = ("path", "none")
 """``model.input_scale``: ``path`` (``ProbabilityPath.input_scale``) or ``none``."""
 
 
-def dataset_names(own: Iterable[str] = ()) -> list[str]:
-    """Every registered dataset (the 2-D toys, then the image datasets), then the user's ``own``."""
-    return names("toy_dataset") + names("image_dataset") + list(own)
+def dataset_names(own: Iterable[str] = (), pairs: Iterable[str] = ()) -> list[str]:
+    """Every registered dataset (the 2-D toys, then the image datasets), then the user's ``own``, then the
+    ``pairs``: every name a cell, a study or ``per_dataset`` may give as its dataset."""
+    return names("toy_dataset") + names("image_dataset") + list(own) + list(pairs)
+
+
+def _pair_errors(p: Params) -> list[str]:
+    """Each pair (``pairs.<name>``): a new name, and a source and target among the flat datasets (an image
+    pair is not supported). That their dimensions agree is checked where they are drawn (``prepare``)."""
+    e = _Errors()
+    flat = names("toy_dataset") + list(p.datasets)
+    for name, pair in p.pairs.items():
+        if name in dataset_names(p.datasets):
+            e.append(f"pairs.{name}: {name!r} is a dataset's name; give the pair another name")
+        for side in ("source", "target"):
+            value = getattr(pair, side)
+            if value in names("image_dataset"):
+                e.append(f"pairs.{name}.{side}: {value!r} is an image dataset; a pair joins flat datasets {flat}")
+            else:
+                e.one_of(f"pairs.{name}.{side}", value, flat)
+        e.positive(f"pairs.{name}.n_test", pair.n_test)
+    return e
+
+
+def pair_method_error(pair: str, method_key: str, m: MethodConfig) -> str | None:
+    """Why method ``m`` cannot run on pair ``pair``, whose source is data, or None
+    (``fmexp.flow.methods.source_error``)."""
+    from fmexp.flow.methods import source_error
+
+    try:
+        path = registry.build("path", m.path, f"{method_key}.path", **path_context(m))
+    except ConfigError as error:
+        return str(error)
+    reason = source_error(m.objective, path)
+    return f"{method_key}: {reason} (pairs.{pair} flows from data)" if reason else None
 
 
 def _dataset_errors(datasets: dict[str, Any]) -> list[str]:
@@ -234,8 +268,9 @@ def validate_params(p: Params) -> list[str]:
     ``dotted.key: reason``."""
     e = _Errors()
     e += _dataset_errors(p.datasets)
+    e += _pair_errors(p)
     for d in p.pipeline.datasets:
-        e.one_of("pipeline.datasets", d, dataset_names(p.datasets))
+        e.one_of("pipeline.datasets", d, dataset_names(p.datasets, p.pairs))
     for name in p.pipeline.methods:
         e.one_of("pipeline.methods", name, sorted(p.methods))
     if p.pipeline.workers < 1:
@@ -244,12 +279,16 @@ def validate_params(p: Params) -> list[str]:
     for key in ("datasets", "methods", "seeds"):
         if not getattr(p.pipeline, key):
             e.append(f"pipeline.{key}: must not be empty")
+    for dataset, methods in p.pipeline.methods_by_dataset.items():
+        e.one_of("pipeline.methods_by_dataset", dataset, dataset_names(p.datasets, p.pairs))
+        for name in methods:
+            e.one_of(f"pipeline.methods_by_dataset.{dataset}", name, sorted(p.methods))
     for cell in p.pipeline.cells or []:
         dataset, _, method = cell.partition("/")
-        if dataset not in p.pipeline.datasets or method not in p.pipeline.methods:
+        if dataset not in p.pipeline.datasets or method not in p.pipeline.methods_of(dataset):
             e.append(
                 f"pipeline.cells: {cell!r} must be 'dataset/method' with a dataset of pipeline.datasets"
-                f" {p.pipeline.datasets} and a method of pipeline.methods {p.pipeline.methods}"
+                f" {p.pipeline.datasets} and one of its methods (pipeline.methods, or its methods_by_dataset entry)"
             )
     for name, m in p.methods.items():
         e += method_errors(f"methods.{name}", m)
@@ -261,7 +300,23 @@ def validate_params(p: Params) -> list[str]:
 def validate_run(r: RunConfig) -> list[str]:
     """Every out-of-range value and unknown name of one run."""
     e = _Errors()
-    if r.dataset_spec is None:
+    if r.pair is not None:
+        for side in ("source", "target"):
+            e.one_of(f"pairs.{r.dataset}.{side}", getattr(r.pair, side), names("toy_dataset") + list(r.pair_specs))
+        if not e and (reason := pair_method_error(r.dataset, f"methods.{r.method_name}", r.method)):
+            e.append(reason)
+        if "euler" not in r.sample.fixed_solvers or not set(EULER_STEPS) <= set(r.sample.nfe_ladder):
+            e.append(
+                f"sample: a pair ({r.dataset}) is scored after {list(EULER_STEPS)} Euler steps: sample.fixed_solvers"
+                f" must hold euler and sample.nfe_ladder {list(EULER_STEPS)}; got {r.sample.fixed_solvers} and"
+                f" {r.sample.nfe_ladder}"
+            )
+        if r.sample.n_samples > r.pair.n_test:
+            e.append(
+                f"sample.n_samples: a pair's samples start from its source's held-out points, without"
+                f" replacement: at most pairs.{r.dataset}.n_test = {r.pair.n_test}, got {r.sample.n_samples}"
+            )
+    elif r.dataset_spec is None:
         e.one_of("dataset", r.dataset, dataset_names())
     else:
         e += check_spec("toy_dataset", r.dataset_spec, f"datasets.{r.dataset}")

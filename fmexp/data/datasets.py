@@ -18,7 +18,7 @@ from torch import Tensor
 from fmexp.errors import ConfigError
 from fmexp.registry import Spec, build, check_name, names, resolve
 
-__all__ = ["Dataset", "load_dataset", "max_pairwise_distance"]
+__all__ = ["Dataset", "load_dataset", "load_pair", "max_pairwise_distance"]
 
 
 @dataclass(frozen=True)
@@ -27,12 +27,14 @@ class Dataset:
 
     ``levels`` is None for continuous data. For images it is the number of intensity levels: the
     splits then hold integer levels, and ``model_space`` dequantizes them to [-1, 1) (``fmexp.data.images``).
+    ``source``: a pair's source data (``load_pair``), which its flows start from; None: ``N(0, I)``.
     """
 
     name: str
     train: Tensor
     test: Tensor
     levels: int | None = None
+    source: Dataset | None = None
 
     @property
     def dim(self) -> int:
@@ -87,6 +89,28 @@ def load_dataset(
     train_rng, test_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     train, test = (_draw(make, n, rng, name) for n, rng in ((n_train, train_rng), (n_test, test_rng)))
     return Dataset(name=name, train=train, test=test)
+
+
+def load_pair(
+    name: str, source: str, target: str, n_train: int, n_test: int, seed: int = 0, specs: dict[str, Spec] | None = None
+) -> Dataset:
+    """The pair ``name``: ``target``'s splits with ``source``'s as its ``source``, each a flat dataset (fmexp's,
+    or the user's in ``specs``) drawn as ``load_dataset`` draws it, from streams of ``seed`` spawned apart
+    for the two sides. ``ConfigError`` naming ``pairs.<name>`` if their dimensions differ."""
+    specs = specs or {}
+    side_seeds = np.random.SeedSequence(seed).spawn(2)
+    source_data, target_data = (
+        load_dataset(d, n_train, n_test, int(s.generate_state(1)[0]), specs.get(d))
+        for d, s in ((source, side_seeds[0]), (target, side_seeds[1]))
+    )
+    if source_data.levels is not None or target_data.levels is not None:
+        raise ConfigError(f"pairs.{name}: a pair joins flat datasets; {source} -> {target} has images")
+    if source_data.dim != target_data.dim:
+        raise ConfigError(
+            f"pairs.{name}: the source {source} has dimension {source_data.dim}, the target {target}"
+            f" {target_data.dim}; a flow maps between spaces of one dimension"
+        )
+    return Dataset(name=name, train=target_data.train, test=target_data.test, source=source_data)
 
 
 def _draw(make: Callable[..., Any], n: int, rng: np.random.Generator, name: str) -> Tensor:

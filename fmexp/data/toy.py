@@ -19,6 +19,8 @@ __all__ = [
     "circles",
     "two_spirals",
     "swissroll",
+    "eight_gaussians_tcfm",
+    "moons_tcfm",
     "LOG_DENSITIES",
     "entropy",
 ]
@@ -74,6 +76,28 @@ def swissroll(n: int, rng: np.random.Generator) -> np.ndarray:
 
     x, _ = make_swiss_roll(n, noise=1.0, random_state=_seed(rng))
     return x[:, [0, 2]] / 3
+
+
+def eight_gaussians_tcfm(n: int, rng: np.random.Generator) -> np.ndarray:
+    """torchcfm's ``sample_8gaussians`` (Tong et al. 2023's 2-D benchmark): eight equal Gaussians at radius 5
+    on the axes and diagonals, covariance ``sqrt(0.1) I`` (its ``eight_normal_sample(n, 2, scale=5,
+    var=0.1)`` passes ``sqrt(var) I`` as the covariance, so the std is ``0.1 ** 0.25``, about 0.56)."""
+    angles = np.pi * rng.integers(0, 8, n) / 4
+    centers = 5 * np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    return centers + 0.1**0.25 * rng.standard_normal((n, 2))
+
+
+def moons_tcfm(n: int, rng: np.random.Generator) -> np.ndarray:
+    """torchcfm's ``sample_moons``: torchdyn's ``generate_moons(n, noise=0.2)`` times 3, minus 1. Its points
+    lie at evenly spaced angles on the two half circles (n // 2 on the outer), each shifted by one
+    uniform draw in [0, 0.2) along the diagonal (the same amount on both coordinates), in order; here
+    they are shuffled, for minibatches and splits."""
+    n_out = n // 2
+    outer, inner = np.linspace(0, np.pi, n_out), np.linspace(0, np.pi, n - n_out)
+    x = np.concatenate([np.cos(outer), 1 - np.cos(inner)])
+    y = np.concatenate([np.sin(outer), 1 - np.sin(inner) - 0.5])
+    points = np.stack([x, y], axis=1) + 0.2 * rng.uniform(0, 1, (n, 1))
+    return 3 * points[rng.permutation(n)] - 1
 
 
 def _checkerboard_log_density(x: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from torch import Tensor
 
+from fmexp.flow.bridges import Bridge
 from fmexp.flow.paths import PathSample, ProbabilityPath, _expand
 
 Field = Callable[[Tensor, Tensor], Tensor]
@@ -77,7 +78,7 @@ class Objective(ABC):
         """Per-sample loss, shape ``(B,)``."""
 
     @abstractmethod
-    def velocity(self, model: Field, path: ProbabilityPath) -> Field:
+    def velocity(self, model: Field, path: ProbabilityPath | Bridge) -> Field:
         """The field to integrate for a network trained with this objective on ``path``."""
 
 
@@ -87,7 +88,7 @@ class FlowMatching(Objective):
     def loss(self, model: Field, sample: PathSample) -> Tensor:
         return cfm_loss(model, sample)
 
-    def velocity(self, model: Field, path: ProbabilityPath) -> Field:
+    def velocity(self, model: Field, path: ProbabilityPath | Bridge) -> Field:
         return model
 
 
@@ -100,5 +101,6 @@ class ScoreMatching(Objective):
     def loss(self, model: Field, sample: PathSample) -> Tensor:
         return dsm_loss(model, sample)
 
-    def velocity(self, model: Field, path: ProbabilityPath) -> Field:
+    def velocity(self, model: Field, path: ProbabilityPath | Bridge) -> Field:
+        assert isinstance(path, ProbabilityPath)  # objective_error: score matching is refused on a bridge
         return epsilon_to_velocity(model, path)

@@ -3,9 +3,10 @@ optimize, what DVC tracks as metrics, the report's table columns, and the units 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
-__all__ = ["Metric", "SCORED", "UNITS", "dvc_metrics", "table_columns", "data_kind"]
+__all__ = ["Metric", "EULER_STEPS", "SCORED", "UNITS", "dvc_metrics", "table_columns", "data_kind"]
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,9 @@ _SHARED = {
     "nfe_nll": Metric("NFE", dvc=True),  # and for the likelihood
     "train_seconds": Metric("s"),
 }
+
+EULER_STEPS = (1, 2, 4)
+"""A pair's few-step budgets: W2 after this many Euler steps, read from the sample stage's NFE ladder."""
 
 SCORED: dict[str, dict[str, Metric]] = {
     "flat": {
@@ -41,6 +45,14 @@ SCORED: dict[str, dict[str, Metric]] = {
         "nll_se": Metric("nats"),
         "distance": Metric(""),
     },
+    "pair": {  # a data-to-data flow (Tong et al. 2023): no density, so no NLL
+        "w2": Metric("", "W2", dvc=True),  # exact, dopri5 samples to the target's held-out split
+        **{f"w2_euler_{k}": Metric("", f"W2 ({k} Euler)", dvc=True) for k in EULER_STEPS},
+        "npe": Metric("", "NPE", dvc=True),  # normalized path energy, |PE - W2^2| / W2^2
+        "path_energy": Metric(""),
+        "nfe": _SHARED["nfe"],
+        "train_seconds": _SHARED["train_seconds"],
+    },
 }
 """The numeric metrics of a run's scores by kind of data (``fmexp.pipeline.stages.score``), in the order
 DVC and the report show them."""
@@ -58,8 +70,11 @@ def table_columns(kind: str) -> dict[str, str]:
     return {name: m.column for name, m in SCORED[kind].items() if m.column is not None}
 
 
-def data_kind(dataset: str) -> str:
-    """``image`` for a registered image dataset, else ``flat``: the key of ``SCORED``."""
+def data_kind(dataset: str, pairs: Collection[str] = ()) -> str:
+    """``pair`` for one of ``pairs``, ``image`` for a registered image dataset, else ``flat``: the key of
+    ``SCORED``."""
     from fmexp.registry import names
 
+    if dataset in pairs:
+        return "pair"
     return "image" if dataset in names("image_dataset") else "flat"

@@ -161,10 +161,8 @@ def command_modules(commands: Commands, command: str) -> set[str]:
 
 
 def cells(params: Params) -> list[tuple[str, str]]:
-    """The (dataset, method) cells: ``pipeline.cells`` where given, else the full product."""
-    if params.pipeline.cells is not None:
-        return [(c.partition("/")[0], c.partition("/")[2]) for c in params.pipeline.cells]
-    return [(d, m) for d in params.pipeline.datasets for m in params.pipeline.methods]
+    """The (dataset, method) cells (``PipelineConfig.cell_list``)."""
+    return params.pipeline.cell_list()
 
 
 def _overridden(params: Params, dataset: str, method: str | None = None) -> set[str]:
@@ -240,15 +238,21 @@ def stages(params: Params, commands: Commands) -> dict[str, Any]:
     for d in datasets:
         skip = _overridden(params, d)
         image = d in names("image_dataset")
-        own = [registry.target("toy_dataset", params.datasets[d])[0]] if d in params.datasets else []
+        pair = params.pairs.get(d)
+        drawn = [d] if pair is None else [pair.source, pair.target]  # the datasets its prepare stage draws
+        own = [x for x in drawn if x in params.datasets]
         out[f"prepare-{d}"] = {
             "cmd": f"python -m fmexp prepare --dataset {d}",
-            "deps": [*code["prepare"], *sorted(local_files(own))],
+            "deps": [
+                *code["prepare"],
+                *sorted(local_files(registry.target("toy_dataset", params.datasets[x])[0] for x in own)),
+            ],
             "params": [
                 "data",
                 *(_leaves("score", ScoreConfig, skip, ["fid_backend", "inception_weights"]) if image else []),
                 f"per_dataset.{d}",
-                *([f"datasets.{d}"] if own else []),
+                *([f"pairs.{d}"] if pair is not None else []),
+                *(f"datasets.{x}" for x in own),
             ],
             "outs": [f"data/{d}.pt"],
         }
@@ -294,6 +298,7 @@ def stages(params: Params, commands: Commands) -> dict[str, Any]:
                 "sample",
                 "score",
                 "datasets",
+                "pairs",
             ],
             "outs": [
                 {f"{folder}/{name}": {"cache": False}}

@@ -27,7 +27,14 @@ def data_file(data_dir: str | Path, dataset: str) -> Path:
 def load_prepared(data_dir: str | Path, dataset: str) -> Dataset:
     """The splits that ``prepare`` stored for ``dataset``."""
     state = artifacts.load_torch(data_file(data_dir, dataset))
-    return Dataset(name=dataset, train=state["train"], test=state["test"], levels=state.get("levels"))
+    source = state.get("source")
+    return Dataset(
+        name=dataset,
+        train=state["train"],
+        test=state["test"],
+        levels=state.get("levels"),
+        source=None if source is None else Dataset(name=source["name"], train=source["train"], test=source["test"]),
+    )
 
 
 @dataclass(frozen=True)

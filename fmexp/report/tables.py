@@ -9,10 +9,16 @@ import pandas as pd
 from fmexp.flow.units import table_columns
 from fmexp.report.stats import SIGNIFICANCE, holm, paired_p
 
-__all__ = ["COLUMNS", "IMAGE_COLUMNS", "method_table"]
+__all__ = ["table_kind", "method_table", "ot_against_vp", "couplings_compared"]
 
-COLUMNS = table_columns("flat")
-IMAGE_COLUMNS = table_columns("image")  # the paper's Table 1, and FID∞
+
+def table_kind(df: pd.DataFrame) -> str:
+    """The kind of data the rows scored (``fmexp.flow.units.SCORED``): ``pair`` (NPE), ``image`` (bits/dim)
+    or ``flat``."""
+    for kind, column in (("pair", "npe"), ("image", "bpd")):
+        if column in df and df[column].notna().any():
+            return kind
+    return "flat"
 
 
 def method_table(metrics: pd.DataFrame, dataset: str, methods: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -25,8 +31,7 @@ def method_table(metrics: pd.DataFrame, dataset: str, methods: list[str]) -> tup
     seed noise is never shown as a win.
     """
     df = metrics[metrics.dataset == dataset]
-    columns = IMAGE_COLUMNS if "bpd" in df and df["bpd"].notna().any() else COLUMNS
-    columns = {c: label for c, label in columns.items() if c in df}
+    columns = {c: label for c, label in table_columns(table_kind(df)).items() if c in df}
     order = [m for m in methods if m in set(df.method)]
     stats = df.groupby("method")[list(columns)].agg(["mean", "std"]).reindex(order)
     stats.columns = [f"{c}_{s}" for c, s in stats.columns]
@@ -70,33 +75,55 @@ def by_seed(trials: pd.DataFrame, dataset: str, seeds: list[int]) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
-PAPER_QUESTION = {"flat": ["nll", "nfe"], "image": ["bpd", "fid", "nfe"]}
-"""The metrics of the one-line answer: the likelihood, FID for images, and sampling cost."""
+PAPER_QUESTION = {
+    "flat": ["nll", "nfe"],
+    "image": ["bpd", "fid", "nfe"],
+    "pair": ["npe", "w2_euler_1", "w2", "nfe"],
+}
+"""The metrics of the one-line answers: the likelihood, FID for images, and sampling cost; for a pair the
+straightness (NPE, one-step W2), the W2 and the cost."""
 
 
 def ot_against_vp(metrics: pd.DataFrame, dataset: str, ot: str, vp: str) -> str:
-    """The paper's question in one line: FM on the OT path (``ot``) against FM on the VP path (``vp``),
-    the mean paired difference of each metric over the seeds both ran, and its paired t-test p-value
-    Holm-corrected over the line's metrics."""
+    """The paper's question in one line: FM on the OT path (``ot``) against FM on the VP path (``vp``)
+    (``paired_line``)."""
+    return paired_line(metrics, dataset, ot, vp, "OT")
+
+
+def couplings_compared(metrics: pd.DataFrame, dataset: str, otcfm: str, icfm: str) -> str:
+    """Tong et al. 2023's ordering on a pair in one line: OT-CFM (``otcfm``) against I-CFM (``icfm``), the
+    same bridge with the minibatch-OT coupling against the independent one (``paired_line``)."""
+    return paired_line(metrics, dataset, otcfm, icfm, "OT-CFM")
+
+
+def paired_line(metrics: pd.DataFrame, dataset: str, a: str, b: str, name: str) -> str:
+    """``a`` against ``b`` in one line: the mean paired difference of each metric of ``PAPER_QUESTION``
+    over the seeds both ran, and its paired t-test p-value Holm-corrected over the line's metrics;
+    ``name`` names ``a`` in the verdicts."""
     df = metrics[metrics.dataset == dataset]
-    kind = "image" if "bpd" in df and df["bpd"].notna().any() else "flat"
+    kind = table_kind(df)
     parts, raw, diffs = [], [], []
     seeds = 0
-    for col in [c for c in PAPER_QUESTION[kind] if c in df]:
+    cols = [c for c in PAPER_QUESTION[kind] if c in df]
+    for col in cols:
         by_seed = df.pivot_table(index="seed", columns="method", values=col, aggfunc="first")
-        pairs = by_seed[[ot, vp]].dropna()
+        pairs = by_seed[[a, b]].dropna()
         seeds = max(seeds, len(pairs))
-        diffs.append(float((pairs[ot] - pairs[vp]).mean()))
-        raw.append(_paired(by_seed, ot, vp))
-    labels = {**COLUMNS, **IMAGE_COLUMNS}
-    for col, d, p in zip([c for c in PAPER_QUESTION[kind] if c in df], diffs, holm(raw), strict=True):
+        diffs.append(float((pairs[a] - pairs[b]).mean()))
+        raw.append(_paired(by_seed, a, b))
+    labels = table_columns(kind)
+    for col, d, p in zip(cols, diffs, holm(raw), strict=True):
         verdict = (
-            "no test" if p != p else ("OT lower" if d < 0 else "OT higher") if p < SIGNIFICANCE else "not significant"
+            "no test"
+            if p != p
+            else (f"{name} lower" if d < 0 else f"{name} higher")
+            if p < SIGNIFICANCE
+            else "not significant"
         )
         parts.append(
             f"{labels[col]} {d:+.3g} (p = {p:.2g}, {verdict})" if p == p else f"{labels[col]} {d:+.3g} ({verdict})"
         )
     return (
-        f"{dataset}: {ot} minus {vp}, mean over {seeds} paired seeds: " + "; ".join(parts) + "."
+        f"{dataset}: {a} minus {b}, mean over {seeds} paired seeds: " + "; ".join(parts) + "."
         " Paired t-tests, Holm-corrected over this line's metrics; lower is better for each."
     )

@@ -48,7 +48,7 @@ def _scored(result: dict[str, float | str | None], objectives: list[str]) -> dic
 def make_objective(study: Study) -> Callable[[optuna.Trial], float | tuple[float, ...]]:
     """The study's objective: a trial's sampled values applied to the base run, every seed trained,
     sampled and scored by the pipeline's own stage functions, the mean over seeds returned."""
-    cache: dict[tuple[str, str], Dataset] = {}
+    cache: dict[tuple[str, str, str], Dataset] = {}
     metrics = [o.metric for o in study.config.objectives]
     prune = study.config.pruner.name != "none"
     single = len(metrics) == 1  # Optuna takes intermediate values for single-objective studies only
@@ -64,9 +64,9 @@ def make_objective(study: Study) -> Callable[[optuna.Trial], float | tuple[float
 
     def _evaluate(trial: optuna.Trial, values: dict[str, Any]) -> float | tuple[float, ...]:
         run = study.run(values, f"trial {trial.number}")
-        key = (run.dataset, repr(run.data))
+        key = (run.dataset, repr(run.data), repr(run.pair))
         if key not in cache:
-            cache[key] = load_data(run.data, run.dataset, run.dataset_spec)
+            cache[key] = load_data(run.data, run.dataset, run.dataset_spec, run.pair, run.pair_specs)
         per_seed: dict[str, list[float]] = {}
         for i, seed in enumerate(study.config.seeds):
             offset = i * run.train.steps

@@ -214,12 +214,6 @@ def load_study(
     if not cfg.objectives:
         raise ConfigError(f"{source}: objectives: must list at least one objective")
     for i, o in enumerate(cfg.objectives):
-        allowed = list(SCORED[data_kind(cfg.dataset)])
-        if o.metric not in allowed:
-            raise ConfigError(
-                f"{source}: {not_one_of(f'objectives[{i}].metric', o.metric, allowed)}"
-                f" (what the score stage writes for {cfg.dataset})"
-            )
         if o.direction not in DIRECTIONS:
             raise ConfigError(f"{source}: {not_one_of(f'objectives[{i}].direction', o.direction, DIRECTIONS)}")
     if cfg.sampler.name not in SAMPLERS:
@@ -240,6 +234,13 @@ def load_study(
         params = load_params(base_path)
     except ConfigError as e:  # the base params file's own error, under the study file that names it
         raise ConfigError(f"{source}: base: {e}") from None
+    for i, o in enumerate(cfg.objectives):
+        allowed = list(SCORED[data_kind(cfg.dataset, params.pairs)])
+        if o.metric not in allowed:
+            raise ConfigError(
+                f"{source}: {not_one_of(f'objectives[{i}].metric', o.metric, allowed)}"
+                f" (what the score stage writes for {cfg.dataset})"
+            )
     space = {key: to_distribution(key, expr, source) for key, expr in cfg.search_space.items()}
     methods = [cfg.method]
     if "method" in space:

@@ -31,7 +31,8 @@ def test_overrides_use_hydra_grammar(tmp_path: Path) -> None:
         (lambda p: p["methods"]["fm_ot"].update(sigma_min=-1e-3), r"methods\.fm_ot\.sigma_min"),
         (
             lambda p: p["methods"]["fm_ot"].update(path="otp"),
-            r"methods\.fm_ot\.path: 'otp' is not one of \['cosine', 'linear_vp', 'ot', 'polynomial', 've', 'vp'\];"
+            r"methods\.fm_ot\.path: 'otp' is not one of \['bridge', 'brownian_bridge', 'cosine', 'linear_vp', 'ot',"
+            r" 'polynomial', 've', 'vp'\];"
             r" did you mean 'ot'",
         ),
         (
@@ -44,7 +45,8 @@ def test_overrides_use_hydra_grammar(tmp_path: Path) -> None:
         (lambda p: p["sample"].update(fixed_solvers=["dopri5"]), r"sample\.fixed_solvers"),
         (
             lambda p: p["pipeline"].update(methods=["fm_xx"]),
-            r"pipeline\.methods: 'fm_xx' is not one of \['fm_ot', 'fm_ve', 'fm_vp', 'sm_vp'\]",
+            r"pipeline\.methods: 'fm_xx' is not one of"
+            r" \['fm_ot', 'fm_ve', 'fm_vp', 'icfm', 'otcfm', 'sbcfm', 'sm_vp'\]",
         ),
         (lambda p: p["pipeline"].update(datasets=["mnist2d"]), r"pipeline\.datasets"),
         (lambda p: p["score"].update(divergence="skilling"), r"score\.divergence"),

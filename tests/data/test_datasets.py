@@ -20,7 +20,8 @@ def test_deterministic_with_a_fixed_split(name: str) -> None:
     assert torch.equal(bigger.test, a.test)  # the test split does not move with the train size
     other = load_dataset(name, n_train=500, n_test=200, seed=4)
     assert not torch.equal(other.train, a.train)
-    assert float(a.train.abs().max()) < 6.0 and float(a.train.std()) > 0.5
+    limit = 8.0 if name.endswith("_tcfm") else 6.0  # torchcfm's 8 Gaussians: radius 5, std 0.56
+    assert float(a.train.abs().max()) < limit and float(a.train.std()) > 0.5
 
 
 def test_checkerboard_occupies_eight_alternate_squares() -> None:

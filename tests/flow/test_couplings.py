@@ -26,10 +26,13 @@ def test_minibatch_ot_is_the_optimal_assignment() -> None:
 @pytest.mark.parametrize("name", names("coupling"))
 def test_couplings_keep_shapes(name: str) -> None:
     x_0, x_1 = torch.randn(16, 1, 4, 4), torch.randn(16, 1, 4, 4)
-    a, b = get_coupling(name)(x_0, x_1)
+    coupling = get_coupling(name)
+    a, b = coupling(x_0, x_1, sigma=1.0) if name == "schrodinger_bridge" else coupling(x_0, x_1)
     assert a.shape == b.shape == x_0.shape
 
 
 def test_unknown_coupling() -> None:
-    with pytest.raises(ValueError, match=r"coupling: 'sinkhorn' is not one of \['independent', 'ot'\]"):
+    with pytest.raises(
+        ValueError, match=r"coupling: 'sinkhorn' is not one of \['independent', 'ot', 'schrodinger_bridge'\]"
+    ):
         get_coupling("sinkhorn")

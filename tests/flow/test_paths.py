@@ -72,9 +72,11 @@ def test_ot_is_the_papers_condot() -> None:
 
 
 def test_registry_and_errors() -> None:
-    assert set(names("path")) == {"ot", "vp", "ve", "cosine", "polynomial", "linear_vp"}
+    assert set(names("path")) == {"ot", "vp", "ve", "cosine", "polynomial", "linear_vp", "bridge", "brownian_bridge"}
     with pytest.raises(
-        ValueError, match=r"path: 'otp' is not one of \['cosine', 'linear_vp', 'ot', 'polynomial', 've', 'vp'\]"
+        ValueError,
+        match=r"path: 'otp' is not one of \['bridge', 'brownian_bridge', 'cosine', 'linear_vp', 'ot', 'polynomial',"
+        r" 've', 'vp'\]",
     ):
         get_path("otp")
     with pytest.raises(ValueError, match="sigma_min"):

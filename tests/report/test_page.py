@@ -124,3 +124,26 @@ def test_the_paper_question_in_one_line() -> None:
     assert p_nfe < p_nll
     assert line.startswith("d: fm_ot minus fm_vp, mean over 3 paired seeds: NLL (nats) -0.103 (p = ")
     assert f"(p = {p_nll:.2g}, OT lower)" in line and f"NFE -39.7 (p = {2 * p_nfe:.2g}, OT lower)" in line
+
+
+def test_tong_et_als_ordering_in_one_line() -> None:
+    """OT-CFM's NPE is I-CFM's minus 0.5, 0.6, 0.55 on three seeds (paired p from scipy's ttest_rel, Holm
+    over the line's four metrics); a W2 difference of +-0.01 alternating in sign is not significant."""
+    from scipy.stats import ttest_rel
+
+    from fmexp.report.tables import couplings_compared
+
+    npe = {"otcfm": [0.05, 0.04, 0.06], "icfm": [0.55, 0.64, 0.61]}
+    w2 = {"otcfm": [0.51, 0.49, 0.50], "icfm": [0.50, 0.50, 0.51]}
+    rows = [
+        {"dataset": "p", "method": m, "seed": s, "npe": npe[m][s], "w2": w2[m][s], "w2_euler_1": 1.0 + s, "nfe": 50.0}
+        for m in ("otcfm", "icfm")
+        for s in range(3)
+    ]
+    line = couplings_compared(pd.DataFrame(rows), "p", "otcfm", "icfm")
+    p_npe, p_w2 = (ttest_rel(x["otcfm"], x["icfm"]).pvalue for x in (npe, w2))
+    assert p_npe < p_w2  # Holm over the two tested metrics (equal columns are no test): 2 p_npe, then p_w2
+    assert line.startswith("p: otcfm minus icfm, mean over 3 paired seeds: NPE -0.55 (p = ")
+    assert f"NPE -0.55 (p = {2 * p_npe:.2g}, OT-CFM lower)" in line
+    assert f"W2 -0.00333 (p = {max(2 * p_npe, p_w2):.2g}, not significant)" in line
+    assert "W2 (1 Euler) +0 (no test)" in line

@@ -107,11 +107,12 @@ def science(summary: dict[str, dict]) -> dict[str, dict[str, float]]:
     """The DVC metrics of one run: the paper's numbers, as mean and std over seeds. For 2-D data the
     NLL (nats), its standard error over points and the sample distance under its own name (``w2``);
     for images bits/dim, its standard error, FID and FID∞ (where the samples allow its fit); for both
-    the NFE of sampling and of the NLL.
+    the NFE of sampling and of the NLL; for a pair its W2s, NPE and NFE (``fmexp.flow.units.SCORED``).
     No timings and no per-seed values: ``dvc metrics diff`` and ``dvc exp show`` compare science."""
     first = next(iter(summary["seeds"].values()))
     out = {}
-    for key in [k for k in dvc_metrics("image" if "bpd" in first else "flat") if k in summary["mean"]]:
+    kind = "pair" if "npe" in first else "image" if "bpd" in first else "flat"
+    for key in [k for k in dvc_metrics(kind) if k in summary["mean"]]:
         name = str(first["distance_name"]) if key == "distance" else key
         out[name] = (
             {"mean": summary["mean"][key]}

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from fmexp.config.plan import held_out
 from fmexp.config.schema import RunConfig
 from fmexp.data.datasets import Dataset
 from fmexp.flow.metrics import sliced_wasserstein
@@ -34,10 +35,11 @@ def sample_run(run: RunConfig, data: Dataset, files: RunFiles) -> dict[str, Any]
     and a chunk's endpoints are stored as ``Dataset.stored`` keeps them (image samples as uint8
     levels) before the next chunk starts, so peak memory is bounded by the chunk, not by
     ``n_samples``. The NFE of an adaptive solve is then the mean over chunks. The ladder runs on the
-    first ``sample.ladder_samples`` samples.
+    first ``sample.ladder_samples`` samples. A pair's samples start from its source's held-out split, a
+    random subset without replacement (all of it at ``n_samples = pairs.<p>.n_test``).
     """
     plan, model = load_trained(run, data, files.model)
-    method, device = plan.method, plan.device
+    method, device = held_out(plan.method, data), plan.device
     v = method.velocity(model)
     gen = torch.Generator(device=device).manual_seed(plan.streams.sampling)
     adaptive = get_solver(run.sample.method).adaptive

@@ -1,4 +1,5 @@
-"""The score stage: one seed's held-out NLL, sample distance and NFE; for images bits/dim and FID."""
+"""The score stage: one seed's held-out NLL, sample distance and NFE; for images bits/dim and FID; for a
+pair (a data-to-data flow) exact W2, few-step W2 and the normalized path energy."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from fmexp.config.plan import Plan
+from fmexp.config.plan import Plan, held_out
 from fmexp.config.schema import RunConfig
 from fmexp.data.datasets import Dataset
 from fmexp.flow.likelihood import log_likelihood, log_mean_likelihood
 from fmexp.flow.metrics import bits_per_dim, fid_scores, sample_distance
 from fmexp.flow.ode import chunks, get_solver
+from fmexp.flow.units import EULER_STEPS
 from fmexp.pipeline.layout import RunFiles, data_file
 from fmexp.runtime import artifacts
 from fmexp.training.state import load_trained
@@ -85,6 +87,51 @@ def _image_metrics(
     return out
 
 
+def _pair_metrics(
+    run: RunConfig,
+    plan: Plan,
+    model: torch.nn.Module,
+    data: Dataset,
+    files: RunFiles,
+    data_dir: str | Path,
+    density: bool,
+) -> dict[str, float | str | None]:
+    """A data-to-data flow's scores (Tong et al. 2023, Sec. 5.1): the exact W2 of the dopri5 samples to the
+    target's held-out split (POT's network simplex; both ``pairs.<p>.n_test`` points), the same after 1, 2
+    and 4 Euler steps (``w2_euler_<k>``), and the normalized path energy ``npe`` along dopri5 trajectories
+    from ``score.n_points`` held-out source points (64 times), against the ``W2^2`` between the two
+    held-out splits that ``prepare`` stored. No NLL: the source is data, with no density."""
+    from fmexp.flow.metrics import normalized_path_energy, path_energy, wasserstein2
+
+    assert data.source is not None
+    method = held_out(plan.method, data)
+    sampled_state = artifacts.load_torch(files.samples)
+    sampled = artifacts.read_json(files.sample_info)
+    ladder = sampled_state["ladder"]  # validate_run: it has euler at every EULER_STEPS
+    start = time.perf_counter()
+    prepared = artifacts.load_torch(data_file(data_dir, data.name)) if data_file(data_dir, data.name).exists() else {}
+    w2_squared = float(prepared.get("w2_source_target", wasserstein2(data.source.test, data.test))) ** 2
+    gen = torch.Generator(device=plan.device).manual_seed(plan.streams.scoring)
+    starts = method.sample_source((min(run.score.n_points, len(data.source.test)), data.dim), gen, plan.device)
+    tol = run.sample.tolerances
+    energy = path_energy(method.velocity(model), starts, rtol=tol["rtol"], atol=tol["atol"])
+    metrics: dict[str, float | str | None] = {
+        "w2": wasserstein2(sampled_state["samples"], data.test),
+        **{f"w2_euler_{k}": wasserstein2(ladder[f"euler:{k}"], data.test) for k in EULER_STEPS},
+        "npe": normalized_path_energy(energy, w2_squared),
+        "path_energy": energy,
+        "w2_source_target": w2_squared**0.5,
+        "nfe": sampled["nfe"],
+    }
+    if density:
+        artifacts.save_torch(files.density, {})
+    seconds = time.perf_counter() - start
+    artifacts.write_json(files.metrics, metrics)
+    artifacts.write_json(files.log("score"), {"seconds": seconds})
+    trained = artifacts.read_json(files.log("train")) if files.log("train").exists() else {}
+    return {**metrics, "train_seconds": trained.get("seconds")}
+
+
 @functools.cache
 def prepared_extras(data_dir: str, dataset: str) -> dict[str, object]:
     """What ``prepare`` stored besides the splits: the FID reference statistics, and for digits the FID
@@ -130,6 +177,8 @@ def score_run(
     only; dopri5 at 1e-4), for the paper's Fig. 4 panels.
     """
     plan, model = load_trained(run, data, files.model)
+    if data.source is not None:
+        return _pair_metrics(run, plan, model, data, files, data_dir, density)
     method, device = plan.method, plan.device
     v = method.velocity(model)
     gen = torch.Generator(device=device).manual_seed(plan.streams.scoring)
@@ -144,7 +193,7 @@ def score_run(
             divergence=plan.divergence,
             probe=run.score.probe,
             probes=run.score.probes,
-            prior_std=method.path.prior_std,
+            prior_std=method.prior_std,
             **run.sample.tolerances,
         )
         for j, part in enumerate(chunks(len(points), run.score.batch_size))
@@ -180,10 +229,7 @@ def score_run(
             grid = torch.stack(torch.meshgrid(*axes, indexing="xy"), -1).reshape(-1, 2).to(device)
             times = run.score.density_times
             logp = torch.stack(
-                [
-                    log_likelihood(v, grid, prior_std=method.path.prior_std, rtol=1e-4, atol=1e-4, t=t).logp
-                    for t in times
-                ]
+                [log_likelihood(v, grid, prior_std=method.prior_std, rtol=1e-4, atol=1e-4, t=t).logp for t in times]
             )
             payload = {
                 "x": axes[0],

@@ -34,28 +34,30 @@ log = logging.getLogger(__name__)
 def _curve_columns(
     run: RunConfig, method: Method, test: Tensor, divergence: str, gen_seed: int, on_eval: OnEval | None
 ) -> Callable[[int, torch.nn.Module], dict[str, float]]:
-    """NLL (with one probe where ``divergence`` is Hutchinson) and dopri5 NFE on a few held-out points
-    at each eval: the convergence curves (Fig. 10)."""
+    """NLL (with one probe where ``divergence`` is Hutchinson; none for a data source, which has no
+    density) and dopri5 NFE on a few held-out points at each eval: the convergence curves (Fig. 10)."""
     points, tol = test[: run.train.curve_points], run.train.curve_tol
 
     def evaluate(step: int, model: torch.nn.Module) -> dict[str, float]:
         row: dict[str, float] = {}
         if len(points):
             v = method.velocity(model)
-            ll = log_likelihood(
-                v,
-                points,
-                divergence=divergence,
-                prior_std=method.path.prior_std,
-                rtol=tol,
-                atol=tol,
-                generator=torch.Generator(device=points.device).manual_seed(gen_seed),
-            )
+            if method.source is None:  # a data source has no density: no NLL
+                ll = log_likelihood(
+                    v,
+                    points,
+                    divergence=divergence,
+                    prior_std=method.prior_std,
+                    rtol=tol,
+                    atol=tol,
+                    generator=torch.Generator(device=points.device).manual_seed(gen_seed),
+                )
+                row["nll"] = float(-ll.logp.mean())
             with torch.no_grad():
                 x_0 = method.sample_source(
                     tuple(points.shape), torch.Generator(device=points.device).manual_seed(gen_seed), points.device
                 )
-                row = {"nll": float(-ll.logp.mean()), "nfe": float(integrate(v, x_0, rtol=tol, atol=tol).nfe)}
+                row["nfe"] = float(integrate(v, x_0, rtol=tol, atol=tol).nfe)
         if on_eval is not None:
             on_eval({"step": step, **row})
         return row
