@@ -76,6 +76,16 @@ def test_brownian_bridge_pins_both_ends_and_the_constant_one_does_not() -> None:
         torch.testing.assert_close(c.x_t - end, 0.5 * eps, atol=1e-5, rtol=0)
 
 
+def test_brownian_target_is_finite_at_a_float_draw_of_either_end() -> None:
+    """torch.rand draws exactly 0 with probability 2^-24 a draw (once in 65 000 batches of 256): the target
+    there is x_1 - x_0 (x_t = mu_t), as torchcfm's, never inf (a loss of inf stopped a training run)."""
+    x_0, x_1, _, eps = (v.float() for v in _draws(n=4))
+    for end in (0.0, 1.0):
+        s = BrownianBridge(1.0).sample(x_0, x_1, torch.full((4,), end), eps)
+        torch.testing.assert_close(s.u_t, x_1 - x_0)
+        torch.testing.assert_close(s.x_t, x_1 if end else x_0)
+
+
 def test_bridges_are_registered_paths_and_refuse_a_negative_sigma() -> None:
     assert isinstance(build("path", {"_target_": "bridge", "sigma": 0.2}, "p"), ConstantBridge)
     assert build("path", {"_target_": "brownian_bridge"}, "p").sigma == 1.0
