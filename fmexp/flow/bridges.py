@@ -7,10 +7,10 @@ Given a pair ``(x_0, x_1)`` from a coupling of the source and the data, a bridge
 
 whose conditional field is ``u_t = s_t'/s_t (x_t - mu_t) + (x_1 - x_0) = s_t' eps + (x_1 - x_0)``
 (their eq. 15), computed in the first form. Both ends sit at the pair's points up to ``s_0`` and
-``s_1``: with ``s`` constant the marginal at t = 0 is the source smoothed by ``N(0, sigma^2 I)`` (I-CFM, OT-CFM), and with the
-Brownian bridge's ``s_t = sigma sqrt(t (1 - t))`` it is the source itself (SB-CFM). Unlike a
-``ProbabilityPath`` (``fmexp.flow.paths``), whose ``x_0`` is the noise, a bridge's ``x_0`` is a point
-of the source and its noise is a third draw.
+``s_1``: with ``s`` constant the marginal at t = 0 is the source smoothed by ``N(0, sigma^2 I)``
+(I-CFM, OT-CFM), and with the Brownian bridge's ``s_t = sigma sqrt(t (1 - t))`` it is the source
+itself (SB-CFM). Unlike a ``ProbabilityPath`` (``fmexp.flow.paths``), whose ``x_0`` is the noise, a
+bridge's ``x_0`` is a point of the source and its noise is a third draw.
 """
 
 from __future__ import annotations
