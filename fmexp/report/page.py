@@ -18,7 +18,7 @@ import seaborn as sns
 import yaml
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from fmexp.config.load import to_plain
+from fmexp.config.load import run_for, to_plain
 from fmexp.config.schema import PER_DATASET_SECTIONS, Params
 from fmexp.pipeline.layout import RunFiles
 from fmexp.registry import Spec, target
@@ -229,13 +229,14 @@ SIGNIFICANCE_NOTE = (
 def _pair_note(params: Params, dataset: str) -> str:
     """What a pair's table shows, and what it may be compared with."""
     pair = params.pairs[dataset]
+    run = run_for(params, dataset, params.pipeline.methods_of(dataset)[0], params.pipeline.seeds[0])
     return (
         f"{pair.source} -> {pair.target} (a data-to-data flow, Tong et al. 2023). W2: exact (POT's network"
-        f" simplex), between the {pair.n_test} dopri5 samples from the source's held-out points and the"
+        f" simplex), between the {run.sample.n_samples} dopri5 samples from the source's held-out points and the"
         f" target's {pair.n_test} held-out points; W2 (k Euler): the same starts after k Euler steps; NPE:"
         " |PE - W2^2(q_0, q_1)| / W2^2(q_0, q_1), PE the mean of int_0^1 ||v||^2 dt along dopri5 trajectories from"
-        " held-out source points, 64 times each. Compare with Tong et al.'s Table 2 (moons -> 8gaussians) by the"
-        " ordering of the methods only: their network, steps and batch differ from these (docs/pairs.md)."
+        f" {run.score.n_points} held-out source points, 64 times each. Compare with Tong et al.'s tables by the"
+        " ordering of the methods only, where their network, steps and batch differ from these (docs/pairs.md)."
     )
 
 
