@@ -112,9 +112,14 @@ KINDS: dict[str, Kind] = {
     ),
     "fixed_solver": Kind(
         "a fmexp.flow.ode.Solver that takes a number of steps",
-        {name: f"fmexp.flow.ode.{name.upper()}" for name in ("euler", "midpoint", "heun3", "rk4")},
+        {name: f"fmexp.flow.ode.{name.upper()}" for name in ("euler", "midpoint", "heun2", "heun3", "rk4")},
         instance=_SOLVER,
         label="ODE method",
+    ),
+    "time_grid": Kind(
+        "a callable (path, steps) -> steps + 1 times (float64) from 0 to 1: a fixed-step solve's grid",
+        {"uniform": "fmexp.flow.grids.uniform", "edm": "fmexp.flow.grids.edm"},
+        label="time grid",
     ),
     "lr_schedule": Kind(
         "a callable (progress in [0, 1]) -> the learning rate's factor after the warm-up",

@@ -114,6 +114,7 @@ class SampleConfig:
     steps: int = 100  # used only when ``method`` is a fixed-step solver
     n_samples: int = 2000
     fixed_solvers: list[str] = field(default_factory=lambda: ["euler", "midpoint", "rk4"])
+    grids: list[str] = field(default_factory=lambda: ["uniform"])  # time grids of the ladder (fmexp.flow.grids)
     nfe_ladder: list[int] = field(default_factory=lambda: [4, 8, 16, 32, 64])
     n_trajectories: int = 12
     batch_size: int | None = None  # samples per ODE solve: peak memory is bounded by it (null: all at once)
@@ -144,6 +145,16 @@ class ScoreConfig:
     density_times: list[float] = field(
         default_factory=lambda: [0.0, 0.25, 0.5, 0.75, 1.0]
     )  # the times t of p_t drawn (Fig. 4)
+    few_step: str = "euler"  # the sampler of the few_step metric: a fixed solver of the ladder, @grid where not uniform
+    few_step_nfe: int = 4  # and its NFE budget: the metric is the quality of that rung of the NFE ladder
+
+    @property
+    def few_step_rung(self) -> str:
+        """The ``samples.pt`` ladder key of the ``few_step`` sampler at its budget (``fmexp.flow.ode.Rung``)."""
+        from fmexp.flow.ode import Rung, get_solver
+
+        solver, _, grid = self.few_step.partition("@")
+        return Rung(solver, grid or "uniform", get_solver(solver).steps_for(self.few_step_nfe)).key
 
 
 @dataclass

@@ -34,6 +34,7 @@ __all__ = [
     "pair_method_error",
     "path_context",
     "component_targets",
+    "few_step_error",
     "validate_params",
     "validate_run",
 ]
@@ -230,6 +231,8 @@ def sample_errors(sample: SampleConfig) -> list[str]:
             e.positive(f"sample.{key}", getattr(sample, key))
     for s in sample.fixed_solvers:
         e.one_of("sample.fixed_solvers", s, names("fixed_solver"))
+    for g in sample.grids:
+        e.one_of("sample.grids", g, names("time_grid"))
     for n in sample.nfe_ladder:
         e.positive("sample.nfe_ladder", n)
     if sample.n_trajectories < 0:
@@ -251,7 +254,34 @@ def score_errors(score: ScoreConfig, sample: SampleConfig) -> list[str]:
     e.one_of("score.probe", score.probe, PROBES)
     e.one_of("score.fid_backend", score.fid_backend, ["auto", "none", *names("fid_backend")])
     e.one_of("score.distance", score.distance, names("distance"))
+    solver, _, grid = score.few_step.partition("@")
+    if solver not in names("fixed_solver") or (grid and grid not in names("time_grid")):
+        e.append(
+            f"score.few_step: {score.few_step!r} must be a fixed-step solver {names('fixed_solver')}, with @<grid>"
+            f" for a time grid {names('time_grid')} other than uniform"
+        )
+    e.positive("score.few_step_nfe", score.few_step_nfe)
     return e
+
+
+def few_step_error(score: ScoreConfig, sample: SampleConfig) -> str | None:
+    """Why ``score.few_step`` at ``score.few_step_nfe`` is not a rung of the sample stage's NFE ladder (then
+    the score stage writes ``few_step`` as null), or None."""
+    from fmexp.flow.ode import Rung
+
+    rung = Rung.parse(score.few_step_rung)
+    if (
+        rung.solver in sample.fixed_solvers
+        and rung.grid in sample.grids
+        and rung.steps >= 1
+        and rung.nfe in sample.nfe_ladder
+    ):
+        return None
+    return (
+        f"score.few_step: {score.few_step} at score.few_step_nfe={score.few_step_nfe} is not a rung of the NFE"
+        f" ladder: its solver must be in sample.fixed_solvers {sample.fixed_solvers}, its grid in sample.grids"
+        f" {sample.grids}, and the budget in sample.nfe_ladder {sample.nfe_ladder} as whole steps"
+    )
 
 
 _SECTIONS: list[Callable[[Any], list[str]]] = [
@@ -323,4 +353,17 @@ def validate_run(r: RunConfig) -> list[str]:
     e += method_errors("method", r.method)
     for section in _SECTIONS:
         e += section(r)
-    return e
+    return e or _grid_errors(r)
+
+
+def _grid_errors(r: RunConfig) -> list[str]:
+    """A time grid of ``sample.grids`` that the run's path does not define (``edm`` needs a Gaussian
+    path's noise-to-signal ratio, which a bridge has not)."""
+    path = registry.build("path", r.method.path, "method.path", **path_context(r.method))
+    errors = []
+    for name in r.sample.grids:
+        try:
+            registry.resolve("time_grid", name)(path, 2)
+        except ValueError as error:
+            errors.append(f"sample.grids: {name!r} does not fit method {r.method_name!r}: {error}")
+    return errors

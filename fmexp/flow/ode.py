@@ -17,7 +17,7 @@ from torchdiffeq import odeint
 from fmexp.errors import SolverError
 from fmexp.registry import check_name, names, resolve
 
-__all__ = ["Solver", "ODEResult", "get_solver", "chunks", "integrate"]
+__all__ = ["Solver", "Rung", "ODEResult", "get_solver", "chunks", "integrate"]
 
 Field = Callable[[Tensor, Tensor], Tensor]
 
@@ -38,10 +38,12 @@ class Solver:
     evals_per_step: int | None = None  # fixed-step methods only
 
     def steps_for(self, nfe: int) -> int:
-        """The steps of a fixed-step solve within an NFE budget of ``nfe`` field evaluations."""
+        """The steps of a fixed-step solve of exactly ``nfe`` field evaluations; 0 where ``nfe`` is not a
+        whole number of steps (heun2 at an odd budget)."""
         if self.evals_per_step is None:
             raise ValueError(f"{self.name} is adaptive: its NFE is not set by a number of steps")
-        return nfe // self.evals_per_step
+        steps, rest = divmod(nfe, self.evals_per_step)
+        return 0 if rest else steps
 
     def nfe_of(self, steps: int) -> int:
         """The field evaluations of a fixed-step solve of ``steps`` steps."""
@@ -55,8 +57,36 @@ DOPRI8 = Solver("dopri8", adaptive=True)
 BOSH3 = Solver("bosh3", adaptive=True)
 EULER = Solver("euler", adaptive=False, evals_per_step=1)
 MIDPOINT = Solver("midpoint", adaptive=False, evals_per_step=2)
+HEUN2 = Solver("heun2", adaptive=False, evals_per_step=2)  # Heun's method: the trapezoid rule's predictor-corrector
 HEUN3 = Solver("heun3", adaptive=False, evals_per_step=3)
 RK4 = Solver("rk4", adaptive=False, evals_per_step=4)
+
+
+@dataclass(frozen=True)
+class Rung:
+    """One fixed-step sampler of the NFE ladder: a solver, a time grid (``fmexp.flow.grids``) and its steps.
+
+    Its ``key`` names it in ``samples.pt``: ``euler:4`` on the uniform grid, ``heun2@edm:4`` on another.
+    """
+
+    solver: str
+    grid: str
+    steps: int
+
+    @property
+    def key(self) -> str:
+        sampler = self.solver if self.grid == "uniform" else f"{self.solver}@{self.grid}"
+        return f"{sampler}:{self.steps}"
+
+    @property
+    def nfe(self) -> int:
+        return get_solver(self.solver).nfe_of(self.steps)
+
+    @classmethod
+    def parse(cls, key: str) -> Rung:
+        sampler, _, steps = key.rpartition(":")
+        solver, _, grid = sampler.partition("@")
+        return cls(solver, grid or "uniform", int(steps))
 
 
 @dataclass(frozen=True)
@@ -86,6 +116,7 @@ def integrate(
     rtol: float = 1e-5,
     atol: float = 1e-5,
     steps: int | None = None,
+    grid: Tensor | None = None,
     t0: float = 0.0,
     t1: float = 1.0,
     save_at: Sequence[float] | None = None,
@@ -93,12 +124,13 @@ def integrate(
 ) -> ODEResult:
     """Solve ``dx/dt = v(x, t)`` from ``x(t0) = x_0`` to ``t1`` (eq. 1), with ``t`` passed to ``v`` as ``(B,)``.
 
-    Fixed-step methods take ``steps`` (uniform steps from t0 to t1); adaptive methods take ``rtol``
-    and ``atol``. ``save_at`` lists extra times (between t0 and t1, in order) whose states are kept
-    in ``xs``; ``xs[0]`` is always ``x_0`` and ``xs[-1]`` the final state. An adaptive solve that
-    needs more than ``max_steps`` accepted-or-rejected steps raises ``SolverError``: a trained field
-    takes tens of steps, a diverged one can take millions. Autograd is left as the caller set it:
-    wrap a sampling call in ``torch.no_grad()``.
+    Fixed-step methods take ``steps``: uniform steps from t0 to t1, or the ``steps + 1`` times of
+    ``grid`` (from t0 to t1: ``fmexp.flow.grids``); adaptive methods take ``rtol`` and ``atol``.
+    ``save_at`` lists extra times (between t0 and t1, in order) whose states are kept in ``xs``;
+    ``xs[0]`` is always ``x_0`` and ``xs[-1]`` the final state. An adaptive solve that needs more than
+    ``max_steps`` accepted-or-rejected steps raises ``SolverError``: a trained field takes tens of steps,
+    a diverged one can take millions. Autograd is left as the caller set it: wrap a sampling call in
+    ``torch.no_grad()``.
     """
     solver = get_solver(method)
     if solver.adaptive:
@@ -133,7 +165,11 @@ def integrate(
         options["max_num_steps"] = max_steps
     else:
         assert steps is not None  # checked above for every fixed-step method
-        grid = torch.linspace(t0, t1, steps + 1, dtype=x_0.dtype, device=x_0.device)
+        if grid is None:
+            grid = torch.linspace(t0, t1, steps + 1, dtype=x_0.dtype, device=x_0.device)
+        grid = grid.to(dtype=x_0.dtype, device=x_0.device)
+        if grid.shape != (steps + 1,) or float(grid[0]) != t0 or float(grid[-1]) != t1:
+            raise ValueError(f"a grid of {steps} steps holds {steps + 1} times from {t0} to {t1}; got {grid.tolist()}")
         options["grid_constructor"] = lambda func, y0, t: grid
         if save_at:
             on_grid = torch.isclose(grid[:, None], t_grid[None, 1:-1].to(grid)).any(0)

@@ -22,6 +22,7 @@ _SHARED = {
     "nfe": Metric("NFE", "NFE", dvc=True),  # dopri5's field evaluations for sampling
     "nfe_nll": Metric("NFE", dvc=True),  # and for the likelihood
     "train_seconds": Metric("s"),
+    "few_step": Metric(""),  # the quality (distance, FID on images) of score.few_step at score.few_step_nfe
 }
 
 EULER_STEPS = (1, 2, 4)
@@ -52,6 +53,7 @@ SCORED: dict[str, dict[str, Metric]] = {
         "path_energy": Metric(""),
         "nfe": _SHARED["nfe"],
         "train_seconds": _SHARED["train_seconds"],
+        "few_step": _SHARED["few_step"],
     },
 }
 """The numeric metrics of a run's scores by kind of data (``fmexp.pipeline.stages.score``), in the order

@@ -242,8 +242,13 @@ def _against_nfe(
     return Figure(title, caption + " Mean ± sd over seeds.", name, png(g.figure, fig_dir / f"{name}.png"))
 
 
+def uniform_grid(ladder: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a ladder on the uniform time grid: the paper's Fig. 7 (``fmexp.report.samplers`` compares grids)."""
+    return ladder[ladder.grid == "uniform"] if "grid" in ladder else ladder
+
+
 def _ladder(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
-    ladder = read_csvs(params, runs_dir, "ladder.csv")
+    ladder = uniform_grid(read_csvs(params, runs_dir, "ladder.csv"))
     if ladder.empty:
         return []
     return [
@@ -302,7 +307,7 @@ def _image_grids(params: Params, runs_dir: Path, fig_dir: Path, metrics: pd.Data
                 png(fig, fig_dir / f"grid_{dataset}.png"),
             )
         )
-    fid = read_csvs(params, runs_dir, "score/fid_ladder.csv")
+    fid = uniform_grid(read_csvs(params, runs_dir, "score/fid_ladder.csv"))
     if not fid.empty:
         floor = metrics.groupby("dataset")["fid_floor"].mean().dropna().to_dict() if "fid_floor" in metrics else {}
         figs.append(

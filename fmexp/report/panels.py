@@ -8,9 +8,9 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 
 from fmexp.config.schema import Params
+from fmexp.flow.ode import Rung
 from fmexp.pipeline.layout import RunFiles
 from fmexp.report.render import Figure, png
 from fmexp.runtime import artifacts
@@ -19,8 +19,9 @@ __all__ = ["fig4_panels"]
 
 
 def _few_nfe(ladder: dict[str, Any], k: int = 3) -> list[tuple[str, int]]:
-    """The ``k`` smallest step counts of the midpoint solver in a sample ladder (else of its first solver)."""
-    keys = [(name, int(steps)) for name, steps in (key.split(":") for key in ladder)]
+    """The ``k`` smallest step counts of the midpoint solver on the uniform grid in a sample ladder (else of
+    its first solver)."""
+    keys = [(r.solver, r.steps) for r in map(Rung.parse, ladder) if r.grid == "uniform"]
     solver = "midpoint" if any(n == "midpoint" for n, _ in keys) else (keys[0][0] if keys else "")
     return sorted((n, s) for n, s in keys if n == solver)[:k] if solver else []
 
@@ -52,10 +53,9 @@ def fig4_panels(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
         times = next(iter(loaded.values()))[1]["t"].tolist()
         first = next(iter(loaded))
         few = _few_nfe(loaded[first][0].get("ladder", {}))
-        nfe = {(r.solver, r.steps): r.nfe for r in pd.read_csv(files[first].ladder).itertuples()} if few else {}
         titles = (
             [f"density, t = {t:g}" for t in times]
-            + [f"{n}, NFE {nfe[n, s]}" for n, s in few]
+            + [f"{n}, NFE {Rung(n, 'uniform', s).nfe}" for n, s in few]
             + ["dopri5", "trajectories"]
         )
         fig, axes = plt.subplots(

@@ -29,6 +29,7 @@ from fmexp.config.overrides import (
     to_object,
 )
 from fmexp.config.schema import RunConfig
+from fmexp.config.validate import few_step_error
 from fmexp.errors import ConfigError
 from fmexp.flow.units import SCORED, data_kind
 from fmexp.registry import did_you_mean
@@ -268,6 +269,13 @@ def load_study(
         for value in _probe_values(dist) if key != "method" else []:
             for run in base_runs.values():
                 run_config(run, [override(key, value)], f"{source}: search_space.{key}")
+    if any(o.metric == "few_step" for o in cfg.objectives):  # its rung must be in every trial's ladder
+        probes = [[], *([override(k, v)] for k, d in space.items() if k != "method" for v in _probe_values(d))]
+        for run in base_runs.values():
+            for extra in probes:
+                trial = run_config(run, extra, f"{source}: search_space")
+                if reason := few_step_error(trial.score, trial.sample):
+                    raise ConfigError(f"{source}: objectives: few_step needs its sampler in the ladder: {reason}")
     if cfg.sampler.name == "grid":
         bad = [k for k, d in space.items() if isinstance(d, optuna.distributions.FloatDistribution) and d.step is None]
         if bad:

@@ -43,6 +43,9 @@ def test_overrides_use_hydra_grammar(tmp_path: Path) -> None:
         (lambda p: p["train"].update(steps=0), r"train\.steps: must be a positive finite number"),
         (lambda p: p["sample"].update(method="rk45"), r"sample\.method"),
         (lambda p: p["sample"].update(fixed_solvers=["dopri5"]), r"sample\.fixed_solvers"),
+        (lambda p: p["sample"].update(grids=["karras"]), r"sample\.grids: 'karras' is not one of \['edm', 'uniform'\]"),
+        (lambda p: p["score"].update(few_step="heun2@karras"), r"score\.few_step: 'heun2@karras' must be a fixed-step"),
+        (lambda p: p["score"].update(few_step_nfe=0), r"score\.few_step_nfe: must be a positive"),
         (
             lambda p: p["pipeline"].update(methods=["fm_xx"]),
             r"pipeline\.methods: 'fm_xx' is not one of"

@@ -25,7 +25,7 @@ def pair_params(**edits: object) -> dict:
     p = tiny_params(datasets=["moons_8gaussians"], methods=["fm_ot"], seeds=[0, 1])
     p["pipeline"]["methods_by_dataset"] = {"moons_8gaussians": PAIR_METHODS}
     p["pairs"]["moons_8gaussians"]["n_test"] = 300
-    p["sample"].update(nfe_ladder=[1, 2, 4], n_samples=300)
+    p["sample"].update(nfe_ladder=[1, 2, 4], n_samples=300, grids=["uniform"])  # a bridge has no EDM grid
     p["score"].update(n_points=100)
     p["train"].update(val_batch=64)
     for key, value in edits.items():
@@ -145,3 +145,12 @@ def test_a_pair_runs_through_the_stages_and_the_report(tmp_path: Path) -> None:
     assert "**Tong et al.'s ordering (OT-CFM straighter than I-CFM).** moons_8gaussians: otcfm minus icfm" in results
     assert yaml.safe_load((tmp_path / "params.yaml").read_text())["pairs"]["moons_8gaussians"]["n_test"] == 300
     assert run_for(params, "moons_8gaussians", "sbcfm", 0).pair is not None
+
+
+def test_the_edm_grid_on_a_bridge_exits_2_naming_the_key(tmp_path: Path) -> None:
+    """EDM's grid needs a Gaussian path's noise-to-signal ratio: a pair's bridge has none, before any work."""
+    p = pair_params()
+    p["sample"]["grids"] = ["uniform", "edm"]
+    path = write_yaml(tmp_path / "params.yaml", p)
+    with pytest.raises(ConfigError, match=r"sample\.grids: 'edm' does not fit method 'icfm'.*ConstantBridge has none"):
+        run_for(load_params(path), "moons_8gaussians", "icfm", 0)

@@ -19,7 +19,7 @@ def linear(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
 
 
 # Global error of a fixed-step method of order p at h = 1/200 is O(h^p).
-FIXED_TOLERANCE = {"euler": 1e-2, "midpoint": 1e-4, "heun3": 1e-6, "rk4": 1e-8}
+FIXED_TOLERANCE = {"euler": 1e-2, "midpoint": 1e-4, "heun2": 1e-4, "heun3": 1e-6, "rk4": 1e-8}
 
 
 @pytest.mark.parametrize("method", names("adaptive_solver", "fixed_solver"))
@@ -56,7 +56,7 @@ def test_gaussian_marginal_field_carries_source_to_data(path_name: str, method: 
     )
     res = integrate(marginal.field, x_0, method=method, **kwargs)
     expected = m1 + s1 / s0 * (x_0 - m0)
-    tol = {"euler": 5e-2, "midpoint": 2e-3}.get(method, 1e-4)
+    tol = {"euler": 5e-2, "midpoint": 2e-3, "heun2": 2e-3}.get(method, 1e-4)  # second order: as midpoint
     torch.testing.assert_close(res.x, expected, rtol=tol, atol=tol)
 
 
@@ -114,3 +114,34 @@ def test_the_step_budget_stops_a_costly_solve() -> None:
     res = integrate(v, x, t1=2.0, rtol=1e-8, atol=1e-8, max_steps=100_000)
     assert res.nfe > 1000 * 6 + 2
     torch.testing.assert_close(res.x, torch.full_like(x, math.sin(2.0 * w)), rtol=0, atol=1e-6)
+
+
+ORDER = {"euler": 1, "midpoint": 2, "heun2": 2, "heun3": 3, "rk4": 4}
+"""Each fixed-step method's order of accuracy p: its global error falls as h^p."""
+
+
+@pytest.mark.parametrize("method", names("fixed_solver"))
+def test_fixed_step_order_of_convergence(method: str) -> None:
+    """On the linear ODE, halving h divides the error at t = 1 by 2^p: the slope of log error against log h."""
+    x_0 = torch.ones(1, 2, dtype=torch.float64)
+    exact = x_0 @ torch.linalg.matrix_exp(A).T
+    steps = [8, 16, 32, 64]
+    errors = [float((integrate(linear, x_0, method=method, steps=n).x - exact).norm()) for n in steps]
+    slopes = [math.log2(a / b) for a, b in zip(errors, errors[1:], strict=False)]
+    assert abs(slopes[-1] - ORDER[method]) < 0.15, (errors, slopes)
+
+
+def test_heun2_is_the_trapezoid_rule() -> None:
+    """One step of dx/dt = 3t^2 from 0: Heun's method averages the field at both ends, h (0 + 3) / 2 = 1.5,
+    with 2 calls; the midpoint method gives 3 (1/2)^2 = 0.75, the exact value is 1."""
+    x_0 = torch.zeros(1, 1, dtype=torch.float64)
+    v = Counter(lambda x, t: 3 * t[:, None] ** 2 * torch.ones_like(x))
+    res = integrate(v, x_0, method="heun2", steps=1)
+    assert float(res.x) == 1.5 and res.nfe == v.calls == 2
+    assert float(integrate(v, x_0, method="midpoint", steps=1).x) == 0.75
+
+
+@pytest.mark.parametrize(("method", "nfe", "steps"), [("heun2", 8, 4), ("heun2", 7, 0), ("rk4", 6, 0), ("euler", 3, 3)])
+def test_a_budget_is_whole_steps_or_none(method: str, nfe: int, steps: int) -> None:
+    """An NFE budget buys budget / (calls per step) steps where that is whole; odd budgets skip heun2."""
+    assert get_solver(method).steps_for(nfe) == steps

@@ -139,7 +139,7 @@ def test_image_samples_are_stored_as_uint8_and_the_ladder_runs_on_its_first_samp
     )
     assert int(stored["samples"].max()) <= 16
     assert torch.equal(stored["samples"], all_rungs["samples"])  # the ladder draws no noise of its own
-    assert set(stored["ladder"]) == {"euler:4", "midpoint:2"}
+    assert set(stored["ladder"]) == {"euler:4", "midpoint:2", "euler@edm:4", "midpoint@edm:2"}
     for key, x in stored["ladder"].items():
         assert x.dtype == torch.uint8 and len(x) == 40 and len(all_rungs["ladder"][key]) == 96
         ref = all_rungs["ladder"][key][

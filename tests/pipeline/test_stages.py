@@ -71,9 +71,15 @@ def test_every_method_through_the_stages(tmp_path: Path, params, data, method: s
     torch.testing.assert_close(
         density["logp"][0], -grid.pow(2).sum(-1) / (2 * prior_std**2) - math.log(2 * math.pi * prior_std**2)
     )
-    assert set(torch.load(files.samples, weights_only=True)["ladder"]) == {"euler:4", "euler:8", "rk4:1", "rk4:2"}
+    uniform = {"euler:4", "euler:8", "rk4:1", "rk4:2"}
+    edm = {key.replace(":", "@edm:") for key in uniform}
+    assert run.sample.grids == ["uniform", "edm"]
+    assert set(torch.load(files.samples, weights_only=True)["ladder"]) == uniform | edm
     ladder = files.ladder.read_text().splitlines()
-    assert ladder[0] == "solver,steps,nfe,error,distance" and len(ladder) == 1 + 2 * 2  # euler, rk4 at NFE 4 and 8
+    assert ladder[0] == "solver,grid,steps,nfe,error,distance" and len(ladder) == 1 + 2 * 2 * 2  # euler, rk4 at 4 and 8
+    stored = torch.load(files.samples, weights_only=True)["ladder"]
+    assert (run.score.few_step, run.score.few_step_nfe, run.score.distance) == ("euler", 4, "w2")
+    assert metrics["few_step"] == pytest.approx(_exact_w2(stored["euler:4"], data.test), rel=1e-9)
     assert json.loads(files.train_info.read_text())["run"]["method_name"] == method
     assert files.model == tmp_path / "checkerboard" / method / "train" / "0" / "model.pt"
 
@@ -129,3 +135,11 @@ def test_worker_processes_give_the_one_thread_results(tmp_path: Path, params, mo
             for d in ("workers", "serial")
         )
         assert all(torch.equal(a["ema_weights"][k], b["ema_weights"][k]) for k in a["ema_weights"])
+
+
+def _exact_w2(x: torch.Tensor, y: torch.Tensor) -> float:
+    """W2 between two point clouds by POT's exact solver, uniform weights: the reference for ``few_step``."""
+    import ot
+
+    cost = ot.dist(x.double().numpy(), y.double().numpy())
+    return float(ot.emd2([], [], cost, numItermax=10_000_000)) ** 0.5

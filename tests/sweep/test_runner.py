@@ -109,6 +109,15 @@ BAD = [
     ),
     ("shared without the method", {"shared": ["train.lr"]}, r"shared: \['train\.lr'\] must name searched keys"),
     ("unknown tracker argument", {"loggers": {"mlflow": {"tracking_url": "x"}}}, r"loggers\.mlflow\.tracking_url"),
+    (
+        "a few-step sampler the ladder does not run",
+        {
+            "objectives": [{"metric": "few_step", "direction": "minimize"}],
+            "search_space": {"score.few_step": "choice(euler, midpoint@edm)"},
+        },
+        r"objectives: few_step needs its sampler in the ladder: score\.few_step: midpoint@edm at"
+        r" score\.few_step_nfe=4 is not a rung",
+    ),
 ]
 
 

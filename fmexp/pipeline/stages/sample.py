@@ -14,8 +14,9 @@ from fmexp.config.plan import held_out
 from fmexp.config.schema import RunConfig
 from fmexp.data.datasets import Dataset
 from fmexp.flow.metrics import sliced_wasserstein
-from fmexp.flow.ode import chunks, get_solver, integrate
+from fmexp.flow.ode import Rung, chunks, get_solver, integrate
 from fmexp.pipeline.layout import RunFiles
+from fmexp.registry import resolve
 from fmexp.runtime import artifacts
 from fmexp.training.state import load_trained
 
@@ -23,11 +24,12 @@ __all__ = ["sample_run"]
 
 
 def sample_run(run: RunConfig, data: Dataset, files: RunFiles) -> dict[str, Any]:
-    """Sample with dopri5 at ``sample.rtol``/``atol`` and with each fixed-step solver at the NFE ladder (Fig. 7).
+    """Sample with dopri5 at ``sample.rtol``/``atol`` and with each fixed-step solver and time grid at the
+    NFE ladder (Fig. 7): a budget of n NFE is n / (evaluations per step) steps, where that is whole.
 
     Writes ``samples.pt`` (samples; a few trajectories from a separate solve, so that saving them
     does not change the NFE; the fixed-step samples of the ladder, keyed ``solver:steps``),
-    ``sample.json`` (NFE, time) and ``ladder.csv``: per solver and NFE budget, the mean distance of
+    ``sample.json`` (NFE, time) and ``ladder.csv``: per solver, grid and NFE budget, the mean distance of
     the endpoints to the dopri5 endpoints from the same noise (the paper's error against an
     accurate solve), and the sliced W2 distance to the held-out data.
 
@@ -47,11 +49,13 @@ def sample_run(run: RunConfig, data: Dataset, files: RunFiles) -> dict[str, Any]
     steps = None if adaptive else run.sample.steps
     solve = functools.partial(integrate, method=run.sample.method, rtol=tol["rtol"], atol=tol["atol"], steps=steps)
     rungs = [
-        (name, get_solver(name).steps_for(budget))
+        Rung(name, grid, get_solver(name).steps_for(budget))
         for name in run.sample.fixed_solvers
+        for grid in run.sample.grids
         for budget in run.sample.nfe_ladder
         if get_solver(name).steps_for(budget) >= 1
     ]
+    grids = {r: resolve("time_grid", r.grid)(method.path, r.steps) for r in rungs}
     n_ladder = (
         run.sample.n_samples
         if run.sample.ladder_samples is None
@@ -60,7 +64,7 @@ def sample_run(run: RunConfig, data: Dataset, files: RunFiles) -> dict[str, Any]
     samples: list[Tensor] = []
     nfes: list[int] = []
     seconds, traj = 0.0, None
-    ladder: dict[tuple[str, int], dict[str, list[Any]]] = {rung: {"x": [], "error": [], "nfe": []} for rung in rungs}
+    ladder: dict[Rung, dict[str, list[Any]]] = {rung: {"x": [], "error": [], "nfe": []} for rung in rungs}
     with torch.no_grad():
         for part in chunks(run.sample.n_samples, run.sample.batch_size):
             x_0 = method.sample_source((part.stop - part.start, *data.train.shape[1:]), gen, device)
@@ -74,24 +78,25 @@ def sample_run(run: RunConfig, data: Dataset, files: RunFiles) -> dict[str, Any]
                 save_at = [i / 16 for i in range(1, 16)] if adaptive else None
                 traj = solve(v, x_0[:n_traj], save_at=save_at).xs.cpu() if n_traj else x_0[:0].cpu()
             k = max(0, min(part.stop, n_ladder) - part.start)
-            for (name, steps), kept in ladder.items() if k else ():
-                x = integrate(v, x_0[:k], method=name, steps=steps)
+            for rung, kept in ladder.items() if k else ():
+                x = integrate(v, x_0[:k], method=rung.solver, steps=rung.steps, grid=grids[rung])
                 kept["x"].append(data.stored(x.x.cpu()))  # for Fig. 4's few-NFE panels and FID against NFE
                 kept["error"].append((x.x - result.x[:k]).flatten(1).norm(dim=1).cpu())
                 kept["nfe"].append(x.nfe)
     test = data.model_space(data.test, torch.Generator().manual_seed(plan.streams.reference))
-    ladder_samples = {f"{name}:{steps}": torch.cat(kept["x"]) for (name, steps), kept in ladder.items()}
+    ladder_samples = {rung.key: torch.cat(kept["x"]) for rung, kept in ladder.items()}
     rows = [
         {
-            "solver": name,
-            "steps": steps,
+            "solver": rung.solver,
+            "grid": rung.grid,
+            "steps": rung.steps,
             "nfe": statistics.mean(kept["nfe"]),
             "error": float(torch.cat(kept["error"]).mean()),
             "distance": sliced_wasserstein(
-                data.unstored(ladder_samples[f"{name}:{steps}"]), test, n_projections=64, seed=run.seed
+                data.unstored(ladder_samples[rung.key]), test, n_projections=64, seed=run.seed
             ),
         }
-        for (name, steps), kept in ladder.items()
+        for rung, kept in ladder.items()
     ]
     artifacts.save_torch(
         files.samples,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -18,7 +19,7 @@ from fmexp.config.schema import RunConfig
 from fmexp.data.datasets import Dataset
 from fmexp.flow.likelihood import log_likelihood, log_mean_likelihood
 from fmexp.flow.metrics import bits_per_dim, fid_scores, sample_distance
-from fmexp.flow.ode import chunks, get_solver
+from fmexp.flow.ode import Rung, chunks
 from fmexp.flow.units import EULER_STEPS
 from fmexp.pipeline.layout import RunFiles, data_file
 from fmexp.runtime import artifacts
@@ -43,7 +44,7 @@ def _image_metrics(
 
     ``fid_scores`` gives the FID of all samples, the floor of the held-out images and the samples' FID
     at the floor's n, their noise, and both extrapolated in 1/n. Also the FID of each fixed-step sample
-    set of the NFE ladder, in ``fid_ladder.csv``."""
+    set of the NFE ladder, in ``fid_ladder.csv``, and ``few_step``: that of ``score.few_step``'s rung."""
     from fmexp.data.features import backend_kwargs, features, fid_against, reference_stats
     from fmexp.data.images import data_scale
 
@@ -70,21 +71,20 @@ def _image_metrics(
         "fid_reference": f"train split, {train_stats['n']} images",
     }
     score = fid_against(backend, train_stats, levels, **kwargs)
-    rows = []
-    for key, x in ladder.items():
-        solver, steps = key.split(":")
-        rows.append(
-            {
-                "solver": solver,
-                "steps": int(steps),
-                "nfe": get_solver(solver).nfe_of(int(steps)),
-                "fid": score(x),
-            }
-        )
+    fid_of = {Rung.parse(key): score(x) for key, x in ladder.items()}
+    rows = [{"solver": r.solver, "grid": r.grid, "steps": r.steps, "nfe": r.nfe, "fid": f} for r, f in fid_of.items()]
     artifacts.write_csv(files.fid_ladder, rows)
+    out["few_step"] = fid_of.get(Rung.parse(run.score.few_step_rung))
     if "classifier_accuracy" in prepared and backend == "digits-classifier":
         out["fid_classifier_accuracy"] = float(cast(float, prepared["classifier_accuracy"]))
     return out
+
+
+def _on_rung(ladder: dict[str, Tensor], run: RunConfig, quality: Callable[[Tensor], float]) -> float | None:
+    """``quality`` of the ladder's samples of ``score.few_step`` at ``score.few_step_nfe``: the ``few_step``
+    metric; None where the ladder has no such rung (``fmexp.config.validate.few_step_error``)."""
+    key = run.score.few_step_rung
+    return quality(ladder[key]) if key in ladder else None
 
 
 def _pair_metrics(
@@ -114,9 +114,13 @@ def _pair_metrics(
     starts = method.sample_source((min(run.score.n_points, len(data.source.test)), data.dim), gen, plan.device)
     tol = run.sample.tolerances
     energy = path_energy(method.velocity(model), starts, rtol=tol["rtol"], atol=tol["atol"])
+    w2_of = {f"euler:{k}": wasserstein2(ladder[f"euler:{k}"], data.test) for k in EULER_STEPS}
     metrics: dict[str, float | str | None] = {
         "w2": wasserstein2(sampled_state["samples"], data.test),
-        **{f"w2_euler_{k}": wasserstein2(ladder[f"euler:{k}"], data.test) for k in EULER_STEPS},
+        **{f"w2_euler_{k}": w2_of[f"euler:{k}"] for k in EULER_STEPS},
+        "few_step": w2_of[key]
+        if (key := run.score.few_step_rung) in w2_of
+        else _on_rung(ladder, run, lambda x: wasserstein2(x, data.test)),
         "npe": normalized_path_energy(energy, w2_squared),
         "path_energy": energy,
         "w2_source_target": w2_squared**0.5,
@@ -225,6 +229,9 @@ def score_run(
         "nll_se": float(nll.std() / len(nll) ** 0.5),
         "distance": sample_distance(run.score.distance, data.unstored(samples), reference),
         "distance_name": run.score.distance,
+        "few_step": _on_rung(
+            sampled_state["ladder"], run, lambda x: sample_distance(run.score.distance, data.unstored(x), reference)
+        ),
         "nfe": sampled["nfe"],
         "nfe_nll": nfe_nll,
     }
