@@ -271,6 +271,11 @@ def _build_dvc_yaml(p: argparse.ArgumentParser) -> None:
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {
     "prepare": ("write each dataset's fixed splits to data/<dataset>.pt", _build_prepare, _prepare),
+    "reflow": (
+        "draw a reflow round's couples (noise, the previous round's samples), every seed",
+        _build_stage,
+        _stage("reflow"),
+    ),
     "train": ("train one dataset and method, every seed of pipeline.seeds", _build_stage, _stage("train")),
     "sample": ("sample the trained models of one dataset and method", _build_stage, _stage("sample")),
     "score": ("score the samples of one dataset and method (NLL, distance, FID, NFE)", _build_stage, _stage("score")),

@@ -130,6 +130,7 @@ def tiny_params(**pipeline: list) -> dict:
     )
     p["score"].update(n_points=64, density_grid=12)
     p["sweep"]["studies"] = []
+    p["reflow"]["cells"] = []  # no reflow rounds (tests/pipeline/test_reflow.py asks for them)
     p["sweep"]["tuning"] = []
     p["per_dataset"] = {name: [] for name in p["per_dataset"]}  # the tiny sections above, for every dataset
     for method in p["methods"].values():

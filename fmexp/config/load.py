@@ -8,6 +8,7 @@ same syntax that ``dvc exp run -S`` writes into params.yaml.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,16 @@ from fmexp.config.overrides import (
     structured,
     to_object,
 )
-from fmexp.config.schema import PER_DATASET_SECTIONS, PairConfig, Params, RunConfig
+from fmexp.config.schema import (
+    PER_DATASET_SECTIONS,
+    PairConfig,
+    Params,
+    ReflowRun,
+    RunConfig,
+    parse_reflow,
+    reflow_name,
+    straight,
+)
 from fmexp.config.validate import dataset_names, validate_params, validate_run
 from fmexp.errors import ConfigError
 from fmexp.runtime.signals import held
@@ -55,6 +65,7 @@ def load_params(path: str | Path = "params.yaml", overrides: Sequence[str] = ())
     for name, method in params.methods.items():
         for dataset, entries in method.overrides.items():
             method.overrides[dataset] = kept(entries, f"methods.{name}.overrides.{dataset}")
+    params.reflow.overrides = kept(params.reflow.overrides, "reflow.overrides")
     errors = validate_params(params) or _per_dataset_errors(params) or _cell_errors(params)
     if errors:
         raise ConfigError(f"{path}: " + "; ".join(errors))
@@ -67,8 +78,10 @@ def run_for(params: Params, dataset: str, method: str, seed: int, *, own: bool =
     (``methods.<m>.overrides``); without, the shared recipe."""
     if dataset not in dataset_names(params.datasets, params.pairs):
         raise ConfigError(not_one_of("dataset", dataset, dataset_names(params.datasets, params.pairs)))
+    if method not in params.methods and (reflowed := parse_reflow(method)) is not None:
+        return _reflow_round(params, dataset, *reflowed, seed)
     if method not in params.methods:
-        raise ConfigError(not_one_of("method", method, sorted(params.methods)))
+        raise ConfigError(not_one_of("method", method, [*sorted(params.methods), *params.rounds_of(dataset)]))
     pair = params.pairs.get(dataset)
     run = RunConfig(
         dataset=dataset,
@@ -95,12 +108,36 @@ def run_for(params: Params, dataset: str, method: str, seed: int, *, own: bool =
     return run
 
 
+def _reflow_round(params: Params, dataset: str, method: str, k: int, seed: int) -> RunConfig:
+    """Round ``k`` of reflowing ``method`` on ``dataset``: the cell's own run, with the straight path between
+    stored couples (OT with ``sigma_min = 0``: eq. 20-22, Liu et al.'s interpolant) and ``reflow.overrides``."""
+    name = reflow_name(method, k)
+    if f"{dataset}/{method}" not in params.reflow.cells or not 1 <= k <= params.reflow.rounds:
+        raise ConfigError(
+            f"method: {name!r} is round {k} of reflowing {dataset}/{method}, which does not exist: reflow.cells"
+            f" {params.reflow.cells} run rounds 1..reflow.rounds={params.reflow.rounds}"
+        )
+    base = run_for(params, dataset, method, seed)
+    own = run_config(base, params.reflow.overrides, "reflow.overrides") if params.reflow.overrides else base
+    run = dataclasses.replace(
+        own,
+        method_name=name,
+        method=straight(),
+        reflow=ReflowRun(
+            of=method, round=k, n_pairs=params.reflow.n_pairs, previous_method=base.method if k == 1 else straight()
+        ),
+    )
+    if errors := validate_run(run):  # a round's own rules: the Euler rungs that score it
+        raise ConfigError(f"cell {dataset}/{name}: " + "; ".join(errors))
+    return run
+
+
 def _cell_errors(p: Params) -> list[str]:
-    """Each cell on a pair gives a valid run: a method that can start from data, a ladder with the few
-    Euler steps that score it (``validate_run``)."""
+    """Each cell on a pair, and each reflow round, gives a valid run: a method that can start from data, a
+    ladder with the few Euler steps that score it (``validate_run``)."""
     errors = []
-    for dataset, method in p.pipeline.cell_list():
-        if dataset in p.pairs:
+    for dataset, method in p.cell_list():
+        if dataset in p.pairs or parse_reflow(method) is not None:
             try:
                 run_for(p, dataset, method, 0)
             except ConfigError as e:
@@ -121,6 +158,11 @@ def _per_dataset_errors(p: Params) -> list[str]:
     errors = []
     entries = [(f"per_dataset.{d}", d, o, next(iter(p.methods), None)) for d, o in p.per_dataset.items()]
     entries += [(f"methods.{m}.overrides.{d}", d, o, m) for m, c in p.methods.items() for d, o in c.overrides.items()]
+    for ov in parse_overrides(p.reflow.overrides, "reflow.overrides"):
+        if ov.key_or_group.split(".")[0] not in PER_DATASET_SECTIONS or ov.is_add() or ov.is_delete():
+            errors.append(
+                f"reflow.overrides: {ov.input_line!r} must set a key of {list(PER_DATASET_SECTIONS)} (key=value)"
+            )
     for key, dataset, overrides, method in entries:
         if dataset not in dataset_names(p.datasets, p.pairs):
             errors.append(not_one_of(key, dataset, dataset_names(p.datasets, p.pairs)))

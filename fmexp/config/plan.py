@@ -53,6 +53,8 @@ class Streams:
     curve_points: int  # the dequantization of the curve's held-out points
     probes: int  # the score stage's Hutchinson probes
     reference: int  # the dequantization of the held-out split that samples are compared with
+    reflow: int  # the noise of a reflow round's couples: never the sample stage's
+    straightness: int  # the starts of the score stage's straightness trajectories
 
     @classmethod
     def of(cls, seed: int) -> Streams:
@@ -65,6 +67,8 @@ class Streams:
             curve_points=seed + 5,
             probes=seed + 7,
             reference=seed,
+            reflow=seed + 8,
+            straightness=seed + 9,
         )
 
 

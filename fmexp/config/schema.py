@@ -18,6 +18,12 @@ __all__ = [
     "SampleConfig",
     "ScoreConfig",
     "SweepConfig",
+    "ReflowConfig",
+    "ReflowRun",
+    "reflow_name",
+    "parse_reflow",
+    "previous_round",
+    "straight",
     "Params",
     "RunConfig",
     "PER_DATASET_SECTIONS",
@@ -191,6 +197,59 @@ class PipelineConfig:
         return [(d, m) for d in self.datasets for m in self.methods_of(d)]
 
 
+REFLOW = "_reflow"
+"""Round k of reflowing method m is the method ``m_reflow<k>`` (``reflow_name``)."""
+
+
+def reflow_name(method: str, k: int) -> str:
+    """The name of round ``k`` of reflowing ``method``: ``fm_ot_reflow1``."""
+    return f"{method}{REFLOW}{k}"
+
+
+def parse_reflow(name: str) -> tuple[str, int] | None:
+    """``(method, k)`` of a round's name, or None where ``name`` names no round."""
+    base, sep, k = name.rpartition(REFLOW)
+    return (base, int(k)) if sep and base and k.isdigit() and int(k) >= 1 else None
+
+
+def previous_round(method: str, k: int) -> str:
+    """The method whose model round ``k`` of reflowing ``method`` starts from (round 1: ``method`` itself)."""
+    return method if k == 1 else reflow_name(method, k - 1)
+
+
+def straight() -> MethodConfig:
+    """A reflow round's method: flow matching on the straight interpolant ``x_t = t x_1 + (1 - t) x_0`` between
+    its couples (the OT path with ``sigma_min = 0``, eq. 20-22; Liu et al. 2022, eq. 1)."""
+    return MethodConfig(objective="fm", path="ot", sigma_min=0.0)
+
+
+@dataclass
+class ReflowConfig:
+    """Reflow (Liu et al. 2022, "Flow Straight and Fast"): round k of a cell trains a flow on couples of noise
+    and the round k-1 flow's dopri5 samples, warm-started from its weights (round 0: the cell's own model).
+    Round k of ``dataset/method`` runs as the cell ``dataset/method_reflow<k>`` (docs/reflow.md)."""
+
+    cells: list[str] = field(default_factory=list)  # "dataset/method" cells of the pipeline to reflow (2-D data)
+    rounds: int = 1  # k = 1..rounds
+    n_pairs: int = 10000  # couples per round and seed, from a noise stream of their own
+    overrides: list[str] = field(default_factory=list)  # the rounds' model/train/sample/score, over the cell's own
+
+
+@dataclass
+class ReflowRun:
+    """A run that is round ``round`` of reflowing method ``of``."""
+
+    of: str
+    round: int
+    n_pairs: int
+    previous_method: MethodConfig = field(default_factory=MethodConfig)  # the method of round k - 1
+
+    @property
+    def previous(self) -> str:
+        """The method whose model and samples this round starts from."""
+        return previous_round(self.of, self.round)
+
+
 @dataclass
 class Params:
     """The whole of ``params.yaml``: the pipeline's axes, the named methods, one section per stage."""
@@ -206,6 +265,30 @@ class Params:
     per_dataset: dict[str, list[str]] = field(default_factory=dict)  # overrides of PER_DATASET_SECTIONS, per dataset
     datasets: dict[str, Any] = field(default_factory=dict)  # the user's own: name -> {_target_: ..., **args}
     pairs: dict[str, PairConfig] = field(default_factory=dict)  # data-to-data problems: name -> {source, target}
+    reflow: ReflowConfig = field(default_factory=ReflowConfig)
+
+    def rounds_of(self, dataset: str) -> list[str]:
+        """The reflow rounds that run on ``dataset``: ``m_reflow1 .. m_reflow<rounds>`` per reflowed cell."""
+        cells = self.pipeline.cell_list()
+        return [
+            reflow_name(m, k)
+            for d, m in (c.partition("/")[::2] for c in self.reflow.cells)
+            if d == dataset and (d, m) in cells
+            for k in range(1, self.reflow.rounds + 1)
+        ]
+
+    def method_config(self, name: str) -> MethodConfig:
+        """``methods.<name>``, or a reflow round's: the straight path between its couples (``straight``)."""
+        return self.methods[name] if name in self.methods or parse_reflow(name) is None else straight()
+
+    def methods_of(self, dataset: str) -> list[str]:
+        """The methods that ``dataset`` runs (``PipelineConfig.methods_of``), then its reflow rounds."""
+        return [*self.pipeline.methods_of(dataset), *self.rounds_of(dataset)]
+
+    def cell_list(self) -> list[tuple[str, str]]:
+        """The pipeline's (dataset, method) cells (``PipelineConfig.cell_list``), then the reflow rounds'."""
+        cells = self.pipeline.cell_list()
+        return cells + [(d, r) for d in dict.fromkeys(d for d, _ in cells) for r in self.rounds_of(d)]
 
 
 @dataclass
@@ -224,6 +307,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     sample: SampleConfig = field(default_factory=SampleConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
+    reflow: ReflowRun | None = None  # a reflow round: whose couples it trains on
 
 
 PER_DATASET_SECTIONS = ("model", "train", "sample", "score")

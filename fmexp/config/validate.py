@@ -22,7 +22,7 @@ from fmexp.config.schema import (
     TrainConfig,
 )
 from fmexp.errors import ConfigError
-from fmexp.flow.units import EULER_STEPS
+from fmexp.flow.units import EULER_STEPS, REFLOW_STEPS
 from fmexp.registry import check_spec, names
 
 __all__ = [
@@ -322,14 +322,47 @@ def validate_params(p: Params) -> list[str]:
             )
     for name, m in p.methods.items():
         e += method_errors(f"methods.{name}", m)
+    e += _reflow_errors(p)
     for section in _SECTIONS:
         e += section(p)
+    return e
+
+
+def _reflow_errors(p: Params) -> list[str]:
+    """``reflow``: cells on fmexp's or the user's flat data, of flow-matching methods (a score-matching
+    model's couples would come from its probability-flow ODE, which it did not regress). A cell that the
+    pipeline does not run is not reflowed either (``Params.rounds_of``)."""
+    e = _Errors()
+    e.positive("reflow.rounds", p.reflow.rounds)
+    e.positive("reflow.n_pairs", p.reflow.n_pairs)
+    for cell in p.reflow.cells:  # a cell that the pipeline does not run is not reflowed either
+        dataset, _, method = cell.partition("/")
+        if dataset not in dataset_names(p.datasets, p.pairs) or method not in p.methods:
+            e.append(
+                f"reflow.cells: {cell!r} must be 'dataset/method' with a dataset of"
+                f" {dataset_names(p.datasets, p.pairs)} and a method of {sorted(p.methods)}"
+            )
+        elif dataset in p.pairs or dataset in names("image_dataset"):
+            e.append(f"reflow.cells: {cell!r}: reflow runs on flat data from the Gaussian source, not on {dataset}")
+        elif p.methods[method].objective != "fm":
+            e.append(
+                f"reflow.cells: {cell!r}: reflow needs a flow-matching model (objective fm); {method} has objective"
+                f" {p.methods[method].objective!r}"
+            )
     return e
 
 
 def validate_run(r: RunConfig) -> list[str]:
     """Every out-of-range value and unknown name of one run."""
     e = _Errors()
+    if r.reflow is not None and (
+        "euler" not in r.sample.fixed_solvers or not set(REFLOW_STEPS) <= set(r.sample.nfe_ladder)
+    ):
+        e.append(
+            f"sample: a reflow round is scored after {list(REFLOW_STEPS)} Euler steps, its own and the previous"
+            f" flow's: sample.fixed_solvers must hold euler and sample.nfe_ladder {list(REFLOW_STEPS)}; got"
+            f" {r.sample.fixed_solvers} and {r.sample.nfe_ladder}"
+        )
     if r.pair is not None:
         for side in ("source", "target"):
             e.one_of(f"pairs.{r.dataset}.{side}", getattr(r.pair, side), names("toy_dataset") + list(r.pair_specs))

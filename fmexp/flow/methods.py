@@ -19,6 +19,7 @@ from fmexp.flow.bridges import Bridge
 from fmexp.flow.couplings import Coupling, independent, takes_generator
 from fmexp.flow.losses import Field, Objective
 from fmexp.flow.paths import PathSample, ProbabilityPath, _expand
+from fmexp.flow.reflow import PairedSource
 from fmexp.registry import Spec, build, resolve
 
 TimeSampler = Callable[[int, torch.Generator | None, torch.device, torch.dtype], Tensor]
@@ -117,6 +118,7 @@ class Method:
     time_sampler: TimeSampler = field(default=uniform_time)
     data_std: float | None = None
     source: EmpiricalSource | None = None
+    couples: PairedSource | None = None  # reflow: training draws stored (x_0, x_1) couples, not x_0 alone
 
     def __post_init__(self) -> None:
         error = objective_error(self.objective, self.path)
@@ -149,11 +151,14 @@ class Method:
         self, model: nn.Module, x_1: Tensor, generator: torch.Generator | None = None, rows: slice | None = None
     ) -> Tensor:
         """Per-sample loss ``(B,)`` at ``t`` from the time sampler, ``x_0`` (``N(0, I)``, or the source's)
-        coupled to the data batch ``x_1``; on a bridge, with its noise drawn last.
+        coupled to the data batch ``x_1`` (with ``couples``: a batch of stored couples in their place); on a
+        bridge, with its noise drawn last.
 
         With ``rows``, the draws (and the coupling) are made for the whole batch and only those rows go
         through the model: a rank's share of a distributed batch (``fmexp.training.distributed``)."""
-        if self.source is None:
+        if self.couples is not None:  # the batch's size only: its rows are the couples' x_1
+            x_0, x_1 = (x.to(x_1.dtype) for x in self.couples.sample_pairs(x_1.shape[0], generator, x_1.device))
+        elif self.source is None:
             x_0 = torch.randn(x_1.shape, generator=generator, device=x_1.device, dtype=x_1.dtype)
         else:
             x_0 = self.source.sample(x_1.shape[0], generator, x_1.device).to(x_1.dtype)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-__all__ = ["Metric", "EULER_STEPS", "SCORED", "UNITS", "dvc_metrics", "table_columns", "data_kind"]
+__all__ = ["Metric", "EULER_STEPS", "REFLOW_STEPS", "SCORED", "UNITS", "dvc_metrics", "table_columns", "data_kind"]
 
 
 @dataclass(frozen=True)
@@ -28,11 +28,27 @@ _SHARED = {
 EULER_STEPS = (1, 2, 4)
 """A pair's few-step budgets: W2 after this many Euler steps, read from the sample stage's NFE ladder."""
 
+REFLOW_STEPS = (1, 2, 4, 8)
+"""A reflow round's few-step budgets: W2 after this many Euler steps, its own and the model's it came from."""
+
 SCORED: dict[str, dict[str, Metric]] = {
     "flat": {
         "nll": Metric("nats", "NLL (nats)", dvc=True),  # per held-out point
         "nll_se": Metric("nats", dvc=True),  # its standard error over the points
         "distance": Metric("", "distance", dvc=True),  # score.distance to held-out data, under its own name
+        **_SHARED,
+    },
+    "reflow": {  # a reflow round on flat data (Liu et al. 2022): against the model it came from, at equal NFE
+        "nll": Metric("nats", "NLL (nats)", dvc=True),
+        "nll_se": Metric("nats", dvc=True),
+        "distance": Metric("", "distance", dvc=True),
+        **{f"w2_euler_{k}": Metric("", f"W2 ({k} Euler)", dvc=True) for k in REFLOW_STEPS},
+        **{f"before_w2_euler_{k}": Metric("", dvc=True) for k in REFLOW_STEPS},  # the model it came from
+        **{f"w2_to_before_euler_{k}": Metric("", dvc=True) for k in REFLOW_STEPS},  # to that model's dopri5 samples
+        "straightness": Metric("", "straightness", dvc=True),
+        "before_straightness": Metric("", dvc=True),
+        "before_nfe": Metric("NFE", dvc=True),
+        "couples_nfe": Metric("NFE", dvc=True),  # the dopri5 NFE per solve of the round's couples
         **_SHARED,
     },
     "image": {

@@ -26,7 +26,15 @@ import yaml
 
 from fmexp import registry
 from fmexp.config.overrides import parse_overrides
-from fmexp.config.schema import ModelConfig, Params, SampleConfig, ScoreConfig, TrainConfig
+from fmexp.config.schema import (
+    ModelConfig,
+    Params,
+    SampleConfig,
+    ScoreConfig,
+    TrainConfig,
+    parse_reflow,
+    previous_round,
+)
 from fmexp.config.validate import component_targets
 from fmexp.errors import ConfigError
 from fmexp.registry import names
@@ -44,7 +52,7 @@ __all__ = [
 ]
 
 
-DYNAMIC = {stage: [f"fmexp.pipeline.stages.{stage}"] for stage in ("train", "sample", "score")}
+DYNAMIC = {stage: [f"fmexp.pipeline.stages.{stage}"] for stage in ("reflow", "train", "sample", "score")}
 """The one import that the AST cannot see: ``stages.aggregate`` loads each stage's module by name."""
 
 PLOTS: list[dict[str, Any]] = [
@@ -161,16 +169,23 @@ def command_modules(commands: Commands, command: str) -> set[str]:
 
 
 def cells(params: Params) -> list[tuple[str, str]]:
-    """The (dataset, method) cells (``PipelineConfig.cell_list``)."""
-    return params.pipeline.cell_list()
+    """The (dataset, method) cells, the reflow rounds' too (``Params.cell_list``)."""
+    return params.cell_list()
 
 
 def _overridden(params: Params, dataset: str, method: str | None = None) -> set[str]:
     """The keys that ``per_dataset.<dataset>`` sets, and ``methods.<method>.overrides.<dataset>`` too."""
     entries = [(f"per_dataset.{dataset}", params.per_dataset.get(dataset, []))]
     if method is not None:
+        method = _own(method)
         entries.append((f"methods.{method}.overrides.{dataset}", params.methods[method].overrides.get(dataset, [])))
     return {ov.key_or_group for source, e in entries for ov in parse_overrides(e, source)}
+
+
+def _own(method: str) -> str:
+    """The method of ``params.methods`` whose entry a cell reads: a reflow round's, the reflowed one."""
+    reflowed = parse_reflow(method)
+    return method if reflowed is None else reflowed[0]
 
 
 def _leaves(section: str, schema: type, skip: set[str], only: Iterable[str] | None = None) -> list[str]:
@@ -233,7 +248,10 @@ def stages(params: Params, commands: Commands) -> dict[str, Any]:
     out: dict[str, Any] = {}
     pairs = cells(params)
     datasets = list(dict.fromkeys(d for d, _ in pairs))
-    code = {c: sorted(command_modules(commands, c)) for c in ("prepare", "train", "sample", "score", "sweep", "report")}
+    code = {
+        c: sorted(command_modules(commands, c))
+        for c in ("prepare", "reflow", "train", "sample", "score", "sweep", "report")
+    }
     plugins = {(d, m): plugin_files(params, d, m) for d, m in pairs}
     for d in datasets:
         skip = _overridden(params, d)
@@ -256,6 +274,26 @@ def stages(params: Params, commands: Commands) -> dict[str, Any]:
             ],
             "outs": [f"data/{d}.pt"],
         }
+    for d, m in pairs:  # reflow rounds: the couples of each, from the round before
+        if (reflowed := parse_reflow(m)) is not None:
+            skip = _overridden(params, d, m)
+            out[f"reflow-{d}-{m}"] = {
+                "cmd": f"python -m fmexp reflow --dataset {d} --method {m}",
+                "deps": [
+                    f"data/{d}.pt",
+                    f"runs/{d}/{previous_round(*reflowed)}/train",
+                    *code["reflow"],
+                    *plugins[d, m],
+                ],
+                "params": [
+                    "pipeline.seeds",
+                    "reflow",
+                    f"methods.{reflowed[0]}",
+                    f"per_dataset.{d}",
+                    *_leaves("sample", SampleConfig, skip, ["rtol", "atol", "batch_size"]),
+                ],
+                "outs": [f"runs/{d}/{m}/reflow"],
+            }
     for stage in ("train", "sample", "score"):
         for d, m in pairs:
             skip = _overridden(params, d, m)
@@ -263,6 +301,12 @@ def stages(params: Params, commands: Commands) -> dict[str, Any]:
             upstream = {"train": [], "sample": [f"{folder}/train"], "score": [f"{folder}/train", f"{folder}/sample"]}[
                 stage
             ]
+            if (reflowed := parse_reflow(m)) is not None:  # its couples and warm start; its base's samples
+                upstream += {
+                    "train": [f"{folder}/reflow", f"runs/{d}/{previous_round(*reflowed)}/train"],
+                    "sample": [],
+                    "score": [f"runs/{d}/{reflowed[0]}/sample"],
+                }[stage]
             keys = {
                 "train": [*_model_keys(params, d, skip), *_leaves("train", TrainConfig, skip)],
                 "sample": _leaves("sample", SampleConfig, skip),
@@ -274,7 +318,13 @@ def stages(params: Params, commands: Commands) -> dict[str, Any]:
             entry: dict[str, Any] = {
                 "cmd": f"python -m fmexp {stage} --dataset {d} --method {m}",
                 "deps": [f"data/{d}.pt", *upstream, *code[stage], *plugins[d, m]],
-                "params": ["pipeline.seeds", f"methods.{m}", f"per_dataset.{d}", *keys],
+                "params": [
+                    "pipeline.seeds",
+                    f"methods.{_own(m)}",
+                    *(["reflow"] if m != _own(m) else []),
+                    f"per_dataset.{d}",
+                    *keys,
+                ],
             }
             if stage == "train":
                 entry["outs"] = [f"{folder}/train", {f"{folder}/curve.csv": {"cache": False}}]

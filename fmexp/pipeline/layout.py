@@ -51,6 +51,19 @@ class RunFiles:
     def stage(self, name: str) -> Path:
         return self.root / name / str(self.seed)
 
+    def sibling(self, method: str) -> RunFiles:
+        """The same seed of ``method`` on the same dataset (a reflow round's base and previous round)."""
+        return RunFiles(self.root.parent / method, self.seed)
+
+    @property
+    def couples(self) -> Path:
+        """A reflow round's couples (the ``reflow`` stage): noise and the previous round's samples of it."""
+        return self.stage("reflow") / "pairs.pt"
+
+    @property
+    def couples_info(self) -> Path:
+        return self.stage("reflow") / "reflow.json"
+
     @property
     def model(self) -> Path:
         return self.stage("train") / "model.pt"

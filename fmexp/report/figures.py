@@ -42,9 +42,7 @@ def palette(params: Params) -> dict[str, Any]:
     """One colour per method of the pipeline, the same in every figure (seaborn's "deep" palette, in
     ``pipeline.methods`` order, then those of ``methods_by_dataset``)."""
     methods = list(
-        dict.fromkeys(
-            [*params.pipeline.methods, *(m for d in params.pipeline.datasets for m in params.pipeline.methods_of(d))]
-        )
+        dict.fromkeys([*params.pipeline.methods, *(m for d in params.pipeline.datasets for m in params.methods_of(d))])
     )
     return dict(zip(methods, sns.color_palette("deep", len(methods)), strict=True))
 
@@ -89,7 +87,7 @@ def run_folders(params: Params, runs_dir: Path) -> Iterator[tuple[str, str, Path
     """Each (dataset, method) cell of the pipeline, with its folder under ``runs_dir``."""
     cells = set(params.pipeline.cells or [])
     for dataset in params.pipeline.datasets:
-        for method in params.pipeline.methods_of(dataset):
+        for method in params.methods_of(dataset):
             if not cells or f"{dataset}/{method}" in cells:
                 yield dataset, method, runs_dir / dataset / method
 
@@ -281,7 +279,7 @@ def _image_grids(params: Params, runs_dir: Path, fig_dir: Path, metrics: pd.Data
     figs = []
     seed = params.pipeline.seeds[0]
     for dataset in params.pipeline.datasets:
-        files = {m: RunFiles(runs_dir / dataset / m, seed) for m in params.pipeline.methods_of(dataset)}
+        files = {m: RunFiles(runs_dir / dataset / m, seed) for m in params.methods_of(dataset)}
         stored = {m: artifacts.load_torch(f.samples) for m, f in files.items() if f.samples.exists()}
         grids = {
             m: st["samples"][:64].float() / (st["levels"] - 1) for m, st in stored.items() if st.get("levels")

@@ -23,6 +23,7 @@ from fmexp.config.schema import PER_DATASET_SECTIONS, Params
 from fmexp.pipeline.layout import RunFiles
 from fmexp.registry import Spec, target
 from fmexp.report.figures import read_csvs, run_figures, run_folders
+from fmexp.report.reflow import couples_cost, reflow_claim, reflow_display, reflow_figure, reflow_table
 from fmexp.report.samplers import sampler_display, sampler_figure, sampler_quality, sampler_summary, sampler_table
 from fmexp.report.sweeps import sweep_sections
 from fmexp.report.tables import couplings_compared, method_table, ot_against_vp
@@ -133,7 +134,7 @@ def build_report(
     for dataset in params.pipeline.datasets:
         if metrics.empty or dataset not in set(metrics.dataset):
             continue
-        stats, display = method_table(metrics, dataset, params.pipeline.methods_of(dataset))
+        stats, display = method_table(metrics, dataset, params.methods_of(dataset))
         rows = metrics[metrics.dataset == dataset]
         if dataset in params.pairs:
             note = _pair_note(params, dataset)
@@ -170,26 +171,22 @@ def build_report(
             t["chosen_html"] = t["chosen"].reset_index().to_html(index=False, classes="data")
             t["shared_html"] = _to_html(t["shared"])
     quality = sampler_quality(params, runs_dir)
-    sampler_rows = sampler_table(quality)
-    samplers = None
-    if not sampler_rows.empty:
-        display = sampler_display(sampler_rows)
-        artifacts.write_text(table_dir / "samplers.csv", sampler_rows.to_csv(index=False))
-        markdown = display.to_markdown(index=False)
-        artifacts.write_text(table_dir / "samplers.md", markdown + "\n")
-        samplers = {
-            "html": _to_html(display.set_index(["dataset", "method", "NFE"])),
-            "markdown": markdown,
-            "summary": sampler_summary(sampler_rows),
-            "note": SAMPLERS_NOTE,
-        }
-    figures = run_figures(params, runs_dir, fig_dir, metrics) + sampler_figure(quality, fig_dir)
+    sections = [
+        section
+        for section in (_samplers_section(quality, table_dir), _reflow_section(params, metrics, runs_dir, table_dir))
+        if section is not None
+    ]
+    figures = (
+        run_figures(params, runs_dir, fig_dir, metrics)
+        + sampler_figure(quality, fig_dir)
+        + reflow_figure(metrics, fig_dir)
+    )
     sweeps, sweep_figs = sweep_sections(reports_dir, fig_dir)
     write_plot_data(params, runs_dir, reports_dir / "plots")
     env = Environment(loader=PackageLoader("fmexp.report"), autoescape=select_autoescape(["html"]))
     page = env.get_template("summary.html").render(
         tables=tables,
-        samplers=samplers,
+        sections=sections,
         figures=figures + sweep_figs,
         sweeps=sweeps,
         provenance=_provenance(),
@@ -208,15 +205,16 @@ def build_report(
     )
     out = reports_dir / "summary.html"
     artifacts.write_text(out, page)
-    artifacts.write_text(table_dir / "results.md", results_markdown(tables, tuning, params, samplers))
+    artifacts.write_text(table_dir / "results.md", results_markdown(tables, tuning, params, sections))
     return out
 
 
 def results_markdown(
-    tables: list[dict[str, Any]], tuning: list[dict[str, Any]], params: Params, samplers: dict[str, str] | None = None
+    tables: list[dict[str, Any]], tuning: list[dict[str, Any]], params: Params, sections: list[dict[str, str]] = ()
 ) -> str:
     """The docs' results page: each dataset's table in the paper's layout with its note and the one-line
-    answer to the paper's question, the few-step samplers, then the tuning studies' comparisons, from the
+    answer to the paper's question, the sections beyond the paper (samplers, reflow), then the tuning studies'
+    comparisons, from the
     same frames as ``reports/tables/`` (so the page cannot drift from them)."""
     seeds = ", ".join(str(s) for s in params.pipeline.seeds)
     parts = [
@@ -230,8 +228,8 @@ def results_markdown(
         parts += [f"## {t['dataset']}", t["markdown"], t["note"]]
         if t["question"]:
             parts.append(f"**{t['asks']}** {t['question']}")
-    if samplers:
-        parts += ["## Few-step samplers", SAMPLERS_NOTE, samplers["markdown"], f"Over the cells, {samplers['summary']}"]
+    for section in sections:
+        parts += [f"## {section['title']}", section["note"], section["markdown"], section["summary"]]
     for t in tuning:
         parts.append(f"## Tuning: {t['name']}")
         if "chosen" in t:
@@ -239,6 +237,46 @@ def results_markdown(
         parts.append(t["note"])
     return "\n\n".join(parts) + "\n"
 
+
+def _section(
+    name: str, title: str, note: str, rows: pd.DataFrame, display: pd.DataFrame, summary: str, table_dir: Path
+) -> dict[str, str]:
+    """A section of the page and of the results page beyond the paper's tables: its numbers as
+    ``reports/tables/<name>.csv`` and its display as ``<name>.md``."""
+    markdown = display.to_markdown(index=False)
+    artifacts.write_text(table_dir / f"{name}.csv", rows.to_csv(index=False))
+    artifacts.write_text(table_dir / f"{name}.md", markdown + "\n")
+    html = display.astype(str).map(_html_bold).to_html(escape=False, index=False, classes="data")
+    return {"name": name, "title": title, "note": note, "markdown": markdown, "summary": summary, "html": html}
+
+
+def _samplers_section(quality: pd.DataFrame, table_dir: Path) -> dict[str, str] | None:
+    rows = sampler_table(quality)
+    if rows.empty:
+        return None
+    summary = f"Over the cells, {sampler_summary(rows)}"
+    return _section("samplers", "Few-step samplers", SAMPLERS_NOTE, rows, sampler_display(rows), summary, table_dir)
+
+
+def _reflow_section(params: Params, metrics: pd.DataFrame, runs_dir: Path, table_dir: Path) -> dict[str, str] | None:
+    rows = reflow_table(metrics)
+    if rows.empty:
+        return None
+    cost = couples_cost(params, runs_dir)
+    spent = "; ".join(
+        f"{r.dataset} {r.round}: {r.couples:.0f} couples at {r.nfe:.0f} NFE a solve, {r.seconds:.1f} s"
+        for r in cost.itertuples()
+    )
+    summary = reflow_claim(rows) + (f" The couples cost (mean over seeds): {spent}." if spent else "")
+    return _section("reflow", "Reflow", REFLOW_NOTE, rows, reflow_display(rows), summary, table_dir)
+
+
+REFLOW_NOTE = (
+    "Each reflow round (Liu et al. 2022; docs/reflow.md) against the flow it came from, on the same seeds:"
+    " exact W2 of Euler samples to held-out data at 1, 2, 4 and 8 steps from the same noise, dopri5's NFE and"
+    " the straightness along dopri5 trajectories (0 for straight paths at constant speed). Bold: the better"
+    " side where the paired t-test across seeds gives p < 0.05 (`reports/tables/reflow.csv`)."
+)
 
 SAMPLERS_NOTE = (
     "Which fixed-step solver and time grid (uniform, or EDM's: docs/samplers.md) gives the best samples at a few"
@@ -255,7 +293,7 @@ SIGNIFICANCE_NOTE = (
 def _pair_note(params: Params, dataset: str) -> str:
     """What a pair's table shows, and what it may be compared with."""
     pair = params.pairs[dataset]
-    run = run_for(params, dataset, params.pipeline.methods_of(dataset)[0], params.pipeline.seeds[0])
+    run = run_for(params, dataset, params.methods_of(dataset)[0], params.pipeline.seeds[0])
     return (
         f"{pair.source} -> {pair.target} (a data-to-data flow, Tong et al. 2023). W2: exact (POT's network"
         f" simplex), between the {run.sample.n_samples} dopri5 samples from the source's held-out points and the"
@@ -272,12 +310,12 @@ def _paper_question(params: Params, metrics: pd.DataFrame, dataset: str) -> str:
     ran = set(metrics[metrics.dataset == dataset].method)
     if dataset in params.pairs:
         otcfm, icfm = (
-            next((m for m in params.pipeline.methods_of(dataset) if m in ran and _is_bridge(params, m, c)), None)
+            next((m for m in params.methods_of(dataset) if m in ran and _is_bridge(params, m, c)), None)
             for c in ("ot", "independent")
         )
         return couplings_compared(metrics, dataset, otcfm, icfm) if otcfm and icfm else ""
     ot, vp = (
-        next((m for m in params.pipeline.methods_of(dataset) if m in ran and _is(params, m, path)), None)
+        next((m for m in params.methods_of(dataset) if m in ran and _is(params, m, path)), None)
         for path in ("ot", "vp")
     )
     return ot_against_vp(metrics, dataset, ot, vp) if ot and vp else ""
@@ -292,12 +330,12 @@ def component_label(kind: str, spec: Spec) -> str:
 
 
 def _is_bridge(params: Params, method: str, coupling: str) -> bool:
-    m = params.methods[method]
+    m = params.method_config(method)
     return target("path", m.path)[0] == "fmexp.flow.bridges.ConstantBridge" and m.coupling == coupling
 
 
 def _is(params: Params, method: str, path: str) -> bool:
-    m = params.methods[method]
+    m = params.method_config(method)
     return m.objective == "fm" and m.path == path and m.coupling == "independent"
 
 

@@ -41,7 +41,7 @@ def fig4_panels(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
     figs = []
     seed = params.pipeline.seeds[0]
     for dataset in params.pipeline.datasets:
-        files = {m: RunFiles(runs_dir / dataset / m, seed) for m in params.pipeline.methods_of(dataset)}
+        files = {m: RunFiles(runs_dir / dataset / m, seed) for m in params.methods_of(dataset)}
         loaded = {
             m: (artifacts.load_torch(f.samples), artifacts.load_torch(f.density))
             for m, f in files.items()

@@ -76,7 +76,7 @@ def run_stage(
         _concat_csv(folder / "curve.csv", {s: f.curve for s, f in per_seed.items()})
     elif stage == "sample":
         _concat_csv(folder / "ladder.csv", {s: f.ladder for s, f in per_seed.items()})
-    else:
+    elif stage == "score":
         if all(f.fid_ladder.exists() for f in per_seed.values()):
             _concat_csv(folder / "score" / "fid_ladder.csv", {s: f.fid_ladder for s, f in per_seed.items()})
         values = {str(s): artifacts.read_json(f.metrics) for s, f in per_seed.items()}
@@ -111,7 +111,7 @@ def science(summary: dict[str, dict]) -> dict[str, dict[str, float]]:
     No timings and no per-seed values: ``dvc metrics diff`` and ``dvc exp show`` compare science."""
     first = next(iter(summary["seeds"].values()))
     out = {}
-    kind = "pair" if "npe" in first else "image" if "bpd" in first else "flat"
+    kind = "pair" if "npe" in first else "image" if "bpd" in first else "reflow" if "straightness" in first else "flat"
     for key in [k for k in dvc_metrics(kind) if k in summary["mean"]]:
         name = str(first["distance_name"]) if key == "distance" else key
         out[name] = (
@@ -122,7 +122,7 @@ def science(summary: dict[str, dict]) -> dict[str, dict[str, float]]:
     return out
 
 
-UPSTREAM = {"train": (), "sample": ("train",), "score": ("train", "sample")}
+UPSTREAM = {"reflow": (), "train": (), "sample": ("train",), "score": ("train", "sample")}
 """The stages whose outputs each stage reads (besides ``data/<dataset>.pt``)."""
 
 
@@ -146,6 +146,18 @@ def check_inputs(stage: str, runs: list[RunConfig], data_dir: str | Path, runs_d
             f"{stage} needs {prepared}, which does not exist: run `python -m fmexp prepare"
             f" --dataset {run.dataset}` first (or `dvc repro prepare-{run.dataset}`)"
         )
+    for r in runs:  # a reflow round reads the previous round's model, and trains on its own couples
+        if r.reflow is not None and stage in ("reflow", "train"):
+            files = RunFiles.of(runs_dir, r)
+            writers = {files.sibling(r.reflow.previous).model: ("train", r.reflow.previous)}
+            if stage == "train":
+                writers[files.couples] = ("reflow", r.method_name)
+            for needed, (up, method) in writers.items():
+                if not needed.exists():
+                    raise ConfigError(
+                        f"{stage} needs {needed}, which does not exist: run `python -m fmexp {up} --dataset"
+                        f" {r.dataset} --method {method}` first (or `dvc repro {up}-{r.dataset}-{method}`)"
+                    )
     for up in UPSTREAM[stage]:
         for r in runs:
             files = RunFiles.of(runs_dir, r)

@@ -18,9 +18,10 @@ from fmexp.config.plan import Plan, held_out
 from fmexp.config.schema import RunConfig
 from fmexp.data.datasets import Dataset
 from fmexp.flow.likelihood import log_likelihood, log_mean_likelihood
+from fmexp.flow.methods import Method
 from fmexp.flow.metrics import bits_per_dim, fid_scores, sample_distance
-from fmexp.flow.ode import Rung, chunks
-from fmexp.flow.units import EULER_STEPS
+from fmexp.flow.ode import Field, Rung, chunks
+from fmexp.flow.units import EULER_STEPS, REFLOW_STEPS
 from fmexp.pipeline.layout import RunFiles, data_file
 from fmexp.runtime import artifacts
 from fmexp.training.state import load_trained
@@ -78,6 +79,41 @@ def _image_metrics(
     if "classifier_accuracy" in prepared and backend == "digits-classifier":
         out["fid_classifier_accuracy"] = float(cast(float, prepared["classifier_accuracy"]))
     return out
+
+
+def _reflow_metrics(
+    run: RunConfig,
+    method: Method,
+    v: Field,
+    data: Dataset,
+    files: RunFiles,
+    sampled: dict[str, Any],
+    gen: torch.Generator,
+) -> dict[str, float]:
+    """A reflow round against the flow it came from, at equal NFE (Liu et al. 2022): the exact W2 to held-out
+    data after 1, 2, 4 and 8 Euler steps, the round's and the previous flow's (``before_``), and the round's
+    to the previous flow's dopri5 samples; the straightness of both, from ``score.n_points`` noise points
+    (64 times); the previous flow's dopri5 NFE and the couples' (``reflow`` stage)."""
+    from fmexp.flow.metrics import wasserstein2
+    from fmexp.flow.reflow import straightness
+    from fmexp.pipeline.stages.reflow import previous_flow
+
+    assert run.reflow is not None
+    before_files = files.sibling(run.reflow.previous)
+    before = artifacts.load_torch(before_files.samples)
+    own, theirs = sampled["ladder"], before["ladder"]  # validate_run: euler at every REFLOW_STEPS
+    starts = method.sample_source((run.score.n_points, data.dim), gen, gen.device)
+    tol = run.sample.tolerances
+    _, before_v = previous_flow(run, data, files)
+    return {
+        **{f"w2_euler_{k}": wasserstein2(own[f"euler:{k}"], data.test) for k in REFLOW_STEPS},
+        **{f"before_w2_euler_{k}": wasserstein2(theirs[f"euler:{k}"], data.test) for k in REFLOW_STEPS},
+        **{f"w2_to_before_euler_{k}": wasserstein2(own[f"euler:{k}"], before["samples"]) for k in REFLOW_STEPS},
+        "straightness": straightness(v, starts, rtol=tol["rtol"], atol=tol["atol"]),
+        "before_straightness": straightness(before_v, starts, rtol=tol["rtol"], atol=tol["atol"]),
+        "before_nfe": artifacts.read_json(before_files.sample_info)["nfe"],
+        "couples_nfe": artifacts.read_json(files.couples_info)["nfe"],
+    }
 
 
 def _on_rung(ladder: dict[str, Tensor], run: RunConfig, quality: Callable[[Tensor], float]) -> float | None:
@@ -235,6 +271,9 @@ def score_run(
         "nfe": sampled["nfe"],
         "nfe_nll": nfe_nll,
     }
+    if run.reflow is not None:
+        straight_gen = torch.Generator(device=device).manual_seed(plan.streams.straightness)
+        metrics.update(_reflow_metrics(run, method, v, data, files, sampled_state, straight_gen))
     floor = _nll_floor(data.name, points.cpu())
     if floor is not None:
         metrics["nll_floor"] = floor

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from fmexp.data.datasets import Dataset
 from fmexp.flow.likelihood import log_likelihood
 from fmexp.flow.methods import Method
 from fmexp.flow.ode import integrate
+from fmexp.flow.reflow import PairedSource
 from fmexp.networks.models import build_model
 from fmexp.pipeline.layout import RunFiles
 from fmexp.pipeline.live import LiveCurve
@@ -24,6 +26,7 @@ from fmexp.runtime import artifacts
 from fmexp.training.distributed import process_group
 from fmexp.training.launch import World
 from fmexp.training.loop import TrainResult, train
+from fmexp.training.state import load_model
 
 __all__ = ["OnEval", "train_run"]
 
@@ -100,7 +103,8 @@ def train_run(
                     stale.unlink()
         live = LiveCurve(files.live) if ranks.main else None
         try:
-            result = _train(run, data, plan, checkpoint, ranks, on_eval, progress, live)
+            start = _reflow_start(run, files, plan.device)
+            result = _train(run, data, plan, checkpoint, ranks, on_eval, progress, live, start)
         finally:
             if live is not None:
                 live.close()
@@ -127,6 +131,18 @@ def train_run(
     return result
 
 
+def _reflow_start(
+    run: RunConfig, files: RunFiles, device: torch.device
+) -> tuple[PairedSource, dict[str, torch.Tensor]] | None:
+    """A reflow round's couples (``reflow`` stage) and the EMA weights of the round before (Liu et al. 2022,
+    Alg. 1: round k is warm-started from round k-1); None for any other run."""
+    if run.reflow is None:
+        return None
+    couples = artifacts.load_torch(files.couples)
+    previous = load_model(files.sibling(run.reflow.previous).model, map_location=device)
+    return PairedSource(couples["x_0"].to(device), couples["x_1"].to(device)), previous.state_dict()
+
+
 def _train(
     run: RunConfig,
     data: Dataset,
@@ -136,20 +152,26 @@ def _train(
     on_eval: OnEval | None,
     progress: bool | None,
     live: LiveCurve | None,
+    start: tuple[PairedSource, dict[str, torch.Tensor]] | None = None,
 ) -> TrainResult:
-    """The model built and trained from the run's seeds (resumed from ``checkpoint`` where it exists)."""
+    """The model built and trained from the run's seeds (resumed from ``checkpoint`` where it exists); with
+    ``start``, a reflow round's couples and the weights it starts from."""
     train_data, test = data.train.to(plan.device), data.test.to(plan.device)
     torch.manual_seed(plan.streams.training)
     model = build_model(plan.model_spec).to(plan.device)
+    method = plan.method
+    if start is not None:
+        method = dataclasses.replace(method, couples=start[0])
+        model.load_state_dict(start[1])
     curve_points = data.model_space(test, torch.Generator(device=plan.device).manual_seed(plan.streams.curve_points))
     return train(
-        plan.method,
+        method,
         model,
         train_data,
         run.train,
         seed=plan.streams.training,
         val_data=test,
-        evaluate=_curve_columns(run, plan.method, curve_points, plan.curve_divergence, plan.streams.curve, on_eval),
+        evaluate=_curve_columns(run, method, curve_points, plan.curve_divergence, plan.streams.curve, on_eval),
         checkpoint=checkpoint,
         resume=True,
         model_spec=plan.model_spec,
