@@ -64,15 +64,11 @@ def path_energy(v: Field, x_0: Tensor, *, times: int = 64, rtol: float = 1e-5, a
     2023, Sec. 5.1): the field is evaluated on each trajectory at ``times`` evenly spaced times, where the
     solver lands exactly, and integrated over t by the trapezoid rule. Every flow from q_0 to q_1 has
     ``PE >= W2^2(q_0, q_1)``, with equality for the OT flow (Benamou-Brenier)."""
-    from fmexp.flow.ode import integrate
+    from fmexp.flow.reflow import along_trajectories
 
-    grid = torch.linspace(0.0, 1.0, times, dtype=x_0.dtype)
-    with torch.no_grad():
-        solve = integrate(v, x_0, rtol=rtol, atol=atol, save_at=grid[1:-1].tolist())
-        speed = torch.stack(
-            [v(x, t.expand(len(x))).flatten(1).pow(2).sum(1) for x, t in zip(solve.xs, solve.times, strict=True)]
-        )
-    return float(torch.trapezoid(speed.mean(1).double(), grid.double()))
+    t, _, field = along_trajectories(v, x_0, times=times, rtol=rtol, atol=atol)
+    speed = field.flatten(2).pow(2).sum(2)  # (T, B)
+    return float(torch.trapezoid(speed.mean(1).double(), t.double()))
 
 
 def normalized_path_energy(energy: float, w2_squared: float) -> float:
