@@ -9,6 +9,7 @@ best settings, and figures of its history, parameter importances and Pareto fron
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -210,7 +211,7 @@ def build_report(
 
 
 def results_markdown(
-    tables: list[dict[str, Any]], tuning: list[dict[str, Any]], params: Params, sections: list[dict[str, str]] = ()
+    tables: list[dict[str, Any]], tuning: list[dict[str, Any]], params: Params, sections: Sequence[dict[str, str]] = ()
 ) -> str:
     """The docs' results page: each dataset's table in the paper's layout with its note and the one-line
     answer to the paper's question, the sections beyond the paper (samplers, reflow), then the tuning studies'
