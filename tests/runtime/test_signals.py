@@ -26,8 +26,8 @@ def test_sigterm_during_config_building_is_raised_as_system_exit_when_it_ends() 
     try:
         for _ in range(200):
             timer = threading.Timer(rng.uniform(0, 0.01), os.kill, (os.getpid(), signal.SIGTERM))
-            timer.start()
             try:
+                timer.start()  # a busy machine may run the timer before start() returns
                 while timer.is_alive():
                     to_plain(run_config(base, ["method.sigma_min=0.001"], "trial"))
                 with held():  # a signal after the loop's last check: raised at the end of this block
