@@ -187,9 +187,9 @@ def load_data(
     )
 
 
-DATA_ARGS = ("dim", "in_channels", "resolution")
+DATA_ARGS = ("dim", "in_channels", "resolution", "num_classes")
 """The constructor arguments that the data decides, not ``model``: ``dim`` for flat data, and
-``in_channels`` and ``resolution`` for images."""
+``in_channels`` and ``resolution`` for images (``num_classes``: a conditional model's classes)."""
 
 
 def model_args(name: str) -> list[str]:

@@ -28,6 +28,8 @@ class Dataset:
     ``levels`` is None for continuous data. For images it is the number of intensity levels: the
     splits then hold integer levels, and ``model_space`` dequantizes them to [-1, 1) (``fmexp.data.images``).
     ``source``: a pair's source data (``load_pair``), which its flows start from; None: ``N(0, I)``.
+    ``train_labels`` and ``test_labels``: each image's class in ``0 .. num_classes - 1`` (int64), where
+    the dataset has classes (digits, CIFAR-10, MNIST, an image folder of class subfolders); else None.
     """
 
     name: str
@@ -35,10 +37,19 @@ class Dataset:
     test: Tensor
     levels: int | None = None
     source: Dataset | None = None
+    train_labels: Tensor | None = None
+    test_labels: Tensor | None = None
 
     @property
     def dim(self) -> int:
         return self.train[0].numel()
+
+    @property
+    def num_classes(self) -> int:
+        """The number of classes: 0 for a dataset without labels."""
+        if self.train_labels is None:
+            return 0
+        return int(max(self.train_labels.max(), -1 if self.test_labels is None else self.test_labels.max())) + 1
 
     def model_space(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """What the model sees: ``x`` itself, or for images a fresh uniform dequantization of it."""
@@ -80,7 +91,14 @@ def load_dataset(
     split; ``image_args`` are ``root``, ``size``, ``channels``, ``download``)."""
     if spec is None and name in names("image_dataset"):
         splits = resolve("image_dataset", name)(seed=seed, **image_args)
-        return Dataset(name=name, train=splits.train, test=splits.test, levels=splits.levels)
+        return Dataset(
+            name=name,
+            train=splits.train,
+            test=splits.test,
+            levels=splits.levels,
+            train_labels=splits.train_labels,
+            test_labels=splits.test_labels,
+        )
     if spec is None:
         check_name(("toy_dataset", "image_dataset"), name)
     make = build("toy_dataset", name if spec is None else spec, f"datasets.{name}")

@@ -39,7 +39,7 @@ class ImageSplits:
     train: Tensor
     test: Tensor
     levels: int
-    train_labels: Tensor | None = None  # class labels, where the dataset has them (digits)
+    train_labels: Tensor | None = None  # class labels (int64), where the dataset has them
     test_labels: Tensor | None = None
 
 
@@ -90,7 +90,9 @@ def load_digits(seed: int = 0, test_fraction: float = 0.2) -> ImageSplits:
 def load_image_folder(
     root: str | Path, size: int, channels: int = 3, seed: int = 0, test_fraction: float = 0.1
 ) -> ImageSplits:
-    """Every PNG or JPEG under ``root``: shorter side resized to ``size``, centre-cropped, 256 levels."""
+    """Every PNG or JPEG under ``root``: shorter side resized to ``size``, centre-cropped, 256 levels.
+    Where every file lies in a subfolder of ``root``, each subfolder is a class (``root/<class>/...``,
+    classes numbered in sorted order, as torchvision's ``ImageFolder``); else the images have no labels."""
     from PIL import Image
 
     root = Path(root)
@@ -110,7 +112,12 @@ def load_image_folder(
             a = np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.uint8)
         arrays.append(a[None] if channels == 1 else a.transpose(2, 0, 1))
     train, test = _split(np.stack(arrays), test_fraction, seed)
-    return ImageSplits(train, test, levels=256)
+    folders = [f.relative_to(root).parts[0] if len(f.relative_to(root).parts) > 1 else None for f in files]
+    if None in folders:
+        return ImageSplits(train, test, levels=256)
+    classes = {c: i for i, c in enumerate(sorted(set(folders)))}  # type: ignore[type-var]
+    train_labels, test_labels = _split(np.array([classes[c] for c in folders]), test_fraction, seed, dtype=np.int64)
+    return ImageSplits(train, test, levels=256, train_labels=train_labels, test_labels=test_labels)
 
 
 def load_torchvision(name: str, root: str | Path, download: bool = False) -> ImageSplits:
@@ -132,7 +139,12 @@ def load_torchvision(name: str, root: str | Path, download: bool = False) -> Ima
         x = torch.as_tensor(np.asarray(ds.data), dtype=torch.float32)
         return x.permute(0, 3, 1, 2).contiguous() if x.dim() == 4 else x[:, None]
 
-    return ImageSplits(as_levels(train), as_levels(test), levels=256)
+    def labels(ds: Any) -> Tensor:
+        return torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)
+
+    return ImageSplits(
+        as_levels(train), as_levels(test), levels=256, train_labels=labels(train), test_labels=labels(test)
+    )
 
 
 def digits(*, seed: int = 0, **_: object) -> ImageSplits:

@@ -144,6 +144,10 @@ class UNet(nn.Module):
     Each resolution has ``num_res_blocks`` residual blocks (self-attention after each where the
     resolution is in ``attention_resolutions``), then a stride-2 downsampling; the up path mirrors
     it with skip connections. ``resolution`` must be divisible by 2^(len(channel_mults) - 1).
+
+    ``num_classes > 0`` makes it class-conditional, ``v(x, t, y)``: a learned embedding of ``y`` is added
+    to the time embedding, with one more row, ``y = num_classes``, for the null class (``y`` None), so
+    that one network holds the conditional and the unconditional field (Ho and Salimans 2022).
     """
 
     def __init__(
@@ -157,9 +161,12 @@ class UNet(nn.Module):
         dropout: float = 0.0,
         time_embed_dim: int = 64,
         head_channels: int = 0,
+        num_classes: int = 0,
     ) -> None:
         super().__init__()
-        self.head_channels = head_channels
+        if num_classes < 0:
+            raise ValueError(f"num_classes must be >= 0 (0: unconditional), got {num_classes}")
+        self.head_channels, self.num_classes = head_channels, num_classes
         if resolution % 2 ** (len(channel_mults) - 1):
             raise ValueError(
                 f"resolution {resolution} is not divisible by 2^{len(channel_mults) - 1} "
@@ -200,6 +207,8 @@ class UNet(nn.Module):
                 res *= 2
         self.norm_out, self.conv_out = nn.GroupNorm(_groups(c), c), nn.Conv2d(c, in_channels, 3, padding=1)
         _zero(self.conv_out)
+        # built last, so that an unconditional U-Net draws the same initial weights as before it existed
+        self.label_embed = nn.Embedding(num_classes + 1, emb_dim) if num_classes else None
 
     def _stage(self, c_in: int, c_out: int, emb_dim: int, dropout: float, attention: bool) -> nn.ModuleList:
         blocks: list[nn.Module] = [ResBlock(c_in, c_out, emb_dim, dropout)]
@@ -211,8 +220,18 @@ class UNet(nn.Module):
             h = layer(h, emb) if isinstance(layer, (ResBlock, SelfAttention)) else layer(h)
         return h
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+    def null_labels(self, n: int, device: torch.device | None = None) -> Tensor:
+        """``n`` null labels: the index of the unconditional field."""
+        return torch.full((n,), self.num_classes, dtype=torch.int64, device=device)
+
+    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+        """``v(x, t)``, or with ``num_classes`` ``v(x, t, y)``: ``y`` of shape ``(B,)`` in ``0 .. num_classes``
+        (``num_classes`` the null class; ``y`` None: every row null)."""
         emb = self.embed(t)
+        if self.label_embed is not None:
+            emb = emb + self.label_embed(self.null_labels(len(x), x.device) if y is None else y)
+        elif y is not None:
+            raise ValueError("labels given to an unconditional U-Net (num_classes=0)")
         h = self.conv_in(x)
         hs = [h]
         for stage in self.down:

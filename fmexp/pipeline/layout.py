@@ -34,6 +34,8 @@ def load_prepared(data_dir: str | Path, dataset: str) -> Dataset:
         test=state["test"],
         levels=state.get("levels"),
         source=None if source is None else Dataset(name=source["name"], train=source["train"], test=source["test"]),
+        train_labels=state.get("train_labels"),
+        test_labels=state.get("test_labels"),
     )
 
 

@@ -54,6 +54,33 @@ def test_image_folder_loads_resizes_and_crops(tmp_path: Path) -> None:
     assert float(data.train.max()) <= 255 and float(data.train.min()) >= 0
     gray = imagefolder(root=tmp_path, size=6, channels=1)
     assert gray.train.shape[1:] == (1, 6, 6)
+    assert data.train_labels is None and data.test_labels is None  # files at the top: no classes
+
+
+def test_an_image_folder_of_class_subfolders_is_labelled_by_folder(tmp_path: Path) -> None:
+    """Each subfolder is a class, numbered in sorted order; each image keeps its folder's label through
+    the shuffled split (every image of a class is one flat grey level, so the pixels say the class)."""
+    grey = {"b_dog": 200, "a_cat": 10, "c_owl": 90}
+    for name, level in grey.items():
+        (tmp_path / name).mkdir()
+        for i in range(4):
+            Image.fromarray(np.full((8, 8), level, dtype=np.uint8)).save(tmp_path / name / f"{i}.png")
+    data = imagefolder(root=tmp_path, size=8, channels=1)
+    assert data.train_labels is not None and data.test_labels is not None
+    levels = torch.tensor([10.0, 200.0, 90.0])  # the classes in sorted order: a_cat, b_dog, c_owl
+    for x, y in ((data.train, data.train_labels), (data.test, data.test_labels)):
+        assert y.dtype == torch.int64
+        assert torch.equal(x[:, 0, 0, 0], levels[y])
+    assert len(data.train_labels) + len(data.test_labels) == 12
+    assert load_dataset("imagefolder", root=tmp_path, size=8, channels=1).num_classes == 3
+
+
+def test_digits_carry_their_labels_into_the_dataset() -> None:
+    data = load_dataset("digits")
+    assert data.num_classes == 10
+    assert data.train_labels is not None and data.test_labels is not None
+    assert (len(data.train_labels), len(data.test_labels)) == (len(data.train), len(data.test))
+    assert load_dataset("checkerboard", n_train=10, n_test=10).num_classes == 0
 
 
 def test_missing_files_say_where_to_put_them(tmp_path: Path) -> None:

@@ -34,7 +34,7 @@ def test_config_keys_are_the_constructor_arguments(name: str) -> None:
     from fmexp.config.plan import model_args
     from fmexp.config.schema import ModelConfig
 
-    derived = {"mlp": {"dim"}, "unet": {"in_channels", "resolution"}}[name]  # from the data
+    derived = {"mlp": {"dim"}, "unet": {"in_channels", "resolution", "num_classes"}}[name]  # from the data
     assert set(inspect.signature(resolve("model", name)).parameters) == derived | set(model_args(name))
     assert set(model_args(name)) <= {f.name for f in dataclasses.fields(ModelConfig)}
 
@@ -116,3 +116,29 @@ def test_unet_attention_heads_have_head_channels_each() -> None:
 def test_unet_rejects_an_indivisible_resolution() -> None:
     with pytest.raises(ValueError, match="not divisible"):
         build_model("unet", resolution=10, channel_mults=(1, 2, 2))
+
+
+def test_a_conditional_unet_embeds_the_label_with_a_null_class() -> None:
+    """``num_classes`` adds a label embedding with one null row, built last: the other weights are drawn
+    as an unconditional U-Net's from the same seed; the null class is what ``y=None`` means."""
+    torch.manual_seed(0)
+    plain = build_model("unet", channels=8, channel_mults=(1, 2))
+    torch.manual_seed(0)
+    conditional = build_model("unet", channels=8, channel_mults=(1, 2), num_classes=3)
+    shared = plain.state_dict()
+    assert set(conditional.state_dict()) - set(shared) == {"label_embed.weight"}
+    assert all(torch.equal(conditional.state_dict()[k], v) for k, v in shared.items())
+    assert conditional.label_embed.weight.shape == (4, 4 * 8)  # 3 classes and the null one
+    with torch.no_grad():  # off the zero-initialized layers, through which the label would not reach the output
+        for p in conditional.parameters():
+            if not p.any():
+                p.normal_(std=0.1)
+    x, t = torch.randn(4, 1, 8, 8), torch.rand(4)
+    y = torch.tensor([0, 1, 2, 3])
+    assert torch.equal(conditional(x, t, conditional.null_labels(4)), conditional(x, t))
+    outs = conditional(x.repeat(4, 1, 1, 1), t.repeat(4), y.repeat_interleave(4))
+    assert all(not torch.allclose(outs[i * 4 : i * 4 + 4], outs[j * 4 : j * 4 + 4]) for i in range(4) for j in range(i))
+    with pytest.raises(ValueError, match="unconditional U-Net"):
+        plain(x, t, y)
+    with pytest.raises(ValueError, match="num_classes must be >= 0"):
+        build_model("unet", num_classes=-1)

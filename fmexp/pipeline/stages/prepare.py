@@ -26,6 +26,8 @@ def prepare(params: Params, data_dir: str | Path = "data", datasets: list[str] |
         pair = params.pairs.get(name)
         ds = load_data(params.data, name, params.datasets.get(name), pair, pair_specs(params, pair))
         payload = {"train": ds.train, "test": ds.test, "levels": ds.levels, "config": to_plain(params.data)}
+        if ds.train_labels is not None:
+            payload.update(train_labels=ds.train_labels, test_labels=ds.test_labels)
         if ds.source is not None:
             payload.update(_pair_extras(ds))
         if name == "digits":
