@@ -80,7 +80,7 @@ def reflow_display(table: pd.DataFrame) -> pd.DataFrame:
                 cell(r.after_mean, r.after_sd, s and r.after_mean < r.before_mean)
                 for r, s in zip(table.itertuples(), significant, strict=True)
             ],
-            "after / before": [f"{x:.2f}" for x in table.ratio],
+            "after / before": [f"{x:.2g}" for x in table.ratio],
             "p (paired)": [f"{p:.2g}" for p in table.p],
         }
     )
