@@ -55,7 +55,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The one tiny run of the whole pipeline, shared by every test that reads a run's outputs (and
     changes nothing in it): a DVC repo of the shipped params shrunk to seconds (checkerboard and
-    digits, fm_ot and fm_vp, seeds 0 and 1) after ``dvc repro``."""
+    digits, fm_ot and fm_vp, and on digits class-conditional FM-OT, seeds 0 and 1) after ``dvc repro``."""
     from tests.helpers import BIN, dvc_repo, sh, tiny_params
 
     params = tiny_params(seeds=[0, 1], datasets=["checkerboard", "digits"])
@@ -68,6 +68,17 @@ def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "score.n_points=32",
         "train.curve_tol=1e-2",
     ]
+    params["pipeline"]["methods_by_dataset"]["digits"] = ["fm_ot", "fm_vp", "fm_ot_cfg"]  # and one conditional cell
+    params["methods"]["fm_ot_cfg"]["overrides"] = {
+        "digits": [
+            "train.label_dropout=0.2",
+            "sample.fixed_solvers=[midpoint]",
+            "sample.grids=[uniform]",
+            "sample.guidance=[0,1,4]",
+            "score.few_step=midpoint",
+            "score.few_step_nfe=8",
+        ]
+    }
     root = dvc_repo(tmp_path_factory.mktemp("pipeline"), params)
     sh(str(BIN / "dvc"), "repro", cwd=root)
     return root

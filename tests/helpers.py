@@ -132,6 +132,8 @@ def tiny_params(**pipeline: list) -> dict:
     p["sweep"]["studies"] = []
     p["reflow"]["cells"] = []  # no reflow rounds (tests/pipeline/test_reflow.py asks for them)
     p["sweep"]["tuning"] = []
+    by_dataset = p["pipeline"]["methods_by_dataset"]
+    p["pipeline"]["methods_by_dataset"] = {d: by_dataset[d] for d in p["pairs"] if d in by_dataset}  # a pair's own
     p["per_dataset"] = {name: [] for name in p["per_dataset"]}  # the tiny sections above, for every dataset
     for method in p["methods"].values():
         method.pop("overrides", None)  # and for every method

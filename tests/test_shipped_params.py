@@ -87,7 +87,7 @@ def test_shipped_vp_methods_end_at_the_papers_truncation() -> None:
     the truncation s_min at 1e-5 (to within the s^2 term, 0.2%)."""
     methods = yaml.safe_load((ROOT / "params.yaml").read_text())["methods"]
     vp = {name: m for name, m in methods.items() if m["path"] == "vp"}
-    assert set(vp) == {"fm_vp", "sm_vp"}
+    assert set(vp) == {"fm_vp", "sm_vp", "fm_vp_cfg"}
     for m in vp.values():
         assert VPPath(sigma_min=m["sigma_min"]).s_min == pytest.approx(1e-5, rel=2e-3)
 

@@ -103,7 +103,7 @@ def run_for(params: Params, dataset: str, method: str, seed: int, *, own: bool =
     ):
         if overrides:
             run = run_config(run, overrides, source)
-    if pair is not None and (errors := validate_run(run)):  # a pair's own rules bind every method that runs on it
+    if errors := validate_run(run):  # the run's own rules: a pair's bind every method on it, guidance needs labels
         raise ConfigError(f"cell {dataset}/{method}: " + "; ".join(errors))
     return run
 

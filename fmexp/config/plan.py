@@ -123,7 +123,7 @@ def resolve(run: RunConfig, data: Dataset) -> Plan:
     return Plan(
         device=device_for(run),
         images=images,
-        model_spec=model_spec(run.model, data),
+        model_spec=model_spec(run.model, data, conditional=run.train.label_dropout is not None),
         method=build_method(run, data),
         divergence=divergence,
         curve_divergence=auto_divergence(data),
@@ -198,11 +198,12 @@ def model_args(name: str) -> list[str]:
     return [a for a in constructor_args(registry.resolve("model", name)) if a not in DATA_ARGS]
 
 
-def model_spec(cfg: ModelConfig, data: Dataset) -> dict[str, object]:
+def model_spec(cfg: ModelConfig, data: Dataset, conditional: bool = False) -> dict[str, object]:
     """The model's ``_target_`` and constructor arguments for this data (``auto``: MLP if flat, U-Net if
     images): a registered model reads its arguments from the ``model`` section, a ``_target_`` mapping
     carries its own; either gets the data's ``dim``, or ``in_channels`` and ``resolution``, where its
-    constructor takes them. Checkpoints store it (``fmexp.networks.models.build_model``)."""
+    constructor takes them, and a ``conditional`` one (``train.label_dropout`` set) the data's
+    ``num_classes``. Checkpoints store it (``fmexp.networks.models.build_model``)."""
     images = data.train.dim() == 4
     spec = cfg.name if cfg.name != "auto" else ("unet" if images else "mlp")
     if spec == "unet" and not images:
@@ -212,6 +213,13 @@ def model_spec(cfg: ModelConfig, data: Dataset) -> dict[str, object]:
     target, given = registry.target("model", spec, "model.name")
     cls, _ = registry.check("model", spec, "model.name")
     available = {"in_channels": data.train.shape[1], "resolution": data.train.shape[2]} if images else {"dim": data.dim}
+    if conditional and not data.num_classes:
+        raise ConfigError(
+            f"train.label_dropout: a class-conditional model needs labels; {data.name} has none (an image folder"
+            " has them where every image sits in a class subfolder): set train.label_dropout to null"
+        )
+    if conditional:
+        available["num_classes"] = data.num_classes
     derived = {k: available[k] for k in constructor_args(cls) if k in available and k not in given}
     if isinstance(spec, str):
         given = {k: (list(v) if isinstance(v := getattr(cfg, k), (list, tuple)) else v) for k in model_args(spec)}

@@ -6,7 +6,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from fmexp.flow.ode import Rung
 
 __all__ = [
     "PipelineConfig",
@@ -108,6 +111,7 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda
     nproc: int = 1  # processes (GPUs) that share each batch: the train stage launches torchrun when > 1
     precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast for the loss; fp16 adds a gradient scaler)
+    label_dropout: float | None = None  # null: unconditional; in [0, 1): class-conditional, labels dropped to null
 
 
 @dataclass
@@ -125,6 +129,16 @@ class SampleConfig:
     n_trajectories: int = 12
     batch_size: int | None = None  # samples per ODE solve: peak memory is bounded by it (null: all at once)
     ladder_samples: int | None = None  # the first this many samples also run the NFE ladder (null: all of them)
+    guidance: list[float] = field(default_factory=list)  # a conditional model: the guidance scales w sampled
+    guidance_sampler: str = "midpoint"  # their fixed-step solver (@grid where not uniform), on the ladder's samples
+    guidance_nfe: int = 8  # at this NFE per path
+
+    @property
+    def guidance_rung(self) -> Rung:
+        """The ``Rung`` of ``guidance_sampler`` at ``guidance_nfe``: the w sweep's sampler."""
+        from fmexp.flow.ode import Rung
+
+        return Rung.at(self.guidance_sampler, self.guidance_nfe)
 
     @property
     def tolerances(self) -> dict[str, float]:
@@ -153,14 +167,14 @@ class ScoreConfig:
     )  # the times t of p_t drawn (Fig. 4)
     few_step: str = "euler"  # the sampler of the few_step metric: a fixed solver of the ladder, @grid where not uniform
     few_step_nfe: int = 4  # and its NFE budget: the metric is the quality of that rung of the NFE ladder
+    guidance_scale: float = 1.0  # the w of sample.guidance whose FID and accuracy are guided_fid, guided_accuracy
 
     @property
     def few_step_rung(self) -> str:
         """The ``samples.pt`` ladder key of the ``few_step`` sampler at its budget (``fmexp.flow.ode.Rung``)."""
-        from fmexp.flow.ode import Rung, get_solver
+        from fmexp.flow.ode import Rung
 
-        solver, _, grid = self.few_step.partition("@")
-        return Rung(solver, grid or "uniform", get_solver(solver).steps_for(self.few_step_nfe)).key
+        return Rung.at(self.few_step, self.few_step_nfe).key
 
 
 @dataclass

@@ -35,6 +35,7 @@ __all__ = [
     "path_context",
     "component_targets",
     "few_step_error",
+    "guidance_errors",
     "validate_params",
     "validate_run",
 ]
@@ -254,13 +255,58 @@ def score_errors(score: ScoreConfig, sample: SampleConfig) -> list[str]:
     e.one_of("score.probe", score.probe, PROBES)
     e.one_of("score.fid_backend", score.fid_backend, ["auto", "none", *names("fid_backend")])
     e.one_of("score.distance", score.distance, names("distance"))
-    solver, _, grid = score.few_step.partition("@")
-    if solver not in names("fixed_solver") or (grid and grid not in names("time_grid")):
-        e.append(
-            f"score.few_step: {score.few_step!r} must be a fixed-step solver {names('fixed_solver')}, with @<grid>"
-            f" for a time grid {names('time_grid')} other than uniform"
-        )
+    e += _sampler_errors("score.few_step", score.few_step)
     e.positive("score.few_step_nfe", score.few_step_nfe)
+    return e
+
+
+def _sampler_errors(key: str, sampler: str) -> list[str]:
+    """A sampler of the ladder, ``solver`` or ``solver@grid``, that names no fixed-step solver or grid."""
+    solver, _, grid = sampler.partition("@")
+    if solver in names("fixed_solver") and (not grid or grid in names("time_grid")):
+        return []
+    return [
+        f"{key}: {sampler!r} must be a fixed-step solver {names('fixed_solver')}, with @<grid>"
+        f" for a time grid {names('time_grid')} other than uniform"
+    ]
+
+
+def guidance_errors(r: RunConfig) -> list[str]:
+    """A class-conditional run (``train.label_dropout`` set) on data without labels or with a coupling that
+    reorders the batch; a label dropout outside [0, 1); guidance scales without the null field they need
+    (``fmexp.flow.guidance.guidance_error``), or without a conditional model; a guidance sampler that is
+    no fixed-step sampler at ``sample.guidance_nfe``; ``score.guidance_scale`` not among the scales."""
+    from fmexp.flow.guidance import guidance_error
+
+    e = _Errors()
+    p, scales = r.train.label_dropout, r.sample.guidance
+    if p is None:
+        if scales:
+            e.append(
+                f"sample.guidance: {scales} needs a class-conditional model: set train.label_dropout (e.g. 0.1),"
+                " or leave sample.guidance empty"
+            )
+        return e
+    if r.pair is not None or r.dataset not in names("image_dataset"):
+        e.append(
+            f"train.label_dropout: a class-conditional model needs labelled images ({names('image_dataset')});"
+            f" {r.dataset} has no labels: set train.label_dropout to null"
+        )
+    if r.method.coupling != "independent":
+        e.append(
+            f"train.label_dropout: a class-conditional model's coupling must be independent (it keeps each point"
+            f" with its label), got method.coupling {r.method.coupling!r}"
+        )
+    e += [error for w in [0.0, *scales] if (error := guidance_error(w, p))][:1]
+    e += _sampler_errors("sample.guidance_sampler", r.sample.guidance_sampler)
+    e.positive("sample.guidance_nfe", r.sample.guidance_nfe)
+    if not e and scales and r.sample.guidance_rung.steps < 1:
+        e.append(
+            f"sample.guidance_nfe: {r.sample.guidance_nfe} is not a whole number (>= 1) of steps of"
+            f" {r.sample.guidance_sampler}"
+        )
+    if scales and r.score.guidance_scale not in scales:
+        e.append(f"score.guidance_scale: {r.score.guidance_scale} must be one of sample.guidance {scales}")
     return e
 
 
@@ -386,6 +432,7 @@ def validate_run(r: RunConfig) -> list[str]:
     e += method_errors("method", r.method)
     for section in _SECTIONS:
         e += section(r)
+    e += guidance_errors(r)
     return e or _grid_errors(r)
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["Guided", "drop_labels", "proportional_labels", "class_accuracy", "guidance_error"]
+__all__ = ["ClassLabels", "Guided", "drop_labels", "proportional_labels", "class_accuracy", "guidance_error"]
 
 ConditionalNetwork = Callable[[Tensor, Tensor, Tensor], Tensor]
 """``v(x, t, y)``: ``x`` of shape ``(B, ...)``, ``t`` and ``y`` of shape ``(B,)``."""
@@ -59,6 +59,22 @@ class Guided:
         return (1 + self.w) * conditional - self.w * unconditional
 
 
+@dataclass(frozen=True)
+class ClassLabels:
+    """What a class-conditional network trains on besides the data: each training point's label, the
+    validation batch's (never dropped), the null class, and the label dropout ``p``."""
+
+    train: Tensor
+    val: Tensor
+    null: int
+    dropout: float = 0.0
+
+    def bind(self, network: ConditionalNetwork, index: Tensor, generator: torch.Generator | None) -> Guided:
+        """``network`` bound to the labels of the training points ``index``, each dropped to null with
+        probability ``dropout`` (``drop_labels``, drawn from ``generator``)."""
+        return Guided(network, drop_labels(self.train[index], self.dropout, self.null, generator), self.null)
+
+
 def drop_labels(y: Tensor, p: float, null: int, generator: torch.Generator | None = None) -> Tensor:
     """``y`` with each label replaced by ``null`` with probability ``p`` (independently): classifier-free
     guidance's label dropout, which trains the unconditional field in the same network."""
@@ -69,15 +85,19 @@ def drop_labels(y: Tensor, p: float, null: int, generator: torch.Generator | Non
 
 
 def proportional_labels(labels: Tensor, n: int, num_classes: int) -> Tensor:
-    """``n`` requested labels in the class proportions of ``labels``, sorted by class: each class ``k``
-    gets ``floor(n p_k)``, and the ``n - sum floor(n p_k)`` left go to the largest remainders
-    (Hamilton's method), so every count is within 1 of ``n p_k`` and they sum to ``n``."""
+    """``n`` requested labels in the class proportions of ``labels``: each class ``k`` gets ``floor(n p_k)``,
+    and the ``n - sum floor(n p_k)`` left go to the largest remainders (Hamilton's method), so every count
+    is within 1 of ``n p_k`` and they sum to ``n``. They are interleaved, the i-th label of a class of
+    ``c`` at ``(i + 1/2) / c``, so that a prefix (a chunk, the ladder's first samples) is near the
+    proportions too."""
     counts = torch.bincount(labels.long(), minlength=num_classes).double()
     exact = n * counts / counts.sum()
     whole = exact.floor().long()
     left = n - int(whole.sum())
     whole[torch.argsort(exact - whole, descending=True, stable=True)[:left]] += 1
-    return torch.repeat_interleave(torch.arange(num_classes), whole)
+    requested = torch.repeat_interleave(torch.arange(num_classes), whole)
+    rank = torch.cat([torch.arange(int(c), dtype=torch.float64) for c in whole])
+    return requested[torch.argsort((rank + 0.5) / whole[requested], stable=True)]
 
 
 def class_accuracy(predicted: Tensor, requested: Tensor, num_classes: int) -> tuple[float, list[float]]:

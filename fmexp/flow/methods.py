@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from functools import cached_property
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from fmexp.errors import ConfigError
 from fmexp.flow.bridges import Bridge
@@ -148,7 +148,7 @@ class Method:
         return 1.0 if isinstance(self.path, Bridge) else self.path.prior_std
 
     def loss(
-        self, model: nn.Module, x_1: Tensor, generator: torch.Generator | None = None, rows: slice | None = None
+        self, model: Field, x_1: Tensor, generator: torch.Generator | None = None, rows: slice | None = None
     ) -> Tensor:
         """Per-sample loss ``(B,)`` at ``t`` from the time sampler, ``x_0`` (``N(0, I)``, or the source's)
         coupled to the data batch ``x_1`` (with ``couples``: a batch of stored couples in their place); on a
@@ -177,7 +177,7 @@ class Method:
     def _coupling_draws(self) -> bool:
         return takes_generator(self.coupling)
 
-    def network(self, model: nn.Module) -> Field:
+    def network(self, model: Field) -> Field:
         """The network as the objective sees it: ``model(c_t x, t)`` with ``data_std``, else ``model``."""
         if self.data_std is None:
             return model
@@ -189,7 +189,7 @@ class Method:
 
         return scaled
 
-    def velocity(self, model: nn.Module) -> Field:
+    def velocity(self, model: Field) -> Field:
         """The field to integrate: the network itself for ``fm``, the probability-flow ODE of ``sm``."""
         return self._objective.velocity(self.network(model), self.path)
 

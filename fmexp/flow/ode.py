@@ -83,6 +83,12 @@ class Rung:
         return get_solver(self.solver).nfe_of(self.steps)
 
     @classmethod
+    def at(cls, sampler: str, nfe: int) -> Rung:
+        """The rung of ``sampler`` (``solver``, or ``solver@grid``) at a budget of ``nfe`` NFE per path."""
+        solver, _, grid = sampler.partition("@")
+        return cls(solver, grid or "uniform", get_solver(solver).steps_for(nfe))
+
+    @classmethod
     def parse(cls, key: str) -> Rung:
         sampler, _, steps = key.rpartition(":")
         solver, _, grid = sampler.partition("@")

@@ -6,7 +6,17 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-__all__ = ["Metric", "EULER_STEPS", "REFLOW_STEPS", "SCORED", "UNITS", "dvc_metrics", "table_columns", "data_kind"]
+__all__ = [
+    "CONDITIONAL_METRICS",
+    "Metric",
+    "EULER_STEPS",
+    "REFLOW_STEPS",
+    "SCORED",
+    "UNITS",
+    "dvc_metrics",
+    "table_columns",
+    "data_kind",
+]
 
 
 @dataclass(frozen=True)
@@ -58,6 +68,11 @@ SCORED: dict[str, dict[str, Metric]] = {
         "fid_equal_n": Metric(""),  # at the held-out split's n, beside the floor at the same n
         "fid_inf": Metric("", "FID∞", dvc=True),  # extrapolated to infinitely many samples
         **_SHARED,
+        # a class-conditional run's (train.label_dropout set; docs/guidance.md): bpd is then -log p(x | y)
+        "bpd_null": Metric("bits/dim", dvc=True),  # under the null label: the unconditional field's density
+        "accuracy": Metric("", dvc=True),  # the classifier's, on the dopri5 samples against their requested labels
+        "guided_fid": Metric("", dvc=True),  # FID at score.guidance_scale (sample.guidance_sampler, guidance_nfe)
+        "guided_accuracy": Metric("", dvc=True),  # and the accuracy there
         "nll": Metric("nats"),  # per image
         "nll_se": Metric("nats"),
         "distance": Metric(""),
@@ -74,6 +89,9 @@ SCORED: dict[str, dict[str, Metric]] = {
 }
 """The numeric metrics of a run's scores by kind of data (``fmexp.pipeline.stages.score``), in the order
 DVC and the report show them."""
+
+CONDITIONAL_METRICS = ("bpd_null", "accuracy", "guided_fid", "guided_accuracy")
+"""The image metrics that only a class-conditional run writes."""
 
 UNITS = {name: m.unit for kind in SCORED.values() for name, m in kind.items()}
 

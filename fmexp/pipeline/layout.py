@@ -117,3 +117,8 @@ class RunFiles:
     @property
     def fid_ladder(self) -> Path:
         return self.stage("score") / "fid_ladder.csv"
+
+    @property
+    def guidance(self) -> Path:
+        """A class-conditional run's scores at each guidance scale of ``sample.guidance``."""
+        return self.stage("score") / "guidance.csv"

@@ -23,7 +23,7 @@ from fmexp.report.panels import fig4_panels
 from fmexp.report.render import Figure, png
 from fmexp.runtime import artifacts
 
-__all__ = ["LABELS", "palette", "nfe_axis", "run_folders", "read_csvs", "run_figures"]
+__all__ = ["LABELS", "palette", "nfe_axis", "run_folders", "read_csvs", "run_figures", "tile", "show_tiles"]
 
 
 LABELS = {
@@ -274,6 +274,25 @@ def _ladder(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
     ]
 
 
+def tile(x: np.ndarray, cols: int) -> np.ndarray:
+    """Images ``(n, C, H, W)`` in [0, 1] as one canvas ``(rows (H + 1), cols (W + 1), C)``, row by row, a
+    white line between them (and white where a row is short)."""
+    n, c, h, w = x.shape
+    rows = max(1, -(-n // cols))
+    canvas = np.ones((rows * (h + 1), cols * (w + 1), c))
+    for i in range(n):
+        r, q = divmod(i, cols)
+        canvas[r * (h + 1) : r * (h + 1) + h, q * (w + 1) : q * (w + 1) + w] = x[i].transpose(1, 2, 0)
+    return canvas
+
+
+def show_tiles(ax: plt.Axes, canvas: np.ndarray) -> None:
+    """``tile``'s canvas on ``ax``, grey where it has one channel, without axes."""
+    grey = canvas.shape[-1] == 1
+    ax.imshow(canvas.squeeze(-1) if grey else canvas, cmap="gray" if grey else None, vmin=0, vmax=1)
+    ax.set_axis_off()
+
+
 def _image_grids(params: Params, runs_dir: Path, fig_dir: Path, metrics: pd.DataFrame) -> list[Figure]:
     """A grid of dopri5 samples per method (first seed), for image datasets."""
     figs = []
@@ -288,15 +307,8 @@ def _image_grids(params: Params, runs_dir: Path, fig_dir: Path, metrics: pd.Data
             continue
         fig, axes = plt.subplots(1, len(grids), figsize=(3 * len(grids), 3.2), squeeze=False)
         for ax, (method, x) in zip(axes[0], grids.items(), strict=False):
-            x = x.numpy()
-            n, c, h, w = x.shape
-            k = int(np.ceil(np.sqrt(n)))
-            canvas = np.ones((k * (h + 1), k * (w + 1), c))
-            for i in range(n):
-                r, q = divmod(i, k)
-                canvas[r * (h + 1) : r * (h + 1) + h, q * (w + 1) : q * (w + 1) + w] = x[i].transpose(1, 2, 0)
-            ax.imshow(canvas.squeeze(-1) if c == 1 else canvas, cmap="gray" if c == 1 else None, vmin=0, vmax=1)
-            ax.set_title(method), ax.set_axis_off()
+            show_tiles(ax, tile(x.numpy(), int(np.ceil(np.sqrt(len(x))))))
+            ax.set_title(method)
         figs.append(
             Figure(
                 f"{dataset}: samples",

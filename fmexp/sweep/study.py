@@ -31,7 +31,7 @@ from fmexp.config.overrides import (
 from fmexp.config.schema import RunConfig
 from fmexp.config.validate import few_step_error
 from fmexp.errors import ConfigError
-from fmexp.flow.units import SCORED, data_kind
+from fmexp.flow.units import CONDITIONAL_METRICS, SCORED, data_kind
 from fmexp.registry import did_you_mean
 from fmexp.sweep.loggers import check_loggers
 from fmexp.sweep.samplers import PRUNERS, SAMPLERS, check_options, startup_trials
@@ -276,6 +276,15 @@ def load_study(
                 trial = run_config(run, extra, f"{source}: search_space")
                 if reason := few_step_error(trial.score, trial.sample):
                     raise ConfigError(f"{source}: objectives: few_step needs its sampler in the ladder: {reason}")
+    conditional = [o.metric for o in cfg.objectives if o.metric in CONDITIONAL_METRICS]
+    for run in base_runs.values() if conditional else ():  # a class-conditional run's metrics, at a sampled scale
+        if run.train.label_dropout is None or (
+            any(m.startswith("guided_") for m in conditional) and not run.sample.guidance
+        ):
+            raise ConfigError(
+                f"{source}: objectives: {conditional} are a class-conditional run's metrics: its overrides (or its"
+                " method's) must set train.label_dropout, and sample.guidance for guided_fid and guided_accuracy"
+            )
     if cfg.sampler.name == "grid":
         bad = [k for k, d in space.items() if isinstance(d, optuna.distributions.FloatDistribution) and d.step is None]
         if bad:

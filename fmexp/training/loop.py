@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from fmexp.config.schema import TrainConfig
 from fmexp.errors import SolverError, TrainingDiverged
+from fmexp.flow.guidance import ClassLabels, Guided
 from fmexp.flow.methods import Method
 from fmexp.training.distributed import from_main, mean_over_ranks
 from fmexp.training.launch import World
@@ -53,13 +54,15 @@ class TrainResult:
         return self.steps_run / self.seconds if self.steps_run and self.seconds > 0 else None
 
 
-def _val_loss(method: Method, model: nn.Module, val: Tensor, seed: int) -> float:
-    """The loss on a fixed held-out batch with fixed noise, so successive rows are comparable."""
+def _val_loss(method: Method, model: nn.Module, val: Tensor, seed: int, labels: ClassLabels | None = None) -> float:
+    """The loss on a fixed held-out batch with fixed noise, so successive rows are comparable (a
+    class-conditional model's under the batch's own labels)."""
     gen = torch.Generator(device=val.device).manual_seed(seed)
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        loss = float(method.loss(model, val, gen).mean())
+        field = model if labels is None else Guided(model, labels.val[: len(val)], labels.null)
+        loss = float(method.loss(field, val, gen).mean())
     model.train(was_training)
     return loss
 
@@ -76,18 +79,24 @@ class _Step:
     share: slice | None
     transform: Callable[[Tensor, torch.Generator], Tensor] | None
     world: World
+    labels: ClassLabels | None = None
 
     def __post_init__(self) -> None:
         self.params = [p for p in self.net.parameters() if p.requires_grad]
 
     def __call__(self, state: TrainState) -> None:
         cfg, gen, device = self.config, state.generator, self.data.device
-        batch = self.data[torch.randint(len(self.data), (cfg.batch_size,), generator=gen, device=device)]
+        index = torch.randint(len(self.data), (cfg.batch_size,), generator=gen, device=device)
+        batch = self.data[index]
         if self.transform is not None:
             batch = self.transform(batch, gen)
+        field: Callable[[Tensor, Tensor], Tensor] = self.net
+        if self.labels is not None:  # the batch's labels, some dropped to null: the conditional and null fields
+            guided = self.labels.bind(self.net, index, gen)
+            field = guided if self.share is None else Guided(self.net, guided.y[self.share], guided.null)
         amp_dtype = _AUTOCAST[cfg.precision]
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            loss_here = self.method.loss(self.net, batch, gen, self.share).float().mean()
+            loss_here = self.method.loss(field, batch, gen, self.share).float().mean()
         loss = mean_over_ranks(loss_here, self.world)  # the global batch's: every rank sees the same value
         step = state.step + 1
         if not torch.isfinite(loss):
@@ -115,7 +124,13 @@ class _Step:
 
 
 def _curve_row(
-    state: TrainState, method: Method, val: Tensor, seed: int, evaluate: EvalFn | None, world: World
+    state: TrainState,
+    method: Method,
+    val: Tensor,
+    seed: int,
+    evaluate: EvalFn | None,
+    world: World,
+    labels: ClassLabels | None = None,
 ) -> dict[str, float]:
     """The curve row at the state's step: the training columns since the last row, the EMA weights'
     validation loss, and ``evaluate``'s columns (rank 0 only). Raises ``TrainingDiverged`` if the
@@ -124,7 +139,7 @@ def _curve_row(
     row: dict[str, float] = {
         "step": step,
         **state.sums.means(),
-        "val_loss": _val_loss(method, state.ema.module, val, seed),
+        "val_loss": _val_loss(method, state.ema.module, val, seed, labels),
     }
     if row["train_loss"] > DIVERGENCE_FACTOR * state.initial_loss:
         raise TrainingDiverged(
@@ -160,6 +175,7 @@ def train(
     transform: Callable[[Tensor, torch.Generator], Tensor] | None = None,
     world: World = World(),
     on_curve: Callable[[list[dict[str, float]]], None] | None = None,
+    labels: ClassLabels | None = None,
 ) -> TrainResult:
     """Minimize ``method.loss`` over minibatches of ``data`` for ``config.steps`` steps.
 
@@ -172,7 +188,9 @@ def train(
     defaults to showing a tqdm bar when stderr is a terminal. ``transform(batch, generator)`` maps
     each batch before the loss (the dequantization of images), drawing from the training generator.
     ``on_curve(rows)`` sees the curve so far on rank 0: at the start (a resumed run's rows) and after
-    each new row (a live view: ``fmexp.pipeline.live``).
+    each new row (a live view: ``fmexp.pipeline.live``). With ``labels``, ``model`` is class-conditional,
+    ``model(x, t, y)``: each batch is bound to its points' labels, a fraction dropped to the null class
+    (classifier-free guidance's training, Ho and Salimans 2022); the validation loss is under ``labels.val``.
 
     In a process group of several ranks (``world``; ``fmexp.training.distributed``), the model trains
     under DistributedDataParallel: each rank draws the global batch of ``config.batch_size`` and puts
@@ -195,7 +213,7 @@ def train(
         )
     )
     step = _Step(
-        method, net, data, config, None if world.size == 1 else world.share(config.batch_size), transform, world
+        method, net, data, config, None if world.size == 1 else world.share(config.batch_size), transform, world, labels
     )
     val = (val_data if val_data is not None else data)[: config.val_batch]
     if transform is not None:
@@ -212,7 +230,7 @@ def train(
     for _ in bar:
         step(state)
         if state.step % config.eval_every == 0 or state.step == config.steps:
-            row = _curve_row(state, method, val, seed + 1, evaluate, world)
+            row = _curve_row(state, method, val, seed + 1, evaluate, world, labels)
             state.rows.append(row)
             if on_curve is not None and world.main:
                 on_curve(state.rows)

@@ -49,7 +49,7 @@ def test_overrides_use_hydra_grammar(tmp_path: Path) -> None:
         (
             lambda p: p["pipeline"].update(methods=["fm_xx"]),
             r"pipeline\.methods: 'fm_xx' is not one of"
-            r" \['fm_ot', 'fm_ve', 'fm_vp', 'icfm', 'otcfm', 'sbcfm', 'sm_vp'\]",
+            r" \['fm_ot', 'fm_ot_cfg', 'fm_ve', 'fm_vp', 'fm_vp_cfg', 'icfm', 'otcfm', 'sbcfm', 'sm_vp'\]",
         ),
         (lambda p: p["pipeline"].update(datasets=["mnist2d"]), r"pipeline\.datasets"),
         (lambda p: p["score"].update(divergence="skilling"), r"score\.divergence"),

@@ -114,6 +114,8 @@ def test_requested_labels_follow_the_class_proportions() -> None:
     counts = torch.bincount(proportional_labels(labels, 7, 3), minlength=3)
     assert counts.tolist() == [4, 2, 1]  # 3.5, 2.1, 1.4: floors 3, 2, 1 and the one left to the largest remainder
     assert torch.bincount(proportional_labels(labels, 359, 4), minlength=4)[3] == 0  # a class never seen
+    prefix = proportional_labels(labels, 100, 3)[:10]  # interleaved: the first tenth holds a tenth of each
+    assert torch.bincount(prefix, minlength=3).tolist() == [5, 3, 2]
 
 
 def test_class_accuracy_overall_and_per_class() -> None:

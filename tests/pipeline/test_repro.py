@@ -97,11 +97,44 @@ def test_repro_scores_digits_in_the_papers_image_layout(tiny_pipeline: Path) -> 
     assert "<h3>digits</h3>" in page and "real held-out images score FID" in page and "FID∞" in page
 
 
+def test_repro_samples_and_scores_guidance(tiny_pipeline: Path) -> None:
+    """The conditional cell through dvc repro: its samples request labels in the training split's class
+    proportions, w = 0 of the sweep is the ladder's midpoint rung from the same noise (one field, one solver),
+    each w is scored per seed, and the report's guidance section and figures exist, outside the digits table."""
+    from fmexp.flow.guidance import proportional_labels
+    from fmexp.pipeline.layout import load_prepared
+
+    folder = tiny_pipeline / "runs" / "digits" / "fm_ot_cfg"
+    state = torch.load(folder / "sample" / "0" / "samples.pt", weights_only=True)
+    data = load_prepared(tiny_pipeline / "data", "digits")
+    assert torch.equal(state["labels"], proportional_labels(data.train_labels, 64, 10))
+    assert set(state["guided"]) == {"0", "1", "4"} and torch.equal(state["guided"]["0"], state["ladder"]["midpoint:4"])
+    assert not torch.equal(state["guided"]["4"], state["guided"]["0"])
+    guidance = pd.read_csv(folder / "score" / "guidance.csv")
+    assert sorted(guidance.seed.unique()) == [0, 1] and sorted(guidance.w.unique()) == [0, 1, 4]
+    assert guidance.accuracy.between(0, 1).all() and (guidance.nfe == 8).all()
+    assert guidance.set_index("w").rows_per_call.to_dict() == {0: 1, 1: 2, 4: 2}
+    seed0 = json.loads((folder / "score" / "0" / "metrics.json").read_text())
+    at_one = guidance[(guidance.seed == 0) & (guidance.w == 1)].iloc[0]
+    assert seed0["guided_fid"] == pytest.approx(at_one.fid) and seed0["guided_accuracy"] == pytest.approx(
+        at_one.accuracy
+    )
+    assert math.isfinite(seed0["bpd_null"]) and seed0["bpd_null"] != seed0["bpd"] and 0 <= seed0["accuracy"] <= 1
+    table = pd.read_csv(tiny_pipeline / "reports" / "tables" / "digits.csv", index_col=0)
+    assert "fm_ot_cfg" not in table.index  # -log p(x | y) is no unconditional likelihood
+    rows = pd.read_csv(tiny_pipeline / "reports" / "tables" / "guidance.csv")
+    assert list(rows.w) == [0, 1, 4] and {"fid_p", "accuracy_p", "accuracy_9_mean"} <= set(rows.columns)
+    page = (tiny_pipeline / "reports" / "summary.html").read_text()
+    assert "Classifier-free guidance" in page and "under the null label" in page
+    for png in ("guidance_tradeoff", "guidance_classes"):
+        assert (tiny_pipeline / "reports" / "figures" / f"{png}.png").stat().st_size > 1000
+
+
 def test_fid_is_over_all_samples_and_the_floor_at_their_n(tiny_pipeline: Path) -> None:
     """64 samples, 359 held-out images: the FID is the plain two-sample FID of all 64 against the training
     split, computed here without cached statistics; the floor is taken at 64 held-out images."""
     from fmexp.data.features import backend_kwargs, fid
-    from fmexp.flow.units import SCORED
+    from fmexp.flow.units import CONDITIONAL_METRICS, SCORED
     from fmexp.pipeline.layout import load_prepared
 
     data = load_prepared(tiny_pipeline / "data", "digits")
@@ -120,9 +153,10 @@ def test_fid_is_over_all_samples_and_the_floor_at_their_n(tiny_pipeline: Path) -
         fid("digits-classifier", data.test[:64], data.train, data.levels, **kwargs), rel=1e-6
     )
     assert metrics["fid_draw_std"] is None and "1 draws" in metrics["fid_draw_std_reason"]
-    for kind, dataset in (("image", "digits"), ("flat", "checkerboard")):  # what a study may optimize is written
-        scored = json.loads((tiny_pipeline / "runs" / dataset / "fm_ot" / "score" / "0" / "metrics.json").read_text())
-        assert set(SCORED[kind]) - {"train_seconds"} <= set(scored), kind
+    for kind, cell in (("image", "digits/fm_ot"), ("flat", "checkerboard/fm_ot"), ("image", "digits/fm_ot_cfg")):
+        scored = json.loads((tiny_pipeline / "runs" / cell / "score" / "0" / "metrics.json").read_text())
+        unconditional = not cell.endswith("_cfg")  # what a study may optimize is written
+        assert set(SCORED[kind]) - {"train_seconds", *(CONDITIONAL_METRICS if unconditional else ())} <= set(scored)
         if dataset == "checkerboard":  # every held-out point lies on the board, whose density is 1/32
             assert scored["nll_floor"] == pytest.approx(math.log(32), rel=1e-12)
 

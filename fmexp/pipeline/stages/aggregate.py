@@ -44,7 +44,8 @@ def run_stage(
     report's panels show that seed, and the grid's solves are most of a 2-D seed's scoring time.
 
     Each stage also writes one summary over seeds beside them, in ``<runs>/<dataset>/<method>/``:
-    ``curve.csv`` (train) and ``ladder.csv`` (sample) with a seed column; ``metrics.json`` (score),
+    ``curve.csv`` (train) and ``ladder.csv`` (sample) with a seed column, as are ``score/fid_ladder.csv``
+    (images) and ``score/guidance.csv`` (a class-conditional run's guidance scales); ``metrics.json`` (score),
     the DVC metrics: the science only (see ``science``); and ``score/summary.json``: every metric's
     mean and std over seeds, and each seed's values. Timings stay in the seeds' ``log/``.
     """
@@ -77,8 +78,9 @@ def run_stage(
     elif stage == "sample":
         _concat_csv(folder / "ladder.csv", {s: f.ladder for s, f in per_seed.items()})
     elif stage == "score":
-        if all(f.fid_ladder.exists() for f in per_seed.values()):
-            _concat_csv(folder / "score" / "fid_ladder.csv", {s: f.fid_ladder for s, f in per_seed.items()})
+        for name in ("fid_ladder", "guidance"):  # images; a class-conditional run's guidance scales
+            if all(getattr(f, name).exists() for f in per_seed.values()):
+                _concat_csv(folder / "score" / f"{name}.csv", {s: getattr(f, name) for s, f in per_seed.items()})
         values = {str(s): artifacts.read_json(f.metrics) for s, f in per_seed.items()}
         summary = summarize(values)
         artifacts.write_json(folder / "score" / "summary.json", summary)

@@ -13,14 +13,15 @@ from torch import Tensor
 from fmexp.config.plan import held_out
 from fmexp.config.schema import RunConfig
 from fmexp.data.datasets import Dataset
+from fmexp.flow.guidance import Guided, proportional_labels
 from fmexp.flow.metrics import sliced_wasserstein
-from fmexp.flow.ode import Rung, chunks, get_solver, integrate
+from fmexp.flow.ode import Field, Rung, chunks, get_solver, integrate
 from fmexp.pipeline.layout import RunFiles
 from fmexp.registry import resolve
 from fmexp.runtime import artifacts
 from fmexp.training.state import load_trained
 
-__all__ = ["sample_run"]
+__all__ = ["sample_run", "requested_labels"]
 
 
 def sample_run(run: RunConfig, data: Dataset, files: RunFiles) -> dict[str, Any]:
@@ -39,10 +40,20 @@ def sample_run(run: RunConfig, data: Dataset, files: RunFiles) -> dict[str, Any]
     ``n_samples``. The NFE of an adaptive solve is then the mean over chunks. The ladder runs on the
     first ``sample.ladder_samples`` samples. A pair's samples start from its source's held-out split, a
     random subset without replacement (all of it at ``n_samples = pairs.<p>.n_test``).
+
+    A class-conditional model (``train.label_dropout`` set) samples each requested label, drawn in the
+    training split's class proportions (``proportional_labels``; ``samples.pt``'s ``labels``), at
+    ``w = 0``; the ladder's samples also run at each guidance scale of ``sample.guidance`` with
+    ``sample.guidance_sampler`` at ``sample.guidance_nfe`` (``guided``, keyed by w).
     """
     plan, model = load_trained(run, data, files.model)
     method, device = held_out(plan.method, data), plan.device
-    v = method.velocity(model)
+    labels = requested_labels(run, data)
+
+    def field(part: slice, w: float = 0.0) -> Field:
+        """The field of the samples ``part``: guided towards their labels for a conditional model."""
+        return method.velocity(model if labels is None else Guided(model, labels[part].to(device), data.num_classes, w))
+
     gen = torch.Generator(device=device).manual_seed(plan.streams.sampling)
     adaptive = get_solver(run.sample.method).adaptive
     tol = run.sample.tolerances
@@ -55,7 +66,8 @@ def sample_run(run: RunConfig, data: Dataset, files: RunFiles) -> dict[str, Any]
         for budget in run.sample.nfe_ladder
         if get_solver(name).steps_for(budget) >= 1
     ]
-    grids = {r: resolve("time_grid", r.grid)(method.path, r.steps) for r in rungs}
+    guided_rung = run.sample.guidance_rung
+    grids = {r: resolve("time_grid", r.grid)(method.path, r.steps) for r in [*rungs, guided_rung]}
     n_ladder = (
         run.sample.n_samples
         if run.sample.ladder_samples is None
@@ -65,24 +77,31 @@ def sample_run(run: RunConfig, data: Dataset, files: RunFiles) -> dict[str, Any]
     nfes: list[int] = []
     seconds, traj = 0.0, None
     ladder: dict[Rung, dict[str, list[Any]]] = {rung: {"x": [], "error": [], "nfe": []} for rung in rungs}
+    guided: dict[float, list[Tensor]] = {w: [] for w in run.sample.guidance}
     with torch.no_grad():
         for part in chunks(run.sample.n_samples, run.sample.batch_size):
             x_0 = method.sample_source((part.stop - part.start, *data.train.shape[1:]), gen, device)
             start = time.perf_counter()
-            result = solve(v, x_0)
+            result = solve(field(part), x_0)
             seconds += time.perf_counter() - start
             samples.append(data.stored(result.x.cpu()))
             nfes.append(result.nfe)
             if traj is None:
                 n_traj = min(run.sample.n_trajectories, len(x_0))
                 save_at = [i / 16 for i in range(1, 16)] if adaptive else None
-                traj = solve(v, x_0[:n_traj], save_at=save_at).xs.cpu() if n_traj else x_0[:0].cpu()
+                head = slice(part.start, part.start + n_traj)
+                traj = solve(field(head), x_0[:n_traj], save_at=save_at).xs.cpu() if n_traj else x_0[:0].cpu()
             k = max(0, min(part.stop, n_ladder) - part.start)
+            first = slice(part.start, part.start + k)
             for rung, kept in ladder.items() if k else ():
-                x = integrate(v, x_0[:k], method=rung.solver, steps=rung.steps, grid=grids[rung])
+                x = integrate(field(first), x_0[:k], method=rung.solver, steps=rung.steps, grid=grids[rung])
                 kept["x"].append(data.stored(x.x.cpu()))  # for Fig. 4's few-NFE panels and FID against NFE
                 kept["error"].append((x.x - result.x[:k]).flatten(1).norm(dim=1).cpu())
                 kept["nfe"].append(x.nfe)
+            for w, kept_w in guided.items() if k else ():
+                rung = guided_rung
+                x = integrate(field(first, w), x_0[:k], method=rung.solver, steps=rung.steps, grid=grids[rung])
+                kept_w.append(data.stored(x.x.cpu()))
     test = data.model_space(data.test, torch.Generator().manual_seed(plan.streams.reference))
     ladder_samples = {rung.key: torch.cat(kept["x"]) for rung, kept in ladder.items()}
     rows = [
@@ -98,12 +117,29 @@ def sample_run(run: RunConfig, data: Dataset, files: RunFiles) -> dict[str, Any]
         }
         for rung, kept in ladder.items()
     ]
-    artifacts.save_torch(
-        files.samples,
-        {"samples": torch.cat(samples), "trajectories": traj, "ladder": ladder_samples, "levels": data.levels},
-    )
+    state = {"samples": torch.cat(samples), "trajectories": traj, "ladder": ladder_samples, "levels": data.levels}
+    summary: dict[str, Any] = {"nfe": statistics.mean(nfes), "method": run.sample.method, **run.sample.tolerances}
+    if labels is not None:
+        state.update(labels=labels, guided={f"{w:g}": torch.cat(x) for w, x in guided.items()})
+        summary["guidance"] = {
+            "sampler": guided_rung.key,
+            "nfe": guided_rung.nfe,
+            "samples": n_ladder,
+            # per NFE: w = 0 is one call; w != 0 one call on the conditional and null rows stacked
+            "network_calls_per_nfe": 1,
+            "rows_per_call": {f"{w:g}": 1 if w == 0 else 2 for w in guided},
+        }
+    artifacts.save_torch(files.samples, state)
     artifacts.write_csv(files.ladder, rows)
-    summary = {"nfe": statistics.mean(nfes), "method": run.sample.method, **run.sample.tolerances}
     artifacts.write_json(files.sample_info, summary)
     artifacts.write_json(files.log("sample"), {"seconds": seconds})
     return {**summary, "seconds": seconds}
+
+
+def requested_labels(run: RunConfig, data: Dataset) -> Tensor | None:
+    """The labels that a class-conditional run's ``sample.n_samples`` samples request, in the training
+    split's class proportions (None for an unconditional run)."""
+    if run.train.label_dropout is None:
+        return None
+    assert data.train_labels is not None  # validate_run: a conditional run's data has labels
+    return proportional_labels(data.train_labels, run.sample.n_samples, data.num_classes)

@@ -17,6 +17,7 @@ from torch import Tensor
 from fmexp.config.plan import Plan, held_out
 from fmexp.config.schema import RunConfig
 from fmexp.data.datasets import Dataset
+from fmexp.flow.guidance import Guided
 from fmexp.flow.likelihood import log_likelihood, log_mean_likelihood
 from fmexp.flow.methods import Method
 from fmexp.flow.metrics import bits_per_dim, fid_scores, sample_distance
@@ -46,7 +47,7 @@ def _image_metrics(
     ``fid_scores`` gives the FID of all samples, the floor of the held-out images and the samples' FID
     at the floor's n, their noise, and both extrapolated in 1/n. Also the FID of each fixed-step sample
     set of the NFE ladder, in ``fid_ladder.csv``, and ``few_step``: that of ``score.few_step``'s rung."""
-    from fmexp.data.features import backend_kwargs, features, fid_against, reference_stats
+    from fmexp.data.features import backend_kwargs, features, fid_against
     from fmexp.data.images import data_scale
 
     backend, levels = plan.fid_backend, data.levels
@@ -58,10 +59,7 @@ def _image_metrics(
         return {**likelihood, "fid": None, "fid_reason": "score.fid_backend is none", "fid_backend": backend}
     prepared = prepared_extras(str(data_dir), data.name)
     kwargs = backend_kwargs(backend, run.score.inception_weights, prepared)
-    cached = cast(dict[str, Any] | None, prepared.get("fid_reference"))
-    train_stats = (
-        cached if cached and cached["backend"] == backend else reference_stats(backend, data.train, levels, **kwargs)
-    )
+    train_stats = _train_reference(backend, data, prepared, kwargs)
     generated = features(backend, samples, levels, **kwargs).cpu().numpy()
     real = features(backend, data.test, levels, **kwargs).cpu().numpy()
     ref = np.asarray(train_stats["mu"]), np.asarray(train_stats["sigma"])
@@ -79,6 +77,18 @@ def _image_metrics(
     if "classifier_accuracy" in prepared and backend == "digits-classifier":
         out["fid_classifier_accuracy"] = float(cast(float, prepared["classifier_accuracy"]))
     return out
+
+
+def _train_reference(backend: str, data: Dataset, prepared: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The FID reference: the statistics of the whole training split's features, as ``prepare`` cached them
+    (computed here where it did not, or for another backend)."""
+    from fmexp.data.features import reference_stats
+
+    assert data.levels is not None
+    cached = cast(dict[str, Any] | None, prepared.get("fid_reference"))
+    if cached and cached["backend"] == backend:
+        return cached
+    return reference_stats(backend, data.train, data.levels, **kwargs)
 
 
 def _reflow_metrics(
@@ -212,6 +222,91 @@ def _nll_floor(dataset: str, points: Tensor) -> float | None:
     return float(-LOG_DENSITIES[dataset](points.double().numpy()).mean())
 
 
+def _log_likelihood(
+    run: RunConfig, plan: Plan, field_of: Callable[[slice], Field], draws: list[Tensor]
+) -> tuple[Tensor, float]:
+    """``log p(x)`` of the held-out points (``draws``: their dequantizations, combined by log-mean-exp)
+    under the field ``field_of(part)`` of each chunk ``part`` of ``score.batch_size`` points, and the
+    solves' mean NFE over chunks."""
+    results = [
+        log_mean_likelihood(
+            field_of(part),
+            [d[part] for d in draws],
+            probe_seed=_probe_seed(plan.streams.probes, j),
+            divergence=plan.divergence,
+            probe=run.score.probe,
+            probes=run.score.probes,
+            prior_std=plan.method.prior_std,
+            **run.sample.tolerances,
+        )
+        for j, part in enumerate(chunks(len(draws[0]), run.score.batch_size))
+    ]
+    return torch.cat([r.logp for r in results]), statistics.mean(r.nfe for r in results)
+
+
+def _guidance_metrics(
+    run: RunConfig,
+    plan: Plan,
+    data: Dataset,
+    nll_null: Tensor,
+    sampled: dict[str, Any],
+    data_dir: str | Path,
+    files: RunFiles,
+) -> dict[str, float | None]:
+    """A class-conditional run's scores (Ho and Salimans 2022): bits/dim under the null label
+    (``bpd_null``; ``bpd`` is under each point's own); the classifier's accuracy on the dopri5 samples
+    against their requested labels (digits: the FID classifier); and, in ``guidance.csv``, per guidance
+    scale w of ``sample.guidance``: FID against the training split (the requested labels are in its
+    class proportions) and accuracy overall and per class. ``guided_fid`` and ``guided_accuracy`` are
+    those at ``score.guidance_scale``. No bits/dim for w != 0: the guided field's is no trained density."""
+    from fmexp.data.features import backend_kwargs, fid_against
+    from fmexp.data.images import data_scale, level_centres
+    from fmexp.flow.guidance import class_accuracy
+
+    levels, backend, k = data.levels, plan.fid_backend, data.num_classes
+    assert levels is not None  # validate_run: guidance is for images
+    prepared = prepared_extras(str(data_dir), data.name)
+    labels, guided = sampled["labels"], sampled["guided"]
+    classifier = backend_kwargs("digits-classifier", None, prepared)["classifier"] if "classifier" in prepared else None
+
+    def accuracy(x: Tensor, requested: Tensor) -> tuple[float | None, list[float]]:
+        if classifier is None:  # no classifier of these images' classes
+            return None, [float("nan")] * k
+        with torch.no_grad():
+            predicted = torch.cat([classifier(level_centres(c, levels)).argmax(1) for c in x.split(1000)])
+        return class_accuracy(predicted, requested, k)
+
+    fid_of: Callable[[Tensor], float | None] = lambda x: None  # noqa: E731
+    if backend not in (None, "none"):
+        kwargs = backend_kwargs(backend, run.score.inception_weights, prepared)
+        fid_of = fid_against(backend, _train_reference(backend, data, prepared, kwargs), levels, **kwargs)
+    info = artifacts.read_json(files.sample_info)["guidance"]
+    rows = []
+    for key, x in guided.items():
+        overall, per_class = accuracy(x, labels[: len(x)])
+        rows.append(
+            {
+                "w": float(key),
+                "sampler": info["sampler"],
+                "nfe": info["nfe"],
+                "rows_per_call": info["rows_per_call"][key],
+                "samples": len(x),
+                "fid": fid_of(x),
+                "accuracy": overall,
+                **{f"accuracy_{c}": a for c, a in enumerate(per_class)},
+            }
+        )
+    artifacts.write_csv(files.guidance, rows)
+    at = next((r for r in rows if r["w"] == run.score.guidance_scale), None)
+    bpd_null = torch.as_tensor(bits_per_dim(nll_null, data.dim, scale=data_scale(levels)))
+    return {
+        "bpd_null": float(bpd_null.mean()),
+        "accuracy": accuracy(sampled["samples"], labels)[0],
+        "guided_fid": None if at is None else cast(float | None, at["fid"]),
+        "guided_accuracy": None if at is None else cast(float | None, at["accuracy"]),
+    }
+
+
 def _probe_seed(seed: int, chunk: int) -> int:
     """The Hutchinson probes' seed for chunk ``chunk`` of the held-out points: the probe stream's own for
     the first, one spawned from (seed, chunk) for each other, so that no two chunks share probes."""
@@ -237,21 +332,16 @@ def score_run(
     gen = torch.Generator(device=device).manual_seed(plan.streams.scoring)
     points = data.test[: run.score.n_points].to(device)
     draws = [data.model_space(points, gen) for _ in range(run.score.dequant_draws if plan.images else 1)]
+    conditional = run.train.label_dropout is not None
     start = time.perf_counter()
-    results = [
-        log_mean_likelihood(
-            v,
-            [d[part] for d in draws],
-            probe_seed=_probe_seed(plan.streams.probes, j),
-            divergence=plan.divergence,
-            probe=run.score.probe,
-            probes=run.score.probes,
-            prior_std=method.prior_std,
-            **run.sample.tolerances,
+    if conditional:  # -log p(x | y) under each held-out point's own label
+        assert data.test_labels is not None  # validate_run: a conditional run's data has labels
+        own = data.test_labels[: run.score.n_points].to(device)
+        logp, nfe_nll = _log_likelihood(
+            run, plan, lambda part: method.velocity(Guided(model, own[part], data.num_classes)), draws
         )
-        for j, part in enumerate(chunks(len(points), run.score.batch_size))
-    ]
-    logp, nfe_nll = torch.cat([r.logp for r in results]), statistics.mean(r.nfe for r in results)
+    else:
+        logp, nfe_nll = _log_likelihood(run, plan, lambda part: v, draws)
     nll_seconds = time.perf_counter() - start
     sampled_state = artifacts.load_torch(files.samples)
     samples = sampled_state["samples"]  # as Dataset.stored keeps them: image samples as uint8 levels
@@ -279,6 +369,9 @@ def score_run(
         metrics["nll_floor"] = floor
     if plan.images:
         metrics.update(_image_metrics(run, plan, data, nll, samples, sampled_state.get("ladder", {}), data_dir, files))
+    if conditional:  # -log p(x) under the null label: the unconditional field's density
+        logp_null, _ = _log_likelihood(run, plan, lambda part: v, draws)
+        metrics.update(_guidance_metrics(run, plan, data, -logp_null.cpu(), sampled_state, data_dir, files))
     if density:  # the pipeline's output; empty where it does not apply (grid 0 or data not 2-D)
         grid_n = run.score.density_grid if data.dim == 2 else 0
         payload: dict[str, Tensor] = {}

@@ -15,6 +15,7 @@ from fmexp.config.load import to_plain
 from fmexp.config.plan import Plan, resolve, training_key
 from fmexp.config.schema import RunConfig
 from fmexp.data.datasets import Dataset
+from fmexp.flow.guidance import ClassLabels
 from fmexp.flow.likelihood import log_likelihood
 from fmexp.flow.methods import Method
 from fmexp.flow.ode import integrate
@@ -179,4 +180,16 @@ def _train(
         transform=data.model_space if plan.images else None,
         world=ranks,
         on_curve=live,
+        labels=class_labels(run, data, plan.device),
+    )
+
+
+def class_labels(run: RunConfig, data: Dataset, device: torch.device) -> ClassLabels | None:
+    """A class-conditional run's labels (``train.label_dropout`` set; ``validate_run`` checked that the data
+    has them); None for an unconditional one. The curve's NLL and NFE columns are the null label's."""
+    if run.train.label_dropout is None:
+        return None
+    assert data.train_labels is not None and data.test_labels is not None
+    return ClassLabels(
+        data.train_labels.to(device), data.test_labels.to(device), data.num_classes, run.train.label_dropout
     )
