@@ -37,7 +37,8 @@ def test_a_misspelt_dataset_or_method(workdir: Path, capsys) -> None:
     _fails(
         ["train", "--dataset", "checkerboard", "--method", "fm_tt"],
         capsys,
-        "method: 'fm_tt' is not one of ['fm_ot', 'fm_ot_cfg', 'fm_ve', 'fm_vp', 'fm_vp_cfg', 'icfm', 'otcfm', 'sbcfm', 'sm_vp']",
+        "method: 'fm_tt' is not one of ['fm_ot', 'fm_ot_cfg', 'fm_ve', 'fm_vp', 'fm_vp_cfg', 'icfm', 'otcfm', 'sbcfm',"
+        " 'sm_vp']",
         "did you mean 'fm_ot'?",
     )
     assert sorted(p.name for p in workdir.iterdir()) == ["params.yaml"]
