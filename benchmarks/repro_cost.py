@@ -6,7 +6,9 @@
 Every stage of a seed ends with the line ``<stage> <dataset>/<method> seed <s>: done in <x> s``
 (``fmexp.pipeline.stages.aggregate``). This sums them per dataset and stage, over methods and seeds, as
 docs/performance.md gives them. The seeds run side by side in ``pipeline.workers`` one-thread processes,
-so a seed's seconds are about 1.5x its share of 2 cores: the totals are work, not wall time.
+so a seed's seconds are about 1.5x its share of 2 cores: the totals are work, not wall time. The wall
+time is the stage's own line, ``<stage> <dataset>/<method>: done in <x> s``, summed the same way. Runs
+are told apart by the shipped names: ``_reflow<k>`` a reflow round, ``_cfg`` a class-conditional cell.
 """
 
 from __future__ import annotations
@@ -18,14 +20,20 @@ from pathlib import Path
 
 STAGES = ("reflow", "train", "sample", "score")
 LINE = re.compile(r"\b(?P<stage>\w+) (?P<dataset>[^/\s]+)/(?P<method>\S+) seed \d+: done in (?P<seconds>[\d.]+) s")
+WALL = re.compile(r"\b(?P<stage>\w+) (?P<dataset>[^/\s]+)/(?P<method>\S+): done in (?P<seconds>[\d.]+) s")
 
 
-def stage_seconds(log: str) -> dict[tuple[str, str], dict[str, float]]:
-    """Seconds by (dataset, reflow round or not) and stage, summed over methods and seeds."""
+def _part(method: str) -> str:
+    return "reflow rounds" if "_reflow" in method else "conditional cells" if method.endswith("_cfg") else "cells"
+
+
+def stage_seconds(log: str, line: re.Pattern[str] = LINE) -> dict[tuple[str, str], dict[str, float]]:
+    """Seconds by (dataset, kind of run) and stage, summed over methods (and seeds: ``LINE``; ``WALL``: the
+    stages' wall times)."""
     out: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    for m in LINE.finditer(log):
-        part = "reflow rounds" if "_reflow" in m["method"] else "cells"
-        out[m["dataset"], part][m["stage"]] += float(m["seconds"])
+    for m in line.finditer(log):
+        if m["stage"] in STAGES:
+            out[m["dataset"], _part(m["method"])][m["stage"]] += float(m["seconds"])
     return out
 
 
@@ -33,12 +41,15 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print(__doc__, file=sys.stderr)
         return 2
-    table = stage_seconds(Path(argv[0]).read_text())
-    print("| dataset | runs | " + " | ".join(STAGES) + " |")
-    print("|---|---|" + "---|" * len(STAGES))
-    for (dataset, part), stages in table.items():
-        print(f"| {dataset} | {part} | " + " | ".join(f"{stages.get(s, 0.0):.1f} s" for s in STAGES) + " |")
-    print(f"\nall stages: {sum(sum(s.values()) for s in table.values()):.1f} s of work")
+    log = Path(argv[0]).read_text()
+    for title, line in (("work (the seeds' seconds)", LINE), ("wall time (the stages' seconds)", WALL)):
+        table = stage_seconds(log, line)
+        print(f"{title}\n\n| dataset | runs | " + " | ".join(STAGES) + " | all |")
+        print("|---|---|" + "---|" * (len(STAGES) + 1))
+        for (dataset, part), stages in table.items():
+            cells = " | ".join(f"{stages.get(s, 0.0):.1f} s" for s in STAGES)
+            print(f"| {dataset} | {part} | {cells} | {sum(stages.values()):.1f} s |")
+        print(f"\nall stages: {sum(sum(s.values()) for s in table.values()):.1f} s\n")
     return 0
 
 
