@@ -112,10 +112,15 @@ def guidance_claim(table: pd.DataFrame) -> str:
         rises = top.accuracy_mean > base_row.accuracy_mean and top.accuracy_p < SIGNIFICANCE
         moderate = 0 < best.w < top.w and best.fid_p < SIGNIFICANCE
         verdict = "shows" if rises and moderate else "does not show" if not (rises or moderate) else "shows in part"
+        fid = (
+            f"FID best at w = 0 ({best.fid_mean:.3g}): no guidance scale improves it"
+            if best.w == 0
+            else f"FID best at w = {best.w:g}, {best.fid_mean:.3g} against {base_row.fid_mean:.3g} at w = 0"
+            f" (p = {best.fid_p:.2g})"
+        )
         parts.append(
             f"{dataset} {method}: the trade-off {verdict}: accuracy {base_row.accuracy_mean:.3f} at w = 0 ->"
-            f" {top.accuracy_mean:.3f} at w = {top.w:g} (p = {top.accuracy_p:.2g}); FID best at w = {best.w:g},"
-            f" {best.fid_mean:.3g} against {base_row.fid_mean:.3g} at w = 0 (p = {best.fid_p:.2g})"
+            f" {top.accuracy_mean:.3f} at w = {top.w:g} (p = {top.accuracy_p:.2g}); {fid}"
         )
     seeds = int(table.seeds.max()) if not table.empty else 0
     return f"Paired t-tests over {seeds} seeds. " + "; ".join(parts) + "." if parts else ""
