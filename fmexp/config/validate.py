@@ -36,6 +36,7 @@ __all__ = [
     "component_targets",
     "few_step_error",
     "guidance_errors",
+    "reflow_cell_error",
     "validate_params",
     "validate_run",
 ]
@@ -375,27 +376,33 @@ def validate_params(p: Params) -> list[str]:
 
 
 def _reflow_errors(p: Params) -> list[str]:
-    """``reflow``: cells on fmexp's or the user's flat data, of flow-matching methods (a score-matching
-    model's couples would come from its probability-flow ODE, which it did not regress). A cell that the
+    """``reflow``: positive rounds and couples, and cells that ``reflow_cell_error`` accepts. A cell that the
     pipeline does not run is not reflowed either (``Params.rounds_of``)."""
     e = _Errors()
     e.positive("reflow.rounds", p.reflow.rounds)
     e.positive("reflow.n_pairs", p.reflow.n_pairs)
-    for cell in p.reflow.cells:  # a cell that the pipeline does not run is not reflowed either
-        dataset, _, method = cell.partition("/")
-        if dataset not in dataset_names(p.datasets, p.pairs) or method not in p.methods:
-            e.append(
-                f"reflow.cells: {cell!r} must be 'dataset/method' with a dataset of"
-                f" {dataset_names(p.datasets, p.pairs)} and a method of {sorted(p.methods)}"
-            )
-        elif dataset in p.pairs or dataset in names("image_dataset"):
-            e.append(f"reflow.cells: {cell!r}: reflow runs on flat data from the Gaussian source, not on {dataset}")
-        elif p.methods[method].objective != "fm":
-            e.append(
-                f"reflow.cells: {cell!r}: reflow needs a flow-matching model (objective fm); {method} has objective"
-                f" {p.methods[method].objective!r}"
-            )
+    e += [f"reflow.cells: {reason}" for cell in p.reflow.cells if (reason := reflow_cell_error(p, cell)) is not None]
     return e
+
+
+def reflow_cell_error(p: Params, cell: str) -> str | None:
+    """Why ``cell`` ('dataset/method') cannot be reflowed, or None: reflow runs on fmexp's or the user's flat
+    data, from a flow-matching model (a score-matching model's couples would come from its probability-flow
+    ODE, which it did not regress)."""
+    dataset, _, method = cell.partition("/")
+    if dataset not in dataset_names(p.datasets, p.pairs) or method not in p.methods:
+        return (
+            f"{cell!r} must be 'dataset/method' with a dataset of"
+            f" {dataset_names(p.datasets, p.pairs)} and a method of {sorted(p.methods)}"
+        )
+    if dataset in p.pairs or dataset in names("image_dataset"):
+        return f"{cell!r}: reflow runs on flat data from the Gaussian source, not on {dataset}"
+    if p.methods[method].objective != "fm":
+        return (
+            f"{cell!r}: reflow needs a flow-matching model (objective fm); {method} has objective"
+            f" {p.methods[method].objective!r}"
+        )
+    return None
 
 
 def validate_run(r: RunConfig) -> list[str]:

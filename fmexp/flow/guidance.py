@@ -46,6 +46,11 @@ class Guided:
         """Network calls per function evaluation."""
         return 1 if self.w == 0 or self.batched else 2
 
+    @property
+    def rows_per_call(self) -> int:
+        """Rows of a network call per row of ``x``: 2 where the conditional and null rows are stacked."""
+        return 2 if self.w != 0 and self.batched else 1
+
     def __call__(self, x: Tensor, t: Tensor) -> Tensor:
         if self.w == 0:
             return self.network(x, t, self.y)

@@ -15,6 +15,7 @@ from fmexp.config.plan import load_data
 from fmexp.data.datasets import Dataset
 from fmexp.errors import ConfigError, SolverError, TrainingDiverged
 from fmexp.pipeline.layout import RunFiles
+from fmexp.pipeline.stages.reflow import reflow_run
 from fmexp.pipeline.stages.sample import sample_run
 from fmexp.pipeline.stages.score import score_run
 from fmexp.pipeline.stages.train import train_run
@@ -46,8 +47,9 @@ def _scored(result: dict[str, float | str | None], objectives: list[str]) -> dic
 
 
 def make_objective(study: Study) -> Callable[[optuna.Trial], float | tuple[float, ...]]:
-    """The study's objective: a trial's sampled values applied to the base run, every seed trained,
-    sampled and scored by the pipeline's own stage functions, the mean over seeds returned."""
+    """The study's objective: a trial's sampled values applied to the base run (and to each reflow round
+    where ``reflow.round`` is searched), every seed trained, sampled and scored by the pipeline's own stage
+    functions in ``trials/<number>/<method>/``, the mean over seeds returned."""
     cache: dict[tuple[str, str, str], Dataset] = {}
     metrics = [o.metric for o in study.config.objectives]
     prune = study.config.pruner.name != "none"
@@ -63,10 +65,12 @@ def make_objective(study: Study) -> Callable[[optuna.Trial], float | tuple[float
             raise
 
     def _evaluate(trial: optuna.Trial, values: dict[str, Any]) -> float | tuple[float, ...]:
-        run = study.run(values, f"trial {trial.number}")
+        chain = study.runs(values, f"trial {trial.number}")
+        run = chain[-1]  # the scored run: the base run, or the last reflow round of it
         key = (run.dataset, repr(run.data), repr(run.pair))
         if key not in cache:
             cache[key] = load_data(run.data, run.dataset, run.dataset_spec, run.pair, run.pair_specs)
+        folder = study.folder / "trials" / f"{trial.number:04d}"
         per_seed: dict[str, list[float]] = {}
         for i, seed in enumerate(study.config.seeds):
             offset = i * run.train.steps
@@ -77,10 +81,13 @@ def make_objective(study: Study) -> Callable[[optuna.Trial], float | tuple[float
                     if prune and trial.should_prune():
                         raise optuna.TrialPruned(f"pruned at step {row['step']} of seed {seed}")
 
-            files = RunFiles(study.folder / "trials" / f"{trial.number:04d}", seed)
-            seeded = replace(run, seed=seed)
-            train_run(seeded, cache[key], files, on_eval=on_eval, progress=False)
-            sample_run(seeded, cache[key], files)
+            for j, link in enumerate(chain):  # a round's couples come from the run before it (reflow stage)
+                seeded, files = replace(link, seed=seed), RunFiles(folder / link.method_name, seed)
+                if link.reflow is not None:
+                    reflow_run(seeded, cache[key], files)
+                train_run(seeded, cache[key], files, on_eval=on_eval if link is run else None, progress=False)
+                if j >= len(chain) - 2:  # the scored run, and the flow its round came from (scored against it)
+                    sample_run(seeded, cache[key], files)
             result = score_run(seeded, cache[key], files, density=False)
             for m, value in _scored(result, metrics).items():
                 per_seed.setdefault(m, []).append(value)

@@ -8,6 +8,7 @@ field; ``fmexp.sweep.runner`` runs a checked study.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import os
@@ -28,8 +29,8 @@ from fmexp.config.overrides import (
     structured,
     to_object,
 )
-from fmexp.config.schema import RunConfig
-from fmexp.config.validate import few_step_error
+from fmexp.config.schema import Params, RunConfig, reflow_name
+from fmexp.config.validate import few_step_error, reflow_cell_error
 from fmexp.errors import ConfigError
 from fmexp.flow.units import CONDITIONAL_METRICS, SCORED, data_kind
 from fmexp.registry import did_you_mean
@@ -39,6 +40,7 @@ from fmexp.sweep.storage import STORAGE_ENV, STORAGE_SCHEMES, default_storage, r
 from fmexp.sweep.trial_queue import Heartbeat
 
 __all__ = [
+    "REFLOW_ROUND",
     "StudyConfig",
     "Study",
     "to_distribution",
@@ -52,6 +54,10 @@ __all__ = [
 ]
 
 DIRECTIONS = ("minimize", "maximize")
+
+REFLOW_ROUND = "reflow.round"
+"""The search-space key of the reflow round a trial scores: 0, its method's own model; k, round k of
+reflowing it (``params.reflow``'s couples and overrides; docs/reflow.md)."""
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -108,17 +114,21 @@ class Study:
     space: dict[str, optuna.distributions.BaseDistribution]
     folder: Path
     storage: str
+    rounds: dict[str, list[RunConfig]] = field(default_factory=dict)  # per method, its reflow rounds 1..k
 
     @property
     def base_run(self) -> RunConfig:
         """The run of the study's ``method`` before any searched value."""
         return self.base_runs[self.config.method]
 
-    def run(self, values: dict[str, Any], source: str) -> RunConfig:
-        """A trial's run: its method's base run (``values["method"]`` where the method is searched) with
-        the other sampled values applied."""
-        base = self.base_runs[values.get("method", self.config.method)]
-        return run_config(base, [override(k, v) for k, v in values.items() if k != "method"], source)
+    def runs(self, values: dict[str, Any], source: str) -> list[RunConfig]:
+        """A trial's runs, in the order they train; the last is the one scored. Its method's base run
+        (``values["method"]`` where the method is searched), then, where ``reflow.round`` is k > 0, reflow
+        rounds 1..k of it (each trains on couples of the run before); the other sampled values apply to each."""
+        method = values.get("method", self.config.method)
+        chain = [self.base_runs[method], *self.rounds.get(method, [])[: int(values.get(REFLOW_ROUND, 0))]]
+        extra = [override(k, v) for k, v in values.items() if k not in ("method", REFLOW_ROUND)]
+        return [run_config(run, extra, source) for run in chain]
 
     @property
     def directions(self) -> list[Literal["minimize", "maximize"]]:
@@ -235,14 +245,17 @@ def load_study(
         params = load_params(base_path)
     except ConfigError as e:  # the base params file's own error, under the study file that names it
         raise ConfigError(f"{source}: base: {e}") from None
+    space = {key: to_distribution(key, expr, source) for key, expr in cfg.search_space.items()}
+    rounds = _searched_rounds(space.get(REFLOW_ROUND), source)
+    kind = "reflow" if rounds and min(rounds) >= 1 else data_kind(cfg.dataset, params.pairs)
     for i, o in enumerate(cfg.objectives):
-        allowed = list(SCORED[data_kind(cfg.dataset, params.pairs)])
+        allowed = list(SCORED[kind])
         if o.metric not in allowed:
             raise ConfigError(
                 f"{source}: {not_one_of(f'objectives[{i}].metric', o.metric, allowed)}"
-                f" (what the score stage writes for {cfg.dataset})"
+                f" (what the score stage writes for {cfg.dataset}"
+                + (", every trial a reflow round)" if kind == "reflow" else ")")
             )
-    space = {key: to_distribution(key, expr, source) for key, expr in cfg.search_space.items()}
     methods = [cfg.method]
     if "method" in space:
         if not isinstance(space["method"], optuna.distributions.CategoricalDistribution):
@@ -265,13 +278,16 @@ def load_study(
         except ConfigError as e:  # a dataset or per_dataset entry of the base that this study's dataset cannot take
             raise ConfigError(f"{source}: {e}") from None
         base_runs[m] = run_config(run, cfg.overrides, f"{source}: overrides")
-    for key, dist in space.items():  # every key must exist, every choice and bound must be valid
-        for value in _probe_values(dist) if key != "method" else []:
-            for run in base_runs.values():
+    reflow_runs = {m: _reflow_runs(params, cfg, m, max(rounds), source) for m in methods} if max(rounds) else {}
+    every_run = [*base_runs.values(), *(r for runs in reflow_runs.values() for r in runs)]
+    searched = {k: d for k, d in space.items() if k not in ("method", REFLOW_ROUND)}
+    for key, dist in searched.items():  # every key must exist, every choice and bound must be valid
+        for value in _probe_values(dist):
+            for run in every_run:
                 run_config(run, [override(key, value)], f"{source}: search_space.{key}")
     if any(o.metric == "few_step" for o in cfg.objectives):  # its rung must be in every trial's ladder
-        probes = [[], *([override(k, v)] for k, d in space.items() if k != "method" for v in _probe_values(d))]
-        for run in base_runs.values():
+        probes = [[], *([override(k, v)] for k, d in searched.items() for v in _probe_values(d))]
+        for run in every_run:
             for extra in probes:
                 trial = run_config(run, extra, f"{source}: search_space")
                 if reason := few_step_error(trial.score, trial.sample):
@@ -311,7 +327,44 @@ def load_study(
         raise ConfigError(
             f"{source}: storage: {redact(url)!r} must be null, journal:///FILE, sqlite:///FILE or postgresql://..."
         )
-    return Study(path=path, config=cfg, base_runs=base_runs, space=space, folder=folder, storage=url)
+    return Study(
+        path=path, config=cfg, base_runs=base_runs, space=space, folder=folder, storage=url, rounds=reflow_runs
+    )
+
+
+def _searched_rounds(dist: optuna.distributions.BaseDistribution | None, source: str) -> list[int]:
+    """The reflow rounds that ``search_space.reflow.round`` holds (``[0]`` where it is not searched): whole
+    numbers from 0, by ``choice`` or ``range``."""
+    if dist is None:
+        return [0]
+    values = (
+        _probe_values(dist)
+        if not isinstance(dist, optuna.distributions.IntDistribution)
+        else list(range(dist.low, dist.high + 1, dist.step))
+    )
+    if isinstance(dist, optuna.distributions.FloatDistribution) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values
+    ):
+        raise ConfigError(
+            f"{source}: search_space.{REFLOW_ROUND}: the reflow round is a whole number from 0 (0: the method's own"
+            f" model), by choice(...) or range(...); got {values}"
+        )
+    return [int(v) for v in values]
+
+
+def _reflow_runs(params: Params, cfg: StudyConfig, method: str, k: int, source: str) -> list[RunConfig]:
+    """Rounds 1..k of reflowing ``method`` on the study's dataset, each with ``params.reflow``'s couples and
+    overrides, then the study's ``overrides``."""
+    where = f"{source}: search_space.{REFLOW_ROUND}"
+    if (reason := reflow_cell_error(params, f"{cfg.dataset}/{method}")) is not None:
+        raise ConfigError(f"{where}: {reason}")
+    overrides = [*params.reflow.overrides, *cfg.overrides]  # the study's apply to every run it trains
+    cell = dataclasses.replace(params.reflow, cells=[f"{cfg.dataset}/{method}"], rounds=k, overrides=overrides)
+    reflowed = dataclasses.replace(params, reflow=cell)
+    try:
+        return [run_for(reflowed, cfg.dataset, reflow_name(method, j), cfg.seeds[0]) for j in range(1, k + 1)]
+    except ConfigError as e:  # a round's own rules: the Euler rungs that score it
+        raise ConfigError(f"{where}: {e}") from None
 
 
 def base_runs(study: Study) -> dict[str, Any]:
@@ -320,6 +373,8 @@ def base_runs(study: Study) -> dict[str, Any]:
     out = {"base_run": to_plain(study.base_run)}
     if len(study.base_runs) > 1:
         out["base_runs"] = {m: to_plain(r) for m, r in study.base_runs.items()}
+    if study.rounds:
+        out["reflow_runs"] = {m: [to_plain(r) for r in runs] for m, runs in study.rounds.items()}
     return out
 
 

@@ -28,14 +28,16 @@ class GaussianClasses:
 
     Class k: ``E[x_1 - x_0 | x_t = x] = mu_k + c_t (x - t mu_k)``, ``c_t = (t S^2 - (1 - t)) / Var x_t``.
     The null class (the mixture): those fields weighted by each class's posterior at ``(x, t)``.
-    Counts its calls.
+    Counts its calls and the rows they carried.
     """
 
     def __init__(self) -> None:
         self.calls = 0
+        self.rows = 0
 
     def __call__(self, x: Tensor, t: Tensor, y: Tensor) -> Tensor:
         self.calls += 1
+        self.rows += len(x)
         t_ = t[:, None]
         var = variance(t_)
         c = (t_ * S**2 - (1 - t_)) / var
@@ -73,14 +75,16 @@ def test_the_guided_field_is_the_tilted_densitys_field(w: float, y: int) -> None
 
 def test_network_evaluations_per_nfe_are_counted() -> None:
     """NFE counts the ODE's field calls; the network is called once per NFE at w = 0 and batched, twice
-    unbatched: counted on the network itself over a 10-step Euler solve."""
+    unbatched; batched at w != 0, each call carries both rows of each sample (8 samples: 16 rows): counted
+    on the network itself over a 10-step Euler solve."""
     x_0 = torch.randn(8, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     y = torch.arange(8) % 3
-    for w, batched, per_nfe in ((0.0, False, 1), (2.0, True, 1), (2.0, False, 2)):
+    for w, batched, per_nfe, rows in ((0.0, False, 1, 1), (0.0, True, 1, 1), (2.0, True, 1, 2), (2.0, False, 2, 1)):
         network = GaussianClasses()
         guided = Guided(network, y, NULL, w, batched)
         result = integrate(guided, x_0, method="euler", steps=10)
         assert (result.nfe, network.calls, guided.network_evaluations) == (10, 10 * per_nfe, per_nfe)
+        assert (network.rows, guided.rows_per_call) == (10 * per_nfe * rows * 8, rows)
 
 
 def test_the_closed_form_class_field_carries_the_source_to_its_class() -> None:

@@ -67,7 +67,8 @@ def sample_run(run: RunConfig, data: Dataset, files: RunFiles) -> dict[str, Any]
         if get_solver(name).steps_for(budget) >= 1
     ]
     guided_rung = run.sample.guidance_rung
-    grids = {r: resolve("time_grid", r.grid)(method.path, r.steps) for r in [*rungs, guided_rung]}
+    guided: dict[float, list[Tensor]] = {w: [] for w in run.sample.guidance} if labels is not None else {}
+    grids = {r: resolve("time_grid", r.grid)(method.path, r.steps) for r in rungs + ([guided_rung] if guided else [])}
     n_ladder = (
         run.sample.n_samples
         if run.sample.ladder_samples is None
@@ -77,7 +78,6 @@ def sample_run(run: RunConfig, data: Dataset, files: RunFiles) -> dict[str, Any]
     nfes: list[int] = []
     seconds, traj = 0.0, None
     ladder: dict[Rung, dict[str, list[Any]]] = {rung: {"x": [], "error": [], "nfe": []} for rung in rungs}
-    guided: dict[float, list[Tensor]] = {w: [] for w in run.sample.guidance}
     with torch.no_grad():
         for part in chunks(run.sample.n_samples, run.sample.batch_size):
             x_0 = method.sample_source((part.stop - part.start, *data.train.shape[1:]), gen, device)
@@ -121,13 +121,13 @@ def sample_run(run: RunConfig, data: Dataset, files: RunFiles) -> dict[str, Any]
     summary: dict[str, Any] = {"nfe": statistics.mean(nfes), "method": run.sample.method, **run.sample.tolerances}
     if labels is not None:
         state.update(labels=labels, guided={f"{w:g}": torch.cat(x) for w, x in guided.items()})
+        fields = {f"{w:g}": Guided(model, labels, data.num_classes, w) for w in guided}  # what each w's NFE costs
         summary["guidance"] = {
             "sampler": guided_rung.key,
             "nfe": guided_rung.nfe,
             "samples": n_ladder,
-            # per NFE: w = 0 is one call; w != 0 one call on the conditional and null rows stacked
-            "network_calls_per_nfe": 1,
-            "rows_per_call": {f"{w:g}": 1 if w == 0 else 2 for w in guided},
+            "network_calls_per_nfe": {key: g.network_evaluations for key, g in fields.items()},
+            "rows_per_call": {key: g.rows_per_call for key, g in fields.items()},
         }
     artifacts.save_torch(files.samples, state)
     artifacts.write_csv(files.ladder, rows)

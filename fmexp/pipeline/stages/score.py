@@ -8,7 +8,7 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 import numpy as np
 import torch
@@ -30,6 +30,37 @@ from fmexp.training.state import load_trained
 __all__ = ["score_run", "prepared_extras"]
 
 
+class _Fid(NamedTuple):
+    """One run's FID protocol: the feature backend, its arguments, the statistics of the whole training
+    split's features (``prepare`` caches them) and ``score``, the FID of a set of images against them."""
+
+    backend: str
+    kwargs: dict[str, Any]
+    reference: dict[str, Any]
+    score: Callable[[Tensor], float]
+
+
+def _fid(run: RunConfig, plan: Plan, data: Dataset, prepared: dict[str, Any]) -> _Fid | None:
+    """The run's FID protocol; None where ``score.fid_backend`` is none."""
+    from fmexp.data.features import backend_kwargs, fid_against
+
+    backend, levels = plan.fid_backend, data.levels
+    assert backend is not None and levels is not None  # image data: resolve() chose a backend
+    if backend == "none":
+        return None
+    kwargs = backend_kwargs(backend, run.score.inception_weights, prepared)
+    reference = _train_reference(backend, data, prepared, kwargs)
+    return _Fid(backend, kwargs, reference, fid_against(backend, reference, levels, **kwargs))
+
+
+def _bits_per_dim(nll: Tensor, data: Dataset) -> Tensor:
+    """Each held-out image's NLL in bits per dimension, at the data's quantization (``data_scale``)."""
+    from fmexp.data.images import data_scale
+
+    assert data.levels is not None  # image data
+    return torch.as_tensor(bits_per_dim(nll, data.dim, scale=data_scale(data.levels)))
+
+
 def _image_metrics(
     run: RunConfig,
     plan: Plan,
@@ -37,44 +68,38 @@ def _image_metrics(
     nll: Tensor,
     samples: Tensor,
     ladder: dict[str, Tensor],
-    data_dir: str | Path,
     files: RunFiles,
+    prepared: dict[str, Any],
+    fid: _Fid | None,
 ) -> dict[str, float | str | None]:
     """Bits/dim of the held-out images (with its standard error over points), and FID by the standard
-    protocol: the uint8 samples' features against the statistics of the whole training split, which
-    ``prepare`` caches.
+    protocol: the uint8 samples' features against the statistics of the whole training split (``fid``).
 
     ``fid_scores`` gives the FID of all samples, the floor of the held-out images and the samples' FID
     at the floor's n, their noise, and both extrapolated in 1/n. Also the FID of each fixed-step sample
     set of the NFE ladder, in ``fid_ladder.csv``, and ``few_step``: that of ``score.few_step``'s rung."""
-    from fmexp.data.features import backend_kwargs, features, fid_against
-    from fmexp.data.images import data_scale
+    from fmexp.data.features import features
 
-    backend, levels = plan.fid_backend, data.levels
-    assert backend is not None and levels is not None  # image data: resolve() chose a backend
-    bpd = torch.as_tensor(bits_per_dim(nll, data.dim, scale=data_scale(levels)))
+    bpd = _bits_per_dim(nll, data)
     likelihood = {"bpd": float(bpd.mean()), "bpd_se": float(bpd.std() / len(bpd) ** 0.5)}
-    if backend == "none":  # asked for: no FID, recorded as not a number
+    if fid is None:  # asked for: no FID, recorded as not a number
         artifacts.write_csv(files.fid_ladder, [])
-        return {**likelihood, "fid": None, "fid_reason": "score.fid_backend is none", "fid_backend": backend}
-    prepared = prepared_extras(str(data_dir), data.name)
-    kwargs = backend_kwargs(backend, run.score.inception_weights, prepared)
-    train_stats = _train_reference(backend, data, prepared, kwargs)
-    generated = features(backend, samples, levels, **kwargs).cpu().numpy()
-    real = features(backend, data.test, levels, **kwargs).cpu().numpy()
-    ref = np.asarray(train_stats["mu"]), np.asarray(train_stats["sigma"])
+        return {**likelihood, "fid": None, "fid_reason": "score.fid_backend is none", "fid_backend": "none"}
+    assert data.levels is not None
+    generated = features(fid.backend, samples, data.levels, **fid.kwargs).cpu().numpy()
+    real = features(fid.backend, data.test, data.levels, **fid.kwargs).cpu().numpy()
+    ref = np.asarray(fid.reference["mu"]), np.asarray(fid.reference["sigma"])
     out: dict[str, float | str | None] = {
         **likelihood,
         **fid_scores(generated, real, *ref, np.random.default_rng(plan.streams.reference)),
-        "fid_backend": backend,
-        "fid_reference": f"train split, {train_stats['n']} images",
+        "fid_backend": fid.backend,
+        "fid_reference": f"train split, {fid.reference['n']} images",
     }
-    score = fid_against(backend, train_stats, levels, **kwargs)
-    fid_of = {Rung.parse(key): score(x) for key, x in ladder.items()}
+    fid_of = {Rung.parse(key): fid.score(x) for key, x in ladder.items()}
     rows = [{"solver": r.solver, "grid": r.grid, "steps": r.steps, "nfe": r.nfe, "fid": f} for r, f in fid_of.items()]
     artifacts.write_csv(files.fid_ladder, rows)
     out["few_step"] = fid_of.get(Rung.parse(run.score.few_step_rung))
-    if "classifier_accuracy" in prepared and backend == "digits-classifier":
+    if "classifier_accuracy" in prepared and fid.backend == "digits-classifier":
         out["fid_classifier_accuracy"] = float(cast(float, prepared["classifier_accuracy"]))
     return out
 
@@ -246,26 +271,27 @@ def _log_likelihood(
 
 def _guidance_metrics(
     run: RunConfig,
-    plan: Plan,
     data: Dataset,
     nll_null: Tensor,
     sampled: dict[str, Any],
-    data_dir: str | Path,
+    info: dict[str, Any],
     files: RunFiles,
+    prepared: dict[str, Any],
+    fid: _Fid | None,
 ) -> dict[str, float | None]:
     """A class-conditional run's scores (Ho and Salimans 2022): bits/dim under the null label
     (``bpd_null``; ``bpd`` is under each point's own); the classifier's accuracy on the dopri5 samples
     against their requested labels (digits: the FID classifier); and, in ``guidance.csv``, per guidance
-    scale w of ``sample.guidance``: FID against the training split (the requested labels are in its
-    class proportions) and accuracy overall and per class. ``guided_fid`` and ``guided_accuracy`` are
-    those at ``score.guidance_scale``. No bits/dim for w != 0: the guided field's is no trained density."""
-    from fmexp.data.features import backend_kwargs, fid_against
-    from fmexp.data.images import data_scale, level_centres
+    scale w of ``sample.guidance`` (``info``: how the sample stage drew them): FID against the training
+    split (the requested labels are in its class proportions) and accuracy overall and per class.
+    ``guided_fid`` and ``guided_accuracy`` are those at ``score.guidance_scale``. No bits/dim for w != 0:
+    the guided field's is no trained density."""
+    from fmexp.data.features import backend_kwargs
+    from fmexp.data.images import level_centres
     from fmexp.flow.guidance import class_accuracy
 
-    levels, backend, k = data.levels, plan.fid_backend, data.num_classes
+    levels, k = data.levels, data.num_classes
     assert levels is not None  # validate_run: guidance is for images
-    prepared = prepared_extras(str(data_dir), data.name)
     labels, guided = sampled["labels"], sampled["guided"]
     classifier = backend_kwargs("digits-classifier", None, prepared)["classifier"] if "classifier" in prepared else None
 
@@ -276,11 +302,6 @@ def _guidance_metrics(
             predicted = torch.cat([classifier(level_centres(c, levels)).argmax(1) for c in x.split(1000)])
         return class_accuracy(predicted, requested, k)
 
-    fid_of: Callable[[Tensor], float | None] = lambda x: None  # noqa: E731
-    if backend not in (None, "none"):
-        kwargs = backend_kwargs(backend, run.score.inception_weights, prepared)
-        fid_of = fid_against(backend, _train_reference(backend, data, prepared, kwargs), levels, **kwargs)
-    info = artifacts.read_json(files.sample_info)["guidance"]
     rows = []
     for key, x in guided.items():
         overall, per_class = accuracy(x, labels[: len(x)])
@@ -291,16 +312,15 @@ def _guidance_metrics(
                 "nfe": info["nfe"],
                 "rows_per_call": info["rows_per_call"][key],
                 "samples": len(x),
-                "fid": fid_of(x),
+                "fid": None if fid is None else fid.score(x),
                 "accuracy": overall,
                 **{f"accuracy_{c}": a for c, a in enumerate(per_class)},
             }
         )
     artifacts.write_csv(files.guidance, rows)
     at = next((r for r in rows if r["w"] == run.score.guidance_scale), None)
-    bpd_null = torch.as_tensor(bits_per_dim(nll_null, data.dim, scale=data_scale(levels)))
     return {
-        "bpd_null": float(bpd_null.mean()),
+        "bpd_null": float(_bits_per_dim(nll_null, data).mean()),
         "accuracy": accuracy(sampled["samples"], labels)[0],
         "guided_fid": None if at is None else cast(float | None, at["fid"]),
         "guided_accuracy": None if at is None else cast(float | None, at["accuracy"]),
@@ -368,10 +388,15 @@ def score_run(
     if floor is not None:
         metrics["nll_floor"] = floor
     if plan.images:
-        metrics.update(_image_metrics(run, plan, data, nll, samples, sampled_state.get("ladder", {}), data_dir, files))
-    if conditional:  # -log p(x) under the null label: the unconditional field's density
-        logp_null, _ = _log_likelihood(run, plan, lambda part: v, draws)
-        metrics.update(_guidance_metrics(run, plan, data, -logp_null.cpu(), sampled_state, data_dir, files))
+        prepared = prepared_extras(str(data_dir), data.name)
+        fid = _fid(run, plan, data, prepared)
+        ladder = sampled_state.get("ladder", {})
+        metrics.update(_image_metrics(run, plan, data, nll, samples, ladder, files, prepared, fid))
+        if conditional:  # -log p(x) under the null label: the unconditional field's density
+            nll_null = -_log_likelihood(run, plan, lambda part: v, draws)[0].cpu()
+            metrics.update(
+                _guidance_metrics(run, data, nll_null, sampled_state, sampled["guidance"], files, prepared, fid)
+            )
     if density:  # the pipeline's output; empty where it does not apply (grid 0 or data not 2-D)
         grid_n = run.score.density_grid if data.dim == 2 else 0
         payload: dict[str, Tensor] = {}
