@@ -247,7 +247,8 @@ def load_study(
         raise ConfigError(f"{source}: base: {e}") from None
     space = {key: to_distribution(key, expr, source) for key, expr in cfg.search_space.items()}
     rounds = _searched_rounds(space.get(REFLOW_ROUND), source)
-    kind = "reflow" if rounds and min(rounds) >= 1 else data_kind(cfg.dataset, params.pairs)
+    kind = data_kind(cfg.dataset, params.pairs)
+    kind = "reflow" if kind == "flat" and min(rounds) >= 1 else kind  # every trial a round: its metrics too
     for i, o in enumerate(cfg.objectives):
         allowed = list(SCORED[kind])
         if o.metric not in allowed:
@@ -337,11 +338,10 @@ def _searched_rounds(dist: optuna.distributions.BaseDistribution | None, source:
     numbers from 0, by ``choice`` or ``range``."""
     if dist is None:
         return [0]
-    values = (
-        _probe_values(dist)
-        if not isinstance(dist, optuna.distributions.IntDistribution)
-        else list(range(dist.low, dist.high + 1, dist.step))
-    )
+    if isinstance(dist, optuna.distributions.IntDistribution):
+        values = list(range(dist.low, dist.high + 1, dist.step))
+    else:
+        values = _probe_values(dist)  # a choice's values; an interval's bounds, refused below
     if isinstance(dist, optuna.distributions.FloatDistribution) or not all(
         isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values
     ):
