@@ -14,13 +14,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 
-def flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"fid": {"mean": 1}}`` as ``{"fid.mean": 1}``."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
-    return out
+
+def flat(d: dict[str, Any]) -> dict[str, Any]:
+    """``{"fid": {"mean": 1}}`` as ``{"fid.mean": 1}`` (pandas' ``json_normalize``)."""
+    return pd.json_normalize(d).iloc[0].to_dict() if d else {}
 
 
 def differences(committed: Path, rerun: Path, rtol: float) -> list[str]:
