@@ -33,7 +33,7 @@ test-fast: $(STAMP)
 		--cov=fmexp.flow --cov=fmexp.networks --cov=fmexp.config --cov-report=term
 
 test: $(STAMP)
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q -n 2 --dist loadgroup --durations=15
 
 repro: $(STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" dvc repro
@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/sweep_workers.py
 	$(PY) benchmarks/unet_throughput.py
 	$(PY) benchmarks/curve_tolerance.py
+	$(PY) benchmarks/ladder_cost.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

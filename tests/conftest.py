@@ -13,8 +13,33 @@ import torch
 from fmexp.flow.paths import ProbabilityPath
 from fmexp.registry import names, resolve
 
-# two threads, one core each; under pytest-xdist (make test-fast: -n 2) one per worker, so workers never contend
-torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
+
+def _threads() -> int:
+    """Torch threads for this process: two, or one under pytest-xdist (``make test``: ``-n 2``).
+
+    Torch runs one OpenMP thread per core, and two processes doing so on 2 cores have run a step 10x
+    slower (``fmexp.runtime.processes``). Under xdist every process of a test (this worker, and the
+    dvc, stage, torchrun and sweep processes it starts, through ``OMP_NUM_THREADS``) runs one thread,
+    so the two workers' processes share the cores without contending for them."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        return 2
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    return 1
+
+
+torch.set_num_threads(_threads())
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the group into the test's id
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under ``--dist loadgroup`` the tests that share a module- or session-scoped fixture of ours (the
+    session's tiny pipeline, the extending example's run, ...) run on one worker, so that each is built
+    once. (pytest 9.2 broke the groups, pytest-dev/pytest-xdist#1386: constraints.txt pins 9.1.1.)"""
+    for item in items:
+        definitions = getattr(item, "_fixtureinfo", None)
+        for name, defs in definitions.name2fixturedefs.items() if definitions else ():
+            if defs[-1].scope in ("module", "session") and defs[-1].baseid.startswith("tests"):
+                item.add_marker(pytest.mark.xdist_group(f"{defs[-1].baseid}::{name}"))
 
 
 @pytest.fixture(autouse=True)
@@ -58,7 +83,8 @@ def tiny_pipeline(tmp_path_factory: pytest.TempPathFactory) -> Path:
     digits, fm_ot and fm_vp, and on digits class-conditional FM-OT, seeds 0 and 1) after ``dvc repro``."""
     from tests.helpers import BIN, dvc_repo, sh, tiny_params
 
-    params = tiny_params(seeds=[0, 1], datasets=["checkerboard", "digits"])
+    # one process a stage: at this size a worker pool's start costs more than the two seeds it would share
+    params = tiny_params(seeds=[0, 1], datasets=["checkerboard", "digits"], workers=1)
     params["train"]["curve_tol"] = 1e-3
     params["per_dataset"]["digits"] = [
         "model.channels=8",

@@ -118,7 +118,7 @@ def assert_same_weights(a: Path, b: Path) -> None:
     assert sa["rows"] == sb["rows"] and sa["step"] == sb["step"]
 
 
-def tiny_params(**pipeline: list) -> dict:
+def tiny_params(**pipeline: object) -> dict:
     """The shipped params.yaml shrunk to seconds per run."""
     p = yaml.safe_load((ROOT / "params.yaml").read_text())
     p["pipeline"].update({"datasets": ["checkerboard"], "methods": ["fm_ot", "fm_vp"], "seeds": [0], **pipeline})

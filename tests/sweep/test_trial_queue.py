@@ -29,6 +29,7 @@ from tests.helpers import (
     FAST_HEARTBEAT,
     GRID,
     RANDOM,
+    SHARING_HEARTBEAT,
     check_exact,
     journal,
     study_trials,
@@ -122,7 +123,9 @@ def test_three_workers_on_sqlite(workdir: Path) -> None:
 def test_workers_flag_runs_processes_with_a_share_of_the_cores(workdir: Path) -> None:
     study = write_yaml(
         workdir / "w.yaml",
-        tiny_study("w", n_trials=4, heartbeat=FAST_HEARTBEAT, **{k: v for k, v in RANDOM.items() if k != "n_trials"}),
+        tiny_study(
+            "w", n_trials=4, heartbeat=SHARING_HEARTBEAT, **{k: v for k, v in RANDOM.items() if k != "n_trials"}
+        ),
     )
     assert main([str(study), "--workers", "2"]) == 0
     trials = study_trials("w", journal(workdir / "reports", "w"))
