@@ -26,8 +26,9 @@ from fmexp.sweep.loggers import Callback, make_loggers
 from fmexp.sweep.objective import TRIAL_FAILURES, make_objective
 from fmexp.sweep.outputs import summary, trial_line, write_outputs
 from fmexp.sweep.samplers import make_pruner, make_sampler
+from fmexp.sweep.space import grid_points
 from fmexp.sweep.storage import default_storage, make_storage, redact
-from fmexp.sweep.study import Study, base_runs, grid_points, load_study
+from fmexp.sweep.study import Study, base_runs, load_study
 from fmexp.sweep.trial_queue import TrialSeededSampler, enqueue_slots, run_worker
 
 __all__ = ["open_study", "run_study"]

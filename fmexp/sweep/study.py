@@ -9,22 +9,18 @@ field; ``fmexp.sweep.runner`` runs a checked study.
 from __future__ import annotations
 
 import dataclasses
-import itertools
-import math
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
-import numpy as np
 import optuna
 from omegaconf import MISSING
 
 from fmexp.config.load import load_params, run_config, run_for, to_plain
 from fmexp.config.overrides import (
     not_one_of,
-    parse_overrides,
     read_yaml,
     structured,
     to_object,
@@ -36,6 +32,7 @@ from fmexp.flow.units import CONDITIONAL_METRICS, SCORED, data_kind
 from fmexp.registry import did_you_mean
 from fmexp.sweep.loggers import check_loggers
 from fmexp.sweep.samplers import PRUNERS, SAMPLERS, check_options, startup_trials
+from fmexp.sweep.space import grid_points, override, points, probe_values, to_distribution
 from fmexp.sweep.storage import STORAGE_ENV, STORAGE_SCHEMES, default_storage, redact
 from fmexp.sweep.trial_queue import Heartbeat
 
@@ -43,10 +40,7 @@ __all__ = [
     "REFLOW_ROUND",
     "StudyConfig",
     "Study",
-    "to_distribution",
-    "override",
     "load_study",
-    "grid_points",
     "study_warnings",
     "base_runs",
     "find_study",
@@ -133,63 +127,6 @@ class Study:
     @property
     def directions(self) -> list[Literal["minimize", "maximize"]]:
         return [cast(Literal["minimize", "maximize"], o.direction) for o in self.config.objectives]
-
-
-def to_distribution(key: str, expr: str, source: str) -> optuna.distributions.BaseDistribution:
-    """A Hydra sweep expression as an Optuna distribution (as the Hydra Optuna sweeper maps them)."""
-    from hydra.core.override_parser.types import ChoiceSweep, IntervalSweep, RangeSweep
-
-    (ov,) = parse_overrides([f"{key}={expr}"], f"{source}: search_space.{key}")
-    value = ov.value()
-    log = "log" in getattr(value, "tags", set())
-    where = f"{source}: search_space.{key}"
-    if isinstance(value, ChoiceSweep):
-        if log:
-            raise ConfigError(f"{where}: tag(log, ...) applies to interval or range, not choice")
-        if not value.list:
-            raise ConfigError(f"{where}: choice() needs at least one value")
-        return optuna.distributions.CategoricalDistribution(cast(list[Any], value.list))
-    if isinstance(value, IntervalSweep):
-        low, high = float(cast(float, value.start)), float(cast(float, value.end))
-        _check_bounds(where, low, high, log)
-        return optuna.distributions.FloatDistribution(low, high, log=log)
-    if isinstance(value, RangeSweep):
-        start, stop, step = cast(float, value.start), cast(float, value.stop), value.step
-        if step is None or step <= 0:
-            raise ConfigError(f"{where}: range() needs a positive step, got {step}")
-        n = math.ceil((stop - start) / step)
-        if n < 1:
-            raise ConfigError(f"{where}: range({start}, {stop}) is empty: the bounds are reversed")
-        last = start + (n - 1) * step
-        _check_bounds(where, start, last, log, allow_equal=True)
-        if all(isinstance(v, int) for v in (start, stop, step)):
-            return optuna.distributions.IntDistribution(int(start), int(last), log=log, step=1 if log else int(step))
-        if log:
-            raise ConfigError(f"{where}: tag(log, range(...)) needs integer bounds")
-        return optuna.distributions.FloatDistribution(float(start), float(last), step=float(step))
-    raise ConfigError(
-        f"{where}: {expr!r} is not a sweep; use choice(...), interval(a, b), range(a, b) or tag(log, ...)"
-        " (fixed values belong in overrides)"
-    )
-
-
-def _check_bounds(where: str, low: float, high: float, log: bool, allow_equal: bool = False) -> None:
-    if high < low or (high == low and not allow_equal):
-        raise ConfigError(f"{where}: the bounds are reversed or empty: low={low}, high={high}")
-    if log and low <= 0:
-        raise ConfigError(f"{where}: a log range must stay above 0, got low={low}")
-
-
-def _probe_values(dist: optuna.distributions.BaseDistribution) -> list[Any]:
-    if isinstance(dist, optuna.distributions.CategoricalDistribution):
-        return list(dist.choices)
-    assert isinstance(dist, optuna.distributions.FloatDistribution | optuna.distributions.IntDistribution)
-    return [dist.low, dist.high]
-
-
-def override(key: str, value: Any) -> str:
-    """A ``key=value`` override for a sampled value (strings quoted for the Hydra grammar)."""
-    return f"{key}={value}" if not isinstance(value, str) else f"{key}='{value}'"
 
 
 def load_study(
@@ -283,11 +220,11 @@ def load_study(
     every_run = [*base_runs.values(), *(r for runs in reflow_runs.values() for r in runs)]
     searched = {k: d for k, d in space.items() if k not in ("method", REFLOW_ROUND)}
     for key, dist in searched.items():  # every key must exist, every choice and bound must be valid
-        for value in _probe_values(dist):
+        for value in probe_values(dist):
             for run in every_run:
                 run_config(run, [override(key, value)], f"{source}: search_space.{key}")
     if any(o.metric == "few_step" for o in cfg.objectives):  # its rung must be in every trial's ladder
-        probes = [[], *([override(k, v)] for k, d in searched.items() for v in _probe_values(d))]
+        probes = [[], *([override(k, v)] for k, d in searched.items() for v in probe_values(d))]
         for run in every_run:
             for extra in probes:
                 trial = run_config(run, extra, f"{source}: search_space")
@@ -338,10 +275,7 @@ def _searched_rounds(dist: optuna.distributions.BaseDistribution | None, source:
     numbers from 0, by ``choice`` or ``range``."""
     if dist is None:
         return [0]
-    if isinstance(dist, optuna.distributions.IntDistribution):
-        values = list(range(dist.low, dist.high + 1, dist.step))
-    else:
-        values = _probe_values(dist)  # a choice's values; an interval's bounds, refused below
+    values = probe_values(dist) if isinstance(dist, optuna.distributions.FloatDistribution) else points(dist)
     if isinstance(dist, optuna.distributions.FloatDistribution) or not all(
         isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values
     ):
@@ -390,22 +324,6 @@ def study_warnings(study: Study) -> list[str]:
             f" sampler.options.{option} below n_trials, or say sampler.name: random"
         ]
     return []
-
-
-def grid_points(space: dict[str, optuna.distributions.BaseDistribution], seed: int) -> list[dict[str, Any]]:
-    """Every point of a grid study, in an order shuffled by ``seed`` (a partial grid is a random subset)."""
-    axes = {}
-    for key, d in space.items():
-        if isinstance(d, optuna.distributions.CategoricalDistribution):
-            axes[key] = list(d.choices)
-        else:
-            assert isinstance(d, optuna.distributions.FloatDistribution | optuna.distributions.IntDistribution)
-            assert d.step is not None  # load_study refuses a grid over an interval without a step
-            n = int(round((d.high - d.low) / d.step)) + 1
-            axes[key] = [d.low + i * d.step for i in range(n)]
-    points = [dict(zip(axes, values, strict=False)) for values in itertools.product(*axes.values())]
-    order = np.random.default_rng(seed).permutation(len(points))
-    return [points[i] for i in order]
 
 
 def study_file(name: str, studies_dir: str | Path = "studies") -> Path:

@@ -13,7 +13,8 @@ import yaml
 
 from fmexp.cli import main as fmexp_main
 from fmexp.sweep.samplers import make_sampler
-from fmexp.sweep.study import load_study, study_warnings, to_distribution
+from fmexp.sweep.space import to_distribution
+from fmexp.sweep.study import load_study, study_warnings
 from tests.helpers import BIN, ROOT, dvc_repo, sh, tiny_params, tiny_study, write_yaml
 
 
