@@ -9,6 +9,12 @@ docs/performance.md gives them. The seeds run side by side in ``pipeline.workers
 so a seed's seconds are about 1.5x its share of 2 cores: the totals are work, not wall time. The wall
 time is the stage's own line, ``<stage> <dataset>/<method>: done in <x> s``, summed the same way. Runs
 are told apart by the shipped names: ``_reflow<k>`` a reflow round, ``_cfg`` a class-conditional cell.
+
+Neither counts what each stage costs before its work starts and after it ends: DVC's bookkeeping (it
+re-reads and rewrites ``dvc.lock`` after every stage), the command's start (``import torch``, loading
+params.yaml, checking that ``dvc.yaml`` is current) and its exit. The last table gives that fixed cost:
+the seconds from one stage's "done in" line to the next one's first line (``... seeds [...]``), by the
+log's clock (whole seconds).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from pathlib import Path
 STAGES = ("reflow", "train", "sample", "score")
 LINE = re.compile(r"\b(?P<stage>\w+) (?P<dataset>[^/\s]+)/(?P<method>\S+) seed \d+: done in (?P<seconds>[\d.]+) s")
 WALL = re.compile(r"\b(?P<stage>\w+) (?P<dataset>[^/\s]+)/(?P<method>\S+): done in (?P<seconds>[\d.]+) s")
+CLOCK = re.compile(r"^(?P<h>\d\d):(?P<m>\d\d):(?P<s>\d\d) \w+ [^/\s]+/\S+: (?P<what>seeds|done in)", re.M)
 
 
 def _part(method: str) -> str:
@@ -37,6 +44,20 @@ def stage_seconds(log: str, line: re.Pattern[str] = LINE) -> dict[tuple[str, str
     return out
 
 
+def gaps(log: str) -> list[int]:
+    """The seconds between each stage's end ("done in") and the next stage's start ("seeds"), by the
+    log's clock (a run that passes midnight wraps)."""
+    out, end = [], None
+    for m in CLOCK.finditer(log):
+        at = int(m["h"]) * 3600 + int(m["m"]) * 60 + int(m["s"])
+        if m["what"] == "done in":
+            end = at
+        elif end is not None:
+            out.append((at - end) % 86400)
+            end = None
+    return out
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print(__doc__, file=sys.stderr)
@@ -50,6 +71,12 @@ def main(argv: list[str]) -> int:
             cells = " | ".join(f"{stages.get(s, 0.0):.1f} s" for s in STAGES)
             print(f"| {dataset} | {part} | {cells} | {sum(stages.values()):.1f} s |")
         print(f"\nall stages: {sum(sum(s.values()) for s in table.values()):.1f} s\n")
+    between = sorted(gaps(log))
+    if between:
+        print(
+            f"between stages (DVC, and each command's start and exit): {len(between)} gaps, {sum(between)} s in all,"
+            f" median {between[len(between) // 2]} s, range {between[0]}-{between[-1]} s"
+        )
     return 0
 
 

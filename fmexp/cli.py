@@ -57,15 +57,16 @@ def _load(args: argparse.Namespace, datasets: Sequence[str] | None = None) -> Pa
     from fmexp.config.shadow import shadowed
 
     params = load_params(args.params, args.overrides)
-    baseline = _committed(args.params)
+    baseline = _committed(args.params, args.overrides)
     if baseline is not None:
         for s in shadowed(params, baseline, params.pipeline.datasets if datasets is None else datasets):
             print(f"warning: {args.params}: {s}", file=sys.stderr)
     return params
 
 
-def _committed(path: Path) -> Params | None:
-    """``path`` as git's HEAD has it (where ``dvc exp run`` starts from), or None outside git."""
+def _committed(path: Path, overrides: Sequence[str] = ()) -> Params | None:
+    """``path`` as git's HEAD has it (where ``dvc exp run`` starts from), or None outside git, and where
+    neither the file nor ``overrides`` change it: then nothing can be shadowed."""
     import subprocess
     import tempfile
 
@@ -76,6 +77,8 @@ def _committed(path: Path) -> Params | None:
     except OSError:  # no git
         return None
     if shown.returncode != 0:  # not a repository, or the file is not committed
+        return None
+    if not overrides and shown.stdout == path.read_text():
         return None
     with tempfile.NamedTemporaryFile("w", suffix=".yaml") as f:
         f.write(shown.stdout)
@@ -292,7 +295,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handle
 }
 
 
-PIPELINE_STAGES = ("prepare", "train", "sample", "score", "sweep", "report")
+PIPELINE_STAGES = ("prepare", "reflow", "train", "sample", "score", "sweep", "report")
 """The commands that ``dvc.yaml`` runs: under DVC each first checks that ``dvc.yaml`` is current."""
 
 

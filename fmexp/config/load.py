@@ -8,6 +8,7 @@ same syntax that ``dvc exp run -S`` writes into params.yaml.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,6 +20,7 @@ from fmexp.config.overrides import (
     apply_overrides,
     not_one_of,
     parse_overrides,
+    read_text,
     read_yaml,
     structured,
     to_object,
@@ -46,8 +48,25 @@ def load_params(path: str | Path = "params.yaml", overrides: Sequence[str] = ())
     ``overrides`` win over the file's ``per_dataset`` entries and the methods' ``overrides`` too:
     ``train.steps=10`` on the command line sets 10 steps for every run, whatever
     ``per_dataset.digits`` says.
+
+    Validated once per process for one text of the file and one list of overrides (a stage that
+    ``dvc repro`` runs loads params.yaml twice: to check ``dvc.yaml``, and to run); each call gets its
+    own copy.
     """
-    cfg = structured(Params, read_yaml(path), str(path))
+    text = read_text(path)
+    key = (str(Path(path).resolve()), text, tuple(overrides))
+    if key not in _LOADED:
+        _LOADED.clear()  # one entry: the file a process works from
+        _LOADED[key] = _validated(path, text, overrides)
+    return copy.deepcopy(_LOADED[key])
+
+
+_LOADED: dict[tuple[str, str, tuple[str, ...]], Params] = {}
+
+
+def _validated(path: str | Path, text: str, overrides: Sequence[str]) -> Params:
+    """``load_params`` of the file's ``text``."""
+    cfg = structured(Params, read_yaml(path, text), str(path))
     apply_overrides(cfg, overrides, f"{path} overrides")
     params: Params = to_object(cfg, str(path))
     given = [ov.key_or_group for ov in parse_overrides(overrides, f"{path} overrides")]

@@ -18,7 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 from fmexp.errors import ConfigError
 from fmexp.registry import did_you_mean
 
-__all__ = ["not_one_of", "parse_overrides", "apply_overrides", "structured", "to_object", "read_yaml"]
+__all__ = ["not_one_of", "parse_overrides", "apply_overrides", "structured", "to_object", "read_text", "read_yaml"]
 
 T = TypeVar("T")
 
@@ -138,13 +138,19 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """A YAML mapping from ``path``; a syntax error, a duplicate key or a non-mapping raises
-    ``ConfigError`` naming the file."""
+def read_text(path: str | Path) -> str:
+    """The text of ``path``; ``ConfigError`` naming it where it cannot be read."""
     try:
-        text = Path(path).read_text()
+        return Path(path).read_text()
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+
+
+def read_yaml(path: str | Path, text: str | None = None) -> dict[str, Any]:
+    """A YAML mapping from ``path`` (whose ``text``, where already read); a syntax error, a duplicate key
+    or a non-mapping raises ``ConfigError`` naming the file."""
+    if text is None:
+        text = read_text(path)
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as e:

@@ -5,20 +5,18 @@ path is built, so that a bad component fails here, before any work."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from fmexp import registry
-from fmexp.config.overrides import not_one_of
+from fmexp.config.checks import Errors
+from fmexp.config.sampling import guidance_errors, sample_errors, score_errors
 from fmexp.config.schema import (
     DataConfig,
     MethodConfig,
     ModelConfig,
     Params,
     RunConfig,
-    SampleConfig,
-    ScoreConfig,
     TrainConfig,
 )
 from fmexp.errors import ConfigError
@@ -28,14 +26,10 @@ from fmexp.registry import check_spec, names
 __all__ = [
     "DEVICES",
     "PRECISIONS",
-    "DIVERGENCES",
-    "PROBES",
     "dataset_names",
     "pair_method_error",
     "path_context",
     "component_targets",
-    "few_step_error",
-    "guidance_errors",
     "reflow_cell_error",
     "validate_params",
     "validate_run",
@@ -43,8 +37,6 @@ __all__ = [
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("fp32", "bf16", "fp16")
-DIVERGENCES = ("auto", "exact", "hutchinson")
-PROBES = ("rademacher", "gaussian")
 
 
 INPUT_SCALES = ("path", "none")
@@ -60,7 +52,7 @@ def dataset_names(own: Iterable[str] = (), pairs: Iterable[str] = ()) -> list[st
 def _pair_errors(p: Params) -> list[str]:
     """Each pair (``pairs.<name>``): a new name, and a source and target among the flat datasets (an image
     pair is not supported). That their dimensions agree is checked where they are drawn (``prepare``)."""
-    e = _Errors()
+    e = Errors()
     flat = names("toy_dataset") + list(p.datasets)
     for name, pair in p.pairs.items():
         if name in dataset_names(p.datasets):
@@ -92,7 +84,7 @@ def _dataset_errors(datasets: dict[str, Any]) -> list[str]:
     """The user's datasets (``datasets.<name>: {_target_: ...}``, a flat data generator): a new name and a
     valid spec. Their targets are imported where the data is made (``prepare``, a sweep), not here: a
     stage that reads the prepared file must not load the generator's code."""
-    e = _Errors()
+    e = Errors()
     for name, spec in datasets.items():
         if name in dataset_names():
             e.append(f"datasets.{name}: {name!r} is fmexp's own dataset; give yours another name")
@@ -100,29 +92,8 @@ def _dataset_errors(datasets: dict[str, Any]) -> list[str]:
     return e
 
 
-class _Errors(list[str]):
-    """The errors of one validation, with the checks every section uses."""
-
-    def positive(self, key: str, value: float) -> None:
-        if not (value > 0 and math.isfinite(value)):
-            self.append(f"{key}: must be a positive finite number, got {value}")
-
-    def non_negative(self, key: str, value: float) -> None:
-        if not (value >= 0 and math.isfinite(value)):
-            self.append(f"{key}: must be a finite number >= 0, got {value}")
-
-    def one_of(self, key: str, value: Any, allowed: Sequence[Any]) -> None:
-        if value not in allowed:
-            self.append(not_one_of(key, value, allowed))
-
-    def within(self, key: str, value: float, low: float, high: float) -> None:
-        """``low <= value < high``."""
-        if not low <= value < high:
-            self.append(f"{key}: must lie in [{low:g}, {high:g}), got {value}")
-
-
 def method_errors(key: str, m: MethodConfig) -> list[str]:
-    e = _Errors()
+    e = Errors()
     e.one_of(f"{key}.objective", m.objective, names("objective"))
     e += check_spec("path", m.path, f"{key}.path")
     e += check_spec("coupling", m.coupling, f"{key}.coupling")
@@ -177,7 +148,7 @@ def _spec_errors(kind: str, spec: Any, key: str) -> list[str]:
 
 
 def data_errors(data: DataConfig) -> list[str]:
-    e = _Errors()
+    e = Errors()
     for key in ("n_train", "n_test", "image_size"):
         e.positive(f"data.{key}", getattr(data, key))
     e.one_of("data.channels", data.channels, [1, 3])
@@ -185,7 +156,7 @@ def data_errors(data: DataConfig) -> list[str]:
 
 
 def model_errors(model: ModelConfig) -> list[str]:
-    e = _Errors()
+    e = Errors()
     if model.name != "auto":
         e += _spec_errors("model", model.name, "model.name")
     for key in ("channels", "num_res_blocks", "width", "depth", "time_embed_dim", "fourier_scale"):
@@ -206,7 +177,7 @@ def model_errors(model: ModelConfig) -> list[str]:
 
 
 def train_errors(train: TrainConfig) -> list[str]:
-    e = _Errors()
+    e = Errors()
     for key in ("steps", "batch_size", "lr", "eval_every", "val_batch", "nproc", "curve_tol"):
         e.positive(f"train.{key}", getattr(train, key))
     if train.nproc > 0 and train.batch_size % train.nproc:
@@ -223,114 +194,6 @@ def train_errors(train: TrainConfig) -> list[str]:
     return e
 
 
-def sample_errors(sample: SampleConfig) -> list[str]:
-    e = _Errors()
-    e.one_of("sample.method", sample.method, names("adaptive_solver", "fixed_solver"))
-    for key in ("rtol", "steps", "n_samples"):
-        e.positive(f"sample.{key}", getattr(sample, key))
-    for key in ("atol", "batch_size", "ladder_samples"):
-        if getattr(sample, key) is not None:
-            e.positive(f"sample.{key}", getattr(sample, key))
-    for s in sample.fixed_solvers:
-        e.one_of("sample.fixed_solvers", s, names("fixed_solver"))
-    for g in sample.grids:
-        e.one_of("sample.grids", g, names("time_grid"))
-    for n in sample.nfe_ladder:
-        e.positive("sample.nfe_ladder", n)
-    if sample.n_trajectories < 0:
-        e.append(f"sample.n_trajectories: must be >= 0, got {sample.n_trajectories}")
-    return e
-
-
-def score_errors(score: ScoreConfig, sample: SampleConfig) -> list[str]:
-    e = _Errors()
-    for key in ("n_points", "dequant_draws", "probes"):
-        e.positive(f"score.{key}", getattr(score, key))
-    if score.batch_size is not None:
-        e.positive("score.batch_size", score.batch_size)
-    if score.density_grid < 0:
-        e.append(f"score.density_grid: must be >= 0, got {score.density_grid}")
-    if not score.density_times or not all(0.0 <= t <= 1.0 for t in score.density_times):
-        e.append(f"score.density_times: must be a non-empty list of times in [0, 1], got {score.density_times}")
-    e.one_of("score.divergence", score.divergence, DIVERGENCES)
-    e.one_of("score.probe", score.probe, PROBES)
-    e.one_of("score.fid_backend", score.fid_backend, ["auto", "none", *names("fid_backend")])
-    e.one_of("score.distance", score.distance, names("distance"))
-    e += _sampler_errors("score.few_step", score.few_step)
-    e.positive("score.few_step_nfe", score.few_step_nfe)
-    return e
-
-
-def _sampler_errors(key: str, sampler: str) -> list[str]:
-    """A sampler of the ladder, ``solver`` or ``solver@grid``, that names no fixed-step solver or grid."""
-    solver, _, grid = sampler.partition("@")
-    if solver in names("fixed_solver") and (not grid or grid in names("time_grid")):
-        return []
-    return [
-        f"{key}: {sampler!r} must be a fixed-step solver {names('fixed_solver')}, with @<grid>"
-        f" for a time grid {names('time_grid')} other than uniform"
-    ]
-
-
-def guidance_errors(r: RunConfig) -> list[str]:
-    """A class-conditional run (``train.label_dropout`` set) on data without labels or with a coupling that
-    reorders the batch; a label dropout outside [0, 1); guidance scales without the null field they need
-    (``fmexp.flow.guidance.guidance_error``), or without a conditional model; a guidance sampler that is
-    no fixed-step sampler at ``sample.guidance_nfe``; ``score.guidance_scale`` not among the scales."""
-    from fmexp.flow.guidance import guidance_error
-
-    e = _Errors()
-    p, scales = r.train.label_dropout, r.sample.guidance
-    if p is None:
-        if scales:
-            e.append(
-                f"sample.guidance: {scales} needs a class-conditional model: set train.label_dropout (e.g. 0.1),"
-                " or leave sample.guidance empty"
-            )
-        return e
-    if r.pair is not None or r.dataset not in names("image_dataset"):
-        e.append(
-            f"train.label_dropout: a class-conditional model needs labelled images ({names('image_dataset')});"
-            f" {r.dataset} has no labels: set train.label_dropout to null"
-        )
-    if r.method.coupling != "independent":
-        e.append(
-            f"train.label_dropout: a class-conditional model's coupling must be independent (it keeps each point"
-            f" with its label), got method.coupling {r.method.coupling!r}"
-        )
-    e += [error for w in [0.0, *scales] if (error := guidance_error(w, p))][:1]
-    e += _sampler_errors("sample.guidance_sampler", r.sample.guidance_sampler)
-    e.positive("sample.guidance_nfe", r.sample.guidance_nfe)
-    if not e and scales and r.sample.guidance_rung.steps < 1:
-        e.append(
-            f"sample.guidance_nfe: {r.sample.guidance_nfe} is not a whole number (>= 1) of steps of"
-            f" {r.sample.guidance_sampler}"
-        )
-    if scales and r.score.guidance_scale not in scales:
-        e.append(f"score.guidance_scale: {r.score.guidance_scale} must be one of sample.guidance {scales}")
-    return e
-
-
-def few_step_error(score: ScoreConfig, sample: SampleConfig) -> str | None:
-    """Why ``score.few_step`` at ``score.few_step_nfe`` is not a rung of the sample stage's NFE ladder (then
-    the score stage writes ``few_step`` as null), or None."""
-    from fmexp.flow.ode import Rung
-
-    rung = Rung.parse(score.few_step_rung)
-    if (
-        rung.solver in sample.fixed_solvers
-        and rung.grid in sample.grids
-        and rung.steps >= 1
-        and rung.nfe in sample.nfe_ladder
-    ):
-        return None
-    return (
-        f"score.few_step: {score.few_step} at score.few_step_nfe={score.few_step_nfe} is not a rung of the NFE"
-        f" ladder: its solver must be in sample.fixed_solvers {sample.fixed_solvers}, its grid in sample.grids"
-        f" {sample.grids}, and the budget in sample.nfe_ladder {sample.nfe_ladder} as whole steps"
-    )
-
-
 _SECTIONS: list[Callable[[Any], list[str]]] = [
     lambda c: data_errors(c.data),
     lambda c: model_errors(c.model),
@@ -343,7 +206,7 @@ _SECTIONS: list[Callable[[Any], list[str]]] = [
 def validate_params(p: Params) -> list[str]:
     """Every out-of-range value and unknown name in ``p`` (but its ``per_dataset`` entries), as
     ``dotted.key: reason``."""
-    e = _Errors()
+    e = Errors()
     e += _dataset_errors(p.datasets)
     e += _pair_errors(p)
     for d in p.pipeline.datasets:
@@ -378,7 +241,7 @@ def validate_params(p: Params) -> list[str]:
 def _reflow_errors(p: Params) -> list[str]:
     """``reflow``: positive rounds and couples, and cells that ``reflow_cell_error`` accepts. A cell that the
     pipeline does not run is not reflowed either (``Params.rounds_of``)."""
-    e = _Errors()
+    e = Errors()
     e.positive("reflow.rounds", p.reflow.rounds)
     e.positive("reflow.n_pairs", p.reflow.n_pairs)
     e += [f"reflow.cells: {reason}" for cell in p.reflow.cells if (reason := reflow_cell_error(p, cell)) is not None]
@@ -407,7 +270,7 @@ def reflow_cell_error(p: Params, cell: str) -> str | None:
 
 def validate_run(r: RunConfig) -> list[str]:
     """Every out-of-range value and unknown name of one run."""
-    e = _Errors()
+    e = Errors()
     if r.reflow is not None and (
         "euler" not in r.sample.fixed_solvers or not set(REFLOW_STEPS) <= set(r.sample.nfe_ladder)
     ):

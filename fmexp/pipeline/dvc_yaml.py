@@ -16,9 +16,8 @@ exact:
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,25 +34,13 @@ from fmexp.config.schema import (
     parse_reflow,
     previous_round,
 )
-from fmexp.config.validate import component_targets
 from fmexp.errors import ConfigError
+from fmexp.pipeline.code_deps import Commands, command_modules, plugin_files
 from fmexp.registry import names
-from fmexp.runtime.plugins import PACKAGE, loaded_files, local_files
+from fmexp.runtime.plugins import local_files
 
-__all__ = [
-    "PACKAGE",
-    "cells",
-    "imported_files",
-    "command_modules",
-    "plugin_files",
-    "check_plugin_deps",
-    "stages",
-    "dvc_yaml_text",
-]
+__all__ = ["cells", "stages", "dvc_yaml_text"]
 
-
-DYNAMIC = {stage: [f"fmexp.pipeline.stages.{stage}"] for stage in ("reflow", "train", "sample", "score")}
-"""The one import that the AST cannot see: ``stages.aggregate`` loads each stage's module by name."""
 
 PLOTS: list[dict[str, Any]] = [
     {
@@ -106,68 +93,6 @@ HEADER = """\
 """
 
 
-def _module_file(module: str) -> Path:
-    path = PACKAGE.parent / Path(*module.split("."))
-    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
-
-
-def _imports(file: Path, functions: set[str] | None = None) -> list[str]:
-    """The fmexp modules that ``file`` imports anywhere (module level and inside functions), or, with
-    ``functions``, at module level and inside those functions only."""
-    tree = ast.parse(file.read_text())
-    for node in ast.walk(tree):  # `if TYPE_CHECKING:` blocks never run
-        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
-            node.body = []
-    if functions is None:
-        nodes: Iterable[ast.AST] = ast.walk(tree)
-    else:
-        top = [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
-        inner = [n for f in tree.body if isinstance(f, ast.FunctionDef) and f.name in functions for n in ast.walk(f)]
-        nodes = [*top, *inner]
-    found = []
-    for node in nodes:
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "fmexp":
-            found.append(node.module)
-            found += [f"{node.module}.{a.name}" for a in node.names if _module_file(f"{node.module}.{a.name}").exists()]
-        elif isinstance(node, ast.Import):
-            found += [a.name for a in node.names if a.name.split(".")[0] == "fmexp"]
-    return found
-
-
-def imported_files(modules: Iterable[str]) -> set[str]:
-    """The source files of ``modules`` and of every fmexp module they import, transitively, with the
-    ``__init__`` of every package on the way (Python runs it first); paths relative to the repository."""
-    seen: set[str] = set()
-    todo = list(modules)
-    while todo:
-        parts = todo.pop().split(".")
-        for i in range(1, len(parts) + 1):
-            file = _module_file(".".join(parts[:i]))
-            rel = file.relative_to(PACKAGE.parent).as_posix()
-            if rel not in seen:
-                seen.add(rel)
-                todo += _imports(file)
-    return seen
-
-
-Commands = Mapping[str, tuple[str, Callable[..., Any], Callable[..., Any]]]
-"""``fmexp.cli.COMMANDS``: each command's help, its parser's builder and its handler."""
-
-
-def command_modules(commands: Commands, command: str) -> set[str]:
-    """The files that ``python -m fmexp COMMAND`` runs: ``fmexp/__main__.py``, ``fmexp/cli.py`` with
-    the imports of its module level and of the command's own functions (``commands``), and all they
-    import."""
-    _, build, handler = commands[command]
-    functions = {build.__name__, handler.__qualname__.split(".")[0]}
-    cli = _imports(_module_file("fmexp.cli"), functions)
-    return imported_files([*cli, *DYNAMIC.get(command, [])]) | {
-        "fmexp/__init__.py",
-        "fmexp/__main__.py",
-        "fmexp/cli.py",
-    }
-
-
 def cells(params: Params) -> list[tuple[str, str]]:
     """The (dataset, method) cells, the reflow rounds' too (``Params.cell_list``)."""
     return params.cell_list()
@@ -210,37 +135,10 @@ def _model_keys(params: Params, dataset: str, skip: set[str]) -> list[str]:
     return _leaves("model", ModelConfig, skip, ["name", *(model_args(name) if isinstance(name, str) else [])])
 
 
-def plugin_files(params: Params, dataset: str, method: str) -> list[str]:
-    """The project's own files (``fmexp.runtime.plugins``) that the components of cell (dataset, method)
-    import: its stages' dependencies, so that a change to a plugin reruns exactly the cells that use it."""
-    from fmexp.config.load import run_for
-
-    run = run_for(params, dataset, method, params.pipeline.seeds[0])
-    return sorted(local_files(component_targets(run).values()))
-
-
 def _all_plugin_files(params: Params, plugins: Mapping[tuple[str, str], list[str]]) -> list[str]:
     """Every plugin file of the cells and of the user's datasets: a study may run any method on any dataset."""
     datasets = [registry.target("toy_dataset", spec)[0] for spec in params.datasets.values()]
     return sorted({f for files in plugins.values() for f in files} | local_files(datasets))
-
-
-def check_plugin_deps(stage: str, params: Params, dvc_file: str | Path = "dvc.yaml") -> None:
-    """``ConfigError`` if this process has imported a project file (a plugin) that ``dvc.yaml`` does not
-    list among ``stage``'s dependencies, nor among any cell's (loading params.yaml builds every method's
-    path): an import the generator cannot follow (``importlib``), which DVC would not rerun the stage
-    for. Nothing to check without a ``dvc.yaml`` holding the stage (a command run by hand)."""
-    path = Path(dvc_file)
-    entry = (yaml.safe_load(path.read_text()) or {}).get("stages", {}).get(stage) if path.exists() else None
-    if entry is None:
-        return
-    known = {f for d, m in cells(params) for f in plugin_files(params, d, m)}
-    missing = sorted(loaded_files(path.parent) - set(entry.get("deps", [])) - known)
-    if missing:
-        raise ConfigError(
-            f"{path}: stage {stage} imports {missing[0]}, which is not among its deps: DVC would not rerun it when"
-            " that file changes. Regenerate dvc.yaml with `python -m fmexp dvc-yaml`"
-        )
 
 
 def stages(params: Params, commands: Commands) -> dict[str, Any]:

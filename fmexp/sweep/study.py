@@ -25,8 +25,9 @@ from fmexp.config.overrides import (
     structured,
     to_object,
 )
+from fmexp.config.sampling import few_step_error
 from fmexp.config.schema import Params, RunConfig, reflow_name
-from fmexp.config.validate import few_step_error, reflow_cell_error
+from fmexp.config.validate import reflow_cell_error
 from fmexp.errors import ConfigError
 from fmexp.flow.units import CONDITIONAL_METRICS, SCORED, data_kind
 from fmexp.registry import did_you_mean

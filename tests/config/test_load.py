@@ -5,13 +5,40 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from fmexp.config.load import load_params, run_config, run_for
-from fmexp.config.schema import RunConfig
+from fmexp.config.schema import Params, RunConfig
 from fmexp.errors import ConfigError
 from tests.helpers import ROOT, tiny_params, write_yaml
+
+
+def test_params_are_validated_once_per_text_and_overrides_and_each_caller_gets_a_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stage under DVC loads params.yaml twice (to check dvc.yaml, and to run): validated once."""
+    from fmexp.config import load
+
+    calls: list[tuple[object, ...]] = []
+    validated = load._validated
+
+    def counted(*args: Any) -> Params:
+        calls.append(args)
+        return validated(*args)
+
+    monkeypatch.setattr(load, "_validated", counted)
+    path = write_yaml(tmp_path / "params.yaml", tiny_params())
+    first, second = load_params(path), load_params(path)
+    assert len(calls) == 1 and first == second and first is not second
+    first.train.lr = 1.0
+    assert load_params(path).train.lr != 1.0 and len(calls) == 1  # a caller's edit stays its own
+    edited = tiny_params()
+    edited["train"]["lr"] = 3e-4
+    write_yaml(path, edited)
+    assert load_params(path).train.lr == 3e-4 and len(calls) == 2  # a new text is validated anew
+    assert load_params(path, ["train.steps=7"]).train.steps == 7 and len(calls) == 3  # and new overrides
 
 
 def test_overrides_use_hydra_grammar(tmp_path: Path) -> None:

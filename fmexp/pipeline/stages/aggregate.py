@@ -15,7 +15,7 @@ from fmexp.config.load import run_for
 from fmexp.config.schema import Params, RunConfig
 from fmexp.errors import ConfigError, RunFailed, SolverError, TrainingDiverged
 from fmexp.flow.units import dvc_metrics
-from fmexp.pipeline.dvc_yaml import check_plugin_deps
+from fmexp.pipeline.code_deps import check_plugin_deps
 from fmexp.pipeline.layout import RunFiles, data_file, load_prepared
 from fmexp.runtime import artifacts
 from fmexp.training.launch import launched, world

@@ -8,7 +8,7 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple, cast
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,100 +20,15 @@ from fmexp.data.datasets import Dataset
 from fmexp.flow.guidance import Guided
 from fmexp.flow.likelihood import log_likelihood, log_mean_likelihood
 from fmexp.flow.methods import Method
-from fmexp.flow.metrics import bits_per_dim, fid_scores, sample_distance
-from fmexp.flow.ode import Field, Rung, chunks
+from fmexp.flow.metrics import sample_distance
+from fmexp.flow.ode import Field, chunks
 from fmexp.flow.units import EULER_STEPS, REFLOW_STEPS
+from fmexp.pipeline.image_scores import fid_protocol, guidance_metrics, image_metrics
 from fmexp.pipeline.layout import RunFiles, data_file
 from fmexp.runtime import artifacts
 from fmexp.training.state import load_trained
 
 __all__ = ["score_run", "prepared_extras"]
-
-
-class _Fid(NamedTuple):
-    """One run's FID protocol: the feature backend, its arguments, the statistics of the whole training
-    split's features (``prepare`` caches them) and ``score``, the FID of a set of images against them."""
-
-    backend: str
-    kwargs: dict[str, Any]
-    reference: dict[str, Any]
-    score: Callable[[Tensor], float]
-
-
-def _fid(run: RunConfig, plan: Plan, data: Dataset, prepared: dict[str, Any]) -> _Fid | None:
-    """The run's FID protocol; None where ``score.fid_backend`` is none."""
-    from fmexp.data.features import backend_kwargs, fid_against
-
-    backend, levels = plan.fid_backend, data.levels
-    assert backend is not None and levels is not None  # image data: resolve() chose a backend
-    if backend == "none":
-        return None
-    kwargs = backend_kwargs(backend, run.score.inception_weights, prepared)
-    reference = _train_reference(backend, data, prepared, kwargs)
-    return _Fid(backend, kwargs, reference, fid_against(backend, reference, levels, **kwargs))
-
-
-def _bits_per_dim(nll: Tensor, data: Dataset) -> Tensor:
-    """Each held-out image's NLL in bits per dimension, at the data's quantization (``data_scale``)."""
-    from fmexp.data.images import data_scale
-
-    assert data.levels is not None  # image data
-    return torch.as_tensor(bits_per_dim(nll, data.dim, scale=data_scale(data.levels)))
-
-
-def _image_metrics(
-    run: RunConfig,
-    plan: Plan,
-    data: Dataset,
-    nll: Tensor,
-    samples: Tensor,
-    ladder: dict[str, Tensor],
-    files: RunFiles,
-    prepared: dict[str, Any],
-    fid: _Fid | None,
-) -> dict[str, float | str | None]:
-    """Bits/dim of the held-out images (with its standard error over points), and FID by the standard
-    protocol: the uint8 samples' features against the statistics of the whole training split (``fid``).
-
-    ``fid_scores`` gives the FID of all samples, the floor of the held-out images and the samples' FID
-    at the floor's n, their noise, and both extrapolated in 1/n. Also the FID of each fixed-step sample
-    set of the NFE ladder, in ``fid_ladder.csv``, and ``few_step``: that of ``score.few_step``'s rung."""
-    from fmexp.data.features import features
-
-    bpd = _bits_per_dim(nll, data)
-    likelihood = {"bpd": float(bpd.mean()), "bpd_se": float(bpd.std() / len(bpd) ** 0.5)}
-    if fid is None:  # asked for: no FID, recorded as not a number
-        artifacts.write_csv(files.fid_ladder, [])
-        return {**likelihood, "fid": None, "fid_reason": "score.fid_backend is none", "fid_backend": "none"}
-    assert data.levels is not None
-    generated = features(fid.backend, samples, data.levels, **fid.kwargs).cpu().numpy()
-    real = features(fid.backend, data.test, data.levels, **fid.kwargs).cpu().numpy()
-    ref = np.asarray(fid.reference["mu"]), np.asarray(fid.reference["sigma"])
-    out: dict[str, float | str | None] = {
-        **likelihood,
-        **fid_scores(generated, real, *ref, np.random.default_rng(plan.streams.reference)),
-        "fid_backend": fid.backend,
-        "fid_reference": f"train split, {fid.reference['n']} images",
-    }
-    fid_of = {Rung.parse(key): fid.score(x) for key, x in ladder.items()}
-    rows = [{"solver": r.solver, "grid": r.grid, "steps": r.steps, "nfe": r.nfe, "fid": f} for r, f in fid_of.items()]
-    artifacts.write_csv(files.fid_ladder, rows)
-    out["few_step"] = fid_of.get(Rung.parse(run.score.few_step_rung))
-    if "classifier_accuracy" in prepared and fid.backend == "digits-classifier":
-        out["fid_classifier_accuracy"] = float(cast(float, prepared["classifier_accuracy"]))
-    return out
-
-
-def _train_reference(backend: str, data: Dataset, prepared: dict[str, Any], kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The FID reference: the statistics of the whole training split's features, as ``prepare`` cached them
-    (computed here where it did not, or for another backend)."""
-    from fmexp.data.features import reference_stats
-
-    assert data.levels is not None
-    cached = cast(dict[str, Any] | None, prepared.get("fid_reference"))
-    if cached and cached["backend"] == backend:
-        return cached
-    return reference_stats(backend, data.train, data.levels, **kwargs)
 
 
 def _reflow_metrics(
@@ -153,7 +68,7 @@ def _reflow_metrics(
 
 def _on_rung(ladder: dict[str, Tensor], run: RunConfig, quality: Callable[[Tensor], float]) -> float | None:
     """``quality`` of the ladder's samples of ``score.few_step`` at ``score.few_step_nfe``: the ``few_step``
-    metric; None where the ladder has no such rung (``fmexp.config.validate.few_step_error``)."""
+    metric; None where the ladder has no such rung (``fmexp.config.sampling.few_step_error``)."""
     key = run.score.few_step_rung
     return quality(ladder[key]) if key in ladder else None
 
@@ -269,64 +184,6 @@ def _log_likelihood(
     return torch.cat([r.logp for r in results]), statistics.mean(r.nfe for r in results)
 
 
-def _guidance_metrics(
-    run: RunConfig,
-    data: Dataset,
-    nll_null: Tensor,
-    sampled: dict[str, Any],
-    info: dict[str, Any],
-    files: RunFiles,
-    prepared: dict[str, Any],
-    fid: _Fid | None,
-) -> dict[str, float | None]:
-    """A class-conditional run's scores (Ho and Salimans 2022): bits/dim under the null label
-    (``bpd_null``; ``bpd`` is under each point's own); the classifier's accuracy on the dopri5 samples
-    against their requested labels (digits: the FID classifier); and, in ``guidance.csv``, per guidance
-    scale w of ``sample.guidance`` (``info``: how the sample stage drew them): FID against the training
-    split (the requested labels are in its class proportions) and accuracy overall and per class.
-    ``guided_fid`` and ``guided_accuracy`` are those at ``score.guidance_scale``. No bits/dim for w != 0:
-    the guided field's is no trained density."""
-    from fmexp.data.features import backend_kwargs
-    from fmexp.data.images import level_centres
-    from fmexp.flow.guidance import class_accuracy
-
-    levels, k = data.levels, data.num_classes
-    assert levels is not None  # validate_run: guidance is for images
-    labels, guided = sampled["labels"], sampled["guided"]
-    classifier = backend_kwargs("digits-classifier", None, prepared)["classifier"] if "classifier" in prepared else None
-
-    def accuracy(x: Tensor, requested: Tensor) -> tuple[float | None, list[float]]:
-        if classifier is None:  # no classifier of these images' classes
-            return None, [float("nan")] * k
-        with torch.no_grad():
-            predicted = torch.cat([classifier(level_centres(c, levels)).argmax(1) for c in x.split(1000)])
-        return class_accuracy(predicted, requested, k)
-
-    rows = []
-    for key, x in guided.items():
-        overall, per_class = accuracy(x, labels[: len(x)])
-        rows.append(
-            {
-                "w": float(key),
-                "sampler": info["sampler"],
-                "nfe": info["nfe"],
-                "rows_per_call": info["rows_per_call"][key],
-                "samples": len(x),
-                "fid": None if fid is None else fid.score(x),
-                "accuracy": overall,
-                **{f"accuracy_{c}": a for c, a in enumerate(per_class)},
-            }
-        )
-    artifacts.write_csv(files.guidance, rows)
-    at = next((r for r in rows if r["w"] == run.score.guidance_scale), None)
-    return {
-        "bpd_null": float(_bits_per_dim(nll_null, data).mean()),
-        "accuracy": accuracy(sampled["samples"], labels)[0],
-        "guided_fid": None if at is None else cast(float | None, at["fid"]),
-        "guided_accuracy": None if at is None else cast(float | None, at["accuracy"]),
-    }
-
-
 def _probe_seed(seed: int, chunk: int) -> int:
     """The Hutchinson probes' seed for chunk ``chunk`` of the held-out points: the probe stream's own for
     the first, one spawned from (seed, chunk) for each other, so that no two chunks share probes."""
@@ -389,13 +246,13 @@ def score_run(
         metrics["nll_floor"] = floor
     if plan.images:
         prepared = prepared_extras(str(data_dir), data.name)
-        fid = _fid(run, plan, data, prepared)
+        fid = fid_protocol(run, plan, data, prepared)
         ladder = sampled_state.get("ladder", {})
-        metrics.update(_image_metrics(run, plan, data, nll, samples, ladder, files, prepared, fid))
+        metrics.update(image_metrics(run, plan, data, nll, samples, ladder, files, prepared, fid))
         if conditional:  # -log p(x) under the null label: the unconditional field's density
             nll_null = -_log_likelihood(run, plan, lambda part: v, draws)[0].cpu()
             metrics.update(
-                _guidance_metrics(run, data, nll_null, sampled_state, sampled["guidance"], files, prepared, fid)
+                guidance_metrics(run, data, nll_null, sampled_state, sampled["guidance"], files, prepared, fid)
             )
     if density:  # the pipeline's output; empty where it does not apply (grid 0 or data not 2-D)
         grid_n = run.score.density_grid if data.dim == 2 else 0
