@@ -64,7 +64,7 @@ def _load(args: argparse.Namespace, datasets: Sequence[str] | None = None) -> Pa
     return params
 
 
-def _committed(path: Path, overrides: Sequence[str] = ()) -> Params | None:
+def _committed(path: Path, overrides: Sequence[str]) -> Params | None:
     """``path`` as git's HEAD has it (where ``dvc exp run`` starts from), or None outside git, and where
     neither the file nor ``overrides`` change it: then nothing can be shadowed."""
     import subprocess

@@ -55,10 +55,12 @@ def load_params(path: str | Path = "params.yaml", overrides: Sequence[str] = ())
     """
     text = read_text(path)
     key = (str(Path(path).resolve()), text, tuple(overrides))
-    if key not in _LOADED:
+    params = _LOADED.get(key)
+    if params is None:
+        params = _validated(path, text, overrides)
         _LOADED.clear()  # one entry: the file a process works from
-        _LOADED[key] = _validated(path, text, overrides)
-    return copy.deepcopy(_LOADED[key])
+        _LOADED[key] = params
+    return copy.deepcopy(params)
 
 
 _LOADED: dict[tuple[str, str, tuple[str, ...]], Params] = {}

@@ -73,7 +73,7 @@ def test_a_study_searches_the_reflow_round(workdir: Path, small_couples: Path) -
         ({"search_space": {"reflow.round": "choice(-1, 1)"}}, r"reflow\.round: .*whole number from 0.*\[-1, 1\]"),
         ({"search_space": {"reflow.round": "choice(0, 1.5)"}}, r"reflow\.round: .*whole number"),
         (
-            {"overrides": ["train.steps=10"]},  # the tiny ladder: euler and rk4 at 4 and 8 NFE
+            {"overrides": ["train.steps=10", "sample.nfe_ladder=[4,8]"]},  # wins over reflow.overrides' ladder
             r"search_space\.reflow\.round: .*a reflow round is scored after \[1, 2, 4, 8\] Euler steps",
         ),
         (  # a round's metric, where round 0 (no round) is a trial too
