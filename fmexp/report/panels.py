@@ -66,8 +66,11 @@ def fig4_panels(params: Params, runs_dir: Path, fig_dir: Path) -> list[Figure]:
             lims = [extent[:2], extent[2:]]
             for ax, logp in zip(row, d["logp"], strict=False):
                 _show_density(ax, logp, extent, cmap="viridis")
-            clouds = [samples["ladder"][f"{n}:{s}"] for n, s in few] + [samples["samples"]]
+            clouds = [samples["ladder"].get(f"{n}:{s}") for n, s in few] + [samples["samples"]]
             for ax, x in zip(row[len(times) :], clouds, strict=False):
+                if x is None:  # not in this method's ladder (a reflow round samples Euler only)
+                    ax.set_axis_off()
+                    continue
                 x = x.numpy()
                 ax.hist2d(x[:, 0], x[:, 1], bins=40, range=lims, cmap="viridis")
             ax = row[-1]

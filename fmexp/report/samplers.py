@@ -46,14 +46,16 @@ def _sampler(solver: str, grid: str) -> str:
 
 
 def sampler_table(quality: pd.DataFrame, budgets: tuple[int, ...] = BUDGETS) -> pd.DataFrame:
-    """Per dataset, method and budget: the best sampler and the runner-up (mean ± sd over seeds), their
-    paired p-value, and how many samplers ran at that budget."""
+    """Per dataset, method and budget where two samplers or more ran: the best sampler and the runner-up
+    (mean ± sd over seeds), their paired p-value, and how many samplers ran at that budget."""
     rows = []
     q = quality.assign(sampler=[_sampler(s, g) for s, g in zip(quality.solver, quality.grid, strict=True)])
     for (dataset, method, nfe), group in q[q.nfe.isin(budgets)].groupby(["dataset", "method", "nfe"], sort=False):
         by_seed = group.pivot_table(index="seed", columns="sampler", values="quality", aggfunc="first")
         ranked = by_seed.mean().sort_values()
-        best, second = ranked.index[0], (ranked.index[1] if len(ranked) > 1 else None)
+        if len(ranked) < 2:  # nothing to compare (a reflow round samples Euler only)
+            continue
+        best, second = ranked.index[0], ranked.index[1]
         sd = by_seed.std()
         rows.append(
             {
@@ -65,9 +67,9 @@ def sampler_table(quality: pd.DataFrame, budgets: tuple[int, ...] = BUDGETS) -> 
                 "best_mean": ranked.iloc[0],
                 "best_sd": sd[best],
                 "runner_up": second,
-                "runner_up_mean": ranked.iloc[1] if second else float("nan"),
-                "runner_up_sd": sd[second] if second else float("nan"),
-                "p": paired_p(by_seed[best].to_numpy(), by_seed[second].to_numpy()) if second else float("nan"),
+                "runner_up_mean": ranked.iloc[1],
+                "runner_up_sd": sd[second],
+                "p": paired_p(by_seed[best].to_numpy(), by_seed[second].to_numpy()),
                 "samplers": len(ranked),
                 "seeds": len(by_seed),
             }

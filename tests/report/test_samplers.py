@@ -42,3 +42,12 @@ def test_the_winner_and_its_paired_p() -> None:
     shown = sampler_display(table.reset_index()).set_index("NFE")
     assert shown.loc[8, "best"].startswith("**heun2 (edm)") and not shown.loc[4, "best"].startswith("**")
     assert "at 8 NFE the best of 1 cells: heun2 (edm) 1 (1 at p < 0.05)" in sampler_summary(table.reset_index())
+
+
+def test_a_cell_with_one_sampler_at_a_budget_is_no_comparison() -> None:
+    """A reflow round samples Euler only: it neither wins nor counts among the cells."""
+    q = _quality()
+    alone = q[q.solver == "euler"].assign(method="m_reflow1")
+    table = sampler_table(pd.concat([q, alone], ignore_index=True))
+    assert set(table.method) == {"m"} and len(table) == 2
+    assert "at 4 NFE the best of 1 cells" in sampler_summary(table)
